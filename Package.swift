@@ -1,0 +1,150 @@
+// swift-tools-version: 6.1
+
+import PackageDescription
+
+// MARK: - Traits
+
+/// Every optional layer of Courier sits behind one trait. All of them are on by default; a build with
+/// `--disable-default-traits` is the provider-agnostic core alone and links no C library.
+let traits: Set<Trait> = [
+    .trait(
+        name: "NATS",
+        description: "JetStreamProvider and JetStreamAdapter over the NATS C client (Debian libnats-dev 3.4.1)."
+    ),
+    .trait(
+        name: "Encryption",
+        description: "AES-256-GCM payload encryption with a runtime key ring, through OpenSSL's libcrypto."
+    ),
+    .trait(
+        name: "CloudEvents",
+        description: "CloudEvents v1.0: the event type, JSON format, batch format and NATS protocol binding."
+    ),
+    .trait(
+        name: "Routing",
+        description: "Broker/Trigger routing of events into sinks with retries, backoff and dead-lettering."
+    ),
+    .default(enabledTraits: ["NATS", "Encryption", "CloudEvents", "Routing"]),
+]
+
+let strictSwift: [SwiftSetting] = [
+    .swiftLanguageMode(.v6),
+    .enableUpcomingFeature("ExistentialAny"),
+    .enableUpcomingFeature("MemberImportVisibility"),
+    .enableUpcomingFeature("InternalImportsByDefault"),
+]
+
+let package = Package(
+    name: "courier",
+    platforms: [.macOS(.v15)],
+    products: [
+        .library(name: "Courier", targets: ["Courier"]),
+        .library(name: "CourierTesting", targets: ["CourierTesting"]),
+        .executable(name: "courier", targets: ["courier"]),
+    ],
+    traits: traits,
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-collections.git", from: "1.6.0"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: C libraries, each reached only through a trait-gated dependency
+        .systemLibrary(
+            name: "CNATS",
+            pkgConfig: "libnats",
+            providers: [.apt(["libnats-dev"])]
+        ),
+        .systemLibrary(
+            name: "COpenSSL",
+            pkgConfig: "libcrypto",
+            providers: [.apt(["libssl-dev"])]
+        ),
+
+        // MARK: Core (no C, no optional dependency)
+        .target(
+            name: "CourierCore",
+            dependencies: [
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "DequeModule", package: "swift-collections"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
+        // MARK: Layers
+        .target(
+            name: "CourierJetStream",
+            dependencies: [
+                "CourierCore",
+                .target(name: "CNATS", condition: .when(traits: ["NATS"])),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "DequeModule", package: "swift-collections"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "CourierCrypto",
+            dependencies: [
+                "CourierCore",
+                .target(name: "COpenSSL", condition: .when(traits: ["Encryption"])),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "CourierCloudEvents",
+            dependencies: ["CourierCore"],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "CourierRouting",
+            dependencies: [
+                "CourierCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "Courier",
+            dependencies: [
+                "CourierCore",
+                .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
+                .target(name: "CourierCrypto", condition: .when(traits: ["Encryption"])),
+                .target(name: "CourierCloudEvents", condition: .when(traits: ["CloudEvents"])),
+                .target(name: "CourierRouting", condition: .when(traits: ["Routing"])),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .target(
+            name: "CourierTesting",
+            dependencies: [
+                "CourierCore",
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .executableTarget(
+            name: "courier",
+            dependencies: [
+                "Courier",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
+        // MARK: Tests
+        .testTarget(
+            name: "CourierCoreTests",
+            dependencies: ["CourierCore", "CourierTesting"],
+            swiftSettings: strictSwift
+        ),
+    ]
+)

@@ -1,0 +1,331 @@
+/// A strict RFC 8259 JSON reader over a contiguous byte buffer.
+///
+/// Used two ways: ``parseDocument(_:)`` builds a ``JSONValue``, and the member-by-member API
+/// (``readObject(_:)``, ``readString()``, ``readValue()``) lets envelope decoders pull fields
+/// without building an intermediate dictionary. Nesting is limited to ``maximumDepth`` so hostile
+/// input cannot exhaust the stack, strings must be valid UTF-8, and numbers out of `Double` range are
+/// rejected rather than turned into infinity.
+package struct JSONReader {
+    /// The deepest nesting of arrays and objects accepted.
+    package static let maximumDepth = 256
+
+    private let bytes: UnsafeBufferPointer<UInt8>
+    private var index: Int
+    private var depth = 0
+
+    package init(_ bytes: UnsafeBufferPointer<UInt8>) {
+        self.bytes = bytes
+        self.index = 0
+    }
+
+    /// Parses a complete document into a ``JSONValue``.
+    package static func parseDocument(_ input: some Collection<UInt8>) throws -> JSONValue {
+        try withContiguous(input) { buffer in
+            var reader = JSONReader(buffer)
+            let value = try reader.readValue()
+            try reader.expectEnd()
+            return value
+        }
+    }
+
+    /// Runs `body` over the bytes of `input` as one contiguous buffer.
+    package static func withContiguous<R>(
+        _ input: some Collection<UInt8>,
+        _ body: (UnsafeBufferPointer<UInt8>) throws -> R
+    ) throws -> R {
+        if let result = try input.withContiguousStorageIfAvailable(body) { return result }
+        return try Array(input).withUnsafeBufferPointer(body)
+    }
+
+    // MARK: Errors
+
+    package func error(_ reason: String) -> CourierError {
+        var excerpt = ""
+        if !bytes.isEmpty {
+            let from = max(0, min(index, bytes.count) - 16)
+            let to = min(bytes.count, from + 40)
+            excerpt = String(decoding: UnsafeBufferPointer(rebasing: bytes[from..<to]), as: UTF8.self)
+        }
+        return CourierError(
+            .invalidJSON,
+            "malformed JSON at byte \(index): \(reason)" + (excerpt.isEmpty ? "" : " (near '\(excerpt)')"),
+            input: excerpt
+        )
+    }
+
+    // MARK: Structure
+
+    package mutating func skipWhitespace() {
+        while index < bytes.count {
+            switch bytes[index] {
+            case 0x20, 0x0A, 0x0D, 0x09: index += 1
+            default: return
+            }
+        }
+    }
+
+    /// Fails unless only whitespace remains.
+    package mutating func expectEnd() throws {
+        skipWhitespace()
+        if index != bytes.count { throw error("unexpected trailing data") }
+    }
+
+    private mutating func peek() throws -> UInt8 {
+        skipWhitespace()
+        guard index < bytes.count else { throw error("unexpected end of input") }
+        return bytes[index]
+    }
+
+    private mutating func expect(_ byte: UInt8, _ what: String) throws {
+        guard try peek() == byte else { throw error("expected \(what)") }
+        index += 1
+    }
+
+    /// Whether the next value is `null`; consumes it when it is.
+    package mutating func consumeNull() throws -> Bool {
+        guard try peek() == UInt8(ascii: "n") else { return false }
+        try readLiteral("null")
+        return true
+    }
+
+    /// Reads an object, calling `member` with each key; `member` must consume the value.
+    package mutating func readObject(_ member: (inout JSONReader, String) throws -> Void) throws {
+        try expect(UInt8(ascii: "{"), "'{'")
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        if try peek() == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            let key = try readString()
+            try expect(UInt8(ascii: ":"), "':' after key '\(key)'")
+            try member(&self, key)
+            switch try peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"):
+                index += 1
+                return
+            default: throw error("expected ',' or '}' in object")
+            }
+        }
+    }
+
+    /// Reads an array, calling `element` for each element; `element` must consume the value.
+    package mutating func readArray(_ element: (inout JSONReader) throws -> Void) throws {
+        try expect(UInt8(ascii: "["), "'['")
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        if try peek() == UInt8(ascii: "]") {
+            index += 1
+            return
+        }
+        while true {
+            try element(&self)
+            switch try peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "]"):
+                index += 1
+                return
+            default: throw error("expected ',' or ']' in array")
+            }
+        }
+    }
+
+    // MARK: Values
+
+    /// Reads any value.
+    package mutating func readValue() throws -> JSONValue {
+        switch try peek() {
+        case UInt8(ascii: "{"):
+            var object: [String: JSONValue] = [:]
+            try readObject { reader, key in object[key] = try reader.readValue() }
+            return .object(object)
+        case UInt8(ascii: "["):
+            var array: [JSONValue] = []
+            try readArray { reader in array.append(try reader.readValue()) }
+            return .array(array)
+        case UInt8(ascii: "\""):
+            return .string(try readString())
+        case UInt8(ascii: "t"):
+            try readLiteral("true")
+            return .bool(true)
+        case UInt8(ascii: "f"):
+            try readLiteral("false")
+            return .bool(false)
+        case UInt8(ascii: "n"):
+            try readLiteral("null")
+            return .null
+        case UInt8(ascii: "-"), UInt8(ascii: "0")...UInt8(ascii: "9"):
+            return try readNumber()
+        default:
+            throw error("unexpected character")
+        }
+    }
+
+    /// Skips any value without building it.
+    package mutating func skipValue() throws {
+        switch try peek() {
+        case UInt8(ascii: "{"): try readObject { reader, _ in try reader.skipValue() }
+        case UInt8(ascii: "["): try readArray { reader in try reader.skipValue() }
+        default: _ = try readValue()
+        }
+    }
+
+    private mutating func readLiteral(_ literal: StaticString) throws {
+        let length = literal.utf8CodeUnitCount
+        guard index + length <= bytes.count else { throw error("unexpected end of input") }
+        let matches = literal.withUTF8Buffer { expected in
+            for i in 0..<length where bytes[index + i] != expected[i] { return false }
+            return true
+        }
+        guard matches else { throw error("invalid literal") }
+        index += length
+    }
+
+    /// Reads a string value.
+    package mutating func readString() throws -> String {
+        guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string") }
+        index += 1
+        let start = index
+        // Fast path: no escapes.
+        while index < bytes.count {
+            let byte = bytes[index]
+            if byte == UInt8(ascii: "\"") {
+                let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
+                index += 1
+                guard let string = String(validating: slice, as: UTF8.self) else {
+                    index = start
+                    throw error("string is not valid UTF-8")
+                }
+                return string
+            }
+            if byte == UInt8(ascii: "\\") { break }
+            if byte < 0x20 { throw error("unescaped control character in string") }
+            index += 1
+        }
+        var scratch = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))
+        while index < bytes.count {
+            let byte = bytes[index]
+            index += 1
+            switch byte {
+            case UInt8(ascii: "\""):
+                guard let string = String(validating: scratch, as: UTF8.self) else {
+                    throw error("string is not valid UTF-8")
+                }
+                return string
+            case UInt8(ascii: "\\"):
+                guard index < bytes.count else { throw error("unterminated escape") }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"): scratch.append(escape)
+                case UInt8(ascii: "b"): scratch.append(0x08)
+                case UInt8(ascii: "f"): scratch.append(0x0C)
+                case UInt8(ascii: "n"): scratch.append(0x0A)
+                case UInt8(ascii: "r"): scratch.append(0x0D)
+                case UInt8(ascii: "t"): scratch.append(0x09)
+                case UInt8(ascii: "u"):
+                    var scalar = try readHex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                            bytes[index + 1] == UInt8(ascii: "u")
+                        else { throw error("unpaired high surrogate") }
+                        index += 2
+                        let low = try readHex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw error("invalid low surrogate") }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw error("unpaired low surrogate")
+                    }
+                    guard let unicode = Unicode.Scalar(scalar) else { throw error("invalid unicode escape") }
+                    scratch.append(contentsOf: String(Character(unicode)).utf8)
+                default:
+                    throw error("invalid escape '\\\(Character(Unicode.Scalar(escape)))'")
+                }
+            default:
+                if byte < 0x20 { throw error("unescaped control character in string") }
+                scratch.append(byte)
+            }
+        }
+        throw error("unterminated string")
+    }
+
+    private mutating func readHex4() throws -> UInt32 {
+        guard index + 4 <= bytes.count else { throw error("truncated unicode escape") }
+        var value: UInt32 = 0
+        for _ in 0..<4 {
+            let byte = bytes[index]
+            let digit: UInt32
+            switch byte {
+            case UInt8(ascii: "0")...UInt8(ascii: "9"): digit = UInt32(byte - 0x30)
+            case UInt8(ascii: "a")...UInt8(ascii: "f"): digit = UInt32(byte - 0x61 + 10)
+            case UInt8(ascii: "A")...UInt8(ascii: "F"): digit = UInt32(byte - 0x41 + 10)
+            default: throw error("invalid hex digit in unicode escape")
+            }
+            value = value << 4 | digit
+            index += 1
+        }
+        return value
+    }
+
+    /// Reads a number, an integer when it has no fraction or exponent and fits in 64 bits.
+    package mutating func readNumber() throws -> JSONValue {
+        skipWhitespace()
+        let start = index
+        var negative = false
+        if index < bytes.count, bytes[index] == UInt8(ascii: "-") {
+            negative = true
+            index += 1
+        }
+        guard index < bytes.count, isDigit(bytes[index]) else { throw error("expected a digit") }
+        var integral: UInt64 = 0
+        var overflow = false
+        if bytes[index] == UInt8(ascii: "0") {
+            index += 1
+            if index < bytes.count, isDigit(bytes[index]) { throw error("leading zero in number") }
+        } else {
+            while index < bytes.count, isDigit(bytes[index]) {
+                let (times10, o1) = integral.multipliedReportingOverflow(by: 10)
+                let (sum, o2) = times10.addingReportingOverflow(UInt64(bytes[index] - 0x30))
+                overflow = overflow || o1 || o2
+                integral = sum
+                index += 1
+            }
+        }
+        var isInteger = true
+        if index < bytes.count, bytes[index] == UInt8(ascii: ".") {
+            isInteger = false
+            index += 1
+            guard index < bytes.count, isDigit(bytes[index]) else { throw error("expected a digit after '.'") }
+            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+        }
+        if index < bytes.count, bytes[index] == UInt8(ascii: "e") || bytes[index] == UInt8(ascii: "E") {
+            isInteger = false
+            index += 1
+            if index < bytes.count, bytes[index] == UInt8(ascii: "+") || bytes[index] == UInt8(ascii: "-") {
+                index += 1
+            }
+            guard index < bytes.count, isDigit(bytes[index]) else { throw error("expected a digit in exponent") }
+            while index < bytes.count, isDigit(bytes[index]) { index += 1 }
+        }
+        if isInteger, !overflow {
+            if negative, integral <= UInt64(Int64.max) + 1 {
+                return .int(integral == UInt64(Int64.max) + 1 ? Int64.min : -Int64(integral))
+            }
+            if !negative, integral <= UInt64(Int64.max) { return .int(Int64(integral)) }
+        }
+        let text = String(decoding: UnsafeBufferPointer(rebasing: bytes[start..<index]), as: UTF8.self)
+        guard let double = Double(text), double.isFinite else {
+            index = start
+            throw error("number \(text) is out of range")
+        }
+        return .double(double)
+    }
+
+    @inline(__always)
+    private func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
+}

@@ -1,0 +1,130 @@
+/// Writes compact JSON into a byte buffer.
+///
+/// Strings escape only what RFC 8259 requires (`"`, `\` and control characters), object keys are
+/// written in UTF-8 byte order, and doubles use the shortest text that reads back to the same value
+/// with serde_json's exponent style (`1e-7`, `1e16`), so Courier and a3s-event write the same bytes.
+/// Non-finite doubles, which JSON cannot represent, are written as `null`.
+public enum JSONWriter {
+    /// Appends the encoding of `value`.
+    public static func write(_ value: JSONValue, into out: inout [UInt8]) {
+        switch value {
+        case .null: out.append(contentsOf: nullBytes)
+        case .bool(let b): b ? out.append(contentsOf: trueBytes) : out.append(contentsOf: falseBytes)
+        case .int(let i): writeInt(i, into: &out)
+        case .double(let d): writeDouble(d, into: &out)
+        case .string(let s): writeString(s, into: &out)
+        case .array(let a):
+            out.append(UInt8(ascii: "["))
+            var first = true
+            for element in a {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                write(element, into: &out)
+            }
+            out.append(UInt8(ascii: "]"))
+        case .object(let o):
+            out.append(UInt8(ascii: "{"))
+            var first = true
+            for key in sortedKeys(o) {
+                if !first { out.append(UInt8(ascii: ",")) }
+                first = false
+                writeString(key, into: &out)
+                out.append(UInt8(ascii: ":"))
+                write(o[key]!, into: &out)
+            }
+            out.append(UInt8(ascii: "}"))
+        }
+    }
+
+    /// The keys of a dictionary in UTF-8 byte order.
+    public static func sortedKeys<V>(_ dictionary: [String: V]) -> [String] {
+        if dictionary.count < 2 { return Array(dictionary.keys) }
+        return dictionary.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    }
+
+    /// Appends a string object member `"key":"value"`, preceded by a comma unless `first`.
+    @inlinable
+    public static func writeMember(_ key: StaticString, first: Bool = false, into out: inout [UInt8]) {
+        if !first { out.append(UInt8(ascii: ",")) }
+        out.append(UInt8(ascii: "\""))
+        key.withUTF8Buffer { out.append(contentsOf: $0) }
+        out.append(UInt8(ascii: "\""))
+        out.append(UInt8(ascii: ":"))
+    }
+
+    /// Appends a 64-bit integer in decimal.
+    public static func writeInt(_ value: Int64, into out: inout [UInt8]) {
+        if value < 0 { out.append(UInt8(ascii: "-")) }
+        var magnitude = value.magnitude
+        let start = out.count
+        repeat {
+            out.append(UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30)
+            magnitude /= 10
+        } while magnitude > 0
+        out[start...].reverse()
+    }
+
+    /// Appends a double as its shortest round-trip text, `null` when it is not finite.
+    public static func writeDouble(_ value: Double, into out: inout [UInt8]) {
+        guard value.isFinite else {
+            out.append(contentsOf: nullBytes)
+            return
+        }
+        // Swift's description is the shortest round-trip form; only the exponent style differs
+        // from serde_json's ("1e-07" / "1e+16" versus "1e-7" / "1e16").
+        let text = value.description.utf8
+        guard let e = text.firstIndex(of: UInt8(ascii: "e")) else {
+            out.append(contentsOf: text)
+            return
+        }
+        out.append(contentsOf: text[..<e])
+        out.append(UInt8(ascii: "e"))
+        var rest = text[text.index(after: e)...]
+        if rest.first == UInt8(ascii: "+") {
+            rest = rest.dropFirst()
+        } else if rest.first == UInt8(ascii: "-") {
+            out.append(UInt8(ascii: "-"))
+            rest = rest.dropFirst()
+        }
+        while rest.count > 1, rest.first == UInt8(ascii: "0") { rest = rest.dropFirst() }
+        out.append(contentsOf: rest)
+    }
+
+    /// Appends a quoted, escaped string.
+    public static func writeString(_ value: String, into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "\""))
+        var copy = value
+        copy.withUTF8 { bytes in
+            var runStart = 0
+            for i in 0..<bytes.count {
+                let byte = bytes[i]
+                guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
+                if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
+                runStart = i + 1
+                out.append(UInt8(ascii: "\\"))
+                switch byte {
+                case UInt8(ascii: "\""): out.append(UInt8(ascii: "\""))
+                case UInt8(ascii: "\\"): out.append(UInt8(ascii: "\\"))
+                case 0x0A: out.append(UInt8(ascii: "n"))
+                case 0x0D: out.append(UInt8(ascii: "r"))
+                case 0x09: out.append(UInt8(ascii: "t"))
+                case 0x08: out.append(UInt8(ascii: "b"))
+                case 0x0C: out.append(UInt8(ascii: "f"))
+                default:
+                    out.append(contentsOf: [UInt8(ascii: "u"), 0x30, 0x30, hexDigit(byte >> 4), hexDigit(byte & 0xF)])
+                }
+            }
+            if runStart < bytes.count { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart...])) }
+        }
+        out.append(UInt8(ascii: "\""))
+    }
+
+    @inline(__always)
+    private static func hexDigit(_ nibble: UInt8) -> UInt8 {
+        nibble < 10 ? 0x30 + nibble : 0x61 + nibble - 10
+    }
+
+    private static let nullBytes: [UInt8] = Array("null".utf8)
+    private static let trueBytes: [UInt8] = Array("true".utf8)
+    private static let falseBytes: [UInt8] = Array("false".utf8)
+}

@@ -1,0 +1,341 @@
+import DequeModule
+public import Logging
+import Synchronization
+
+/// The embedded provider: a bounded in-process stream with durable consumers.
+///
+/// It is a faithful provider, not a stub. Sequences increase monotonically; the log is bounded
+/// by ``Configuration/maxEvents``, ``Configuration/maxBytes`` and ``Configuration/maxAge`` (oldest
+/// dropped first); publishes are deduplicated by message id within a window; consumers keep their
+/// position, honour every ``DeliverPolicy``, redeliver after their ack wait (with backoff), honour
+/// `nak(delay:)`, `maxAckPending` and `maxDeliver`, and dead-letter exhausted or terminated events.
+///
+/// Publishers never wait for subscribers. Every subscription, ephemeral or durable, reads from
+/// the retained log at its own pace; an event a consumer had not yet read when retention dropped
+/// it is counted in ``ProviderInfo/details`` under `eventsMissed` (and per consumer) instead of
+/// vanishing silently.
+public final class MemoryProvider: EventProvider {
+    /// Limits and behaviour of the embedded stream.
+    public struct Configuration: Sendable {
+        /// The stream name reported in ``ReceivedEvent/stream``.
+        public var stream: String = "MEMORY"
+        /// The subject prefix.
+        public var subjectPrefix: String = Subjects.defaultPrefix
+        /// The most events kept.
+        public var maxEvents: Int = 1_000_000
+        /// The most bytes (of wire JSON) kept.
+        public var maxBytes: Int = 512 * 1024 * 1024
+        /// How long events are kept; `nil` keeps them until a size limit drops them.
+        public var maxAge: Duration? = nil
+        /// How long a message id is remembered for dedupe.
+        public var duplicateWindow: Duration = .seconds(120)
+        /// The largest event accepted, in bytes of wire JSON (NATS' default `max_payload`).
+        public var maxPayloadBytes: Int = 1024 * 1024
+        /// Where exhausted and terminated deliveries go unless a subscription names its own.
+        public var deadLetterHandler: any DlqHandler = MemoryDlqHandler()
+        /// The logger for diagnostics.
+        public var logger: Logger = Logger(label: "courier.memory")
+
+        /// Creates the default configuration.
+        public init() {}
+    }
+
+    public let name = "memory"
+    /// The configuration the provider was created with.
+    public let configuration: Configuration
+    public var subjectPrefix: String { configuration.subjectPrefix }
+    /// The provider's dead-letter handler.
+    public var deadLetters: any DlqHandler { configuration.deadLetterHandler }
+
+    private let state: Mutex<MemoryStreamState>
+    private let waiterIDs = Atomic<UInt64>(0)
+
+    /// Creates an empty provider.
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+        self.state = Mutex(MemoryStreamState(configuration: configuration))
+    }
+
+    // MARK: Publish
+
+    public func publish(_ event: Event, options: PublishOptions) async throws -> PublishAck {
+        try publishNow(event, options: options)
+    }
+
+    /// Publishes without suspending (the memory provider never waits).
+    @discardableResult
+    public func publishNow(_ event: Event, options: PublishOptions = PublishOptions()) throws -> PublishAck {
+        try event.validate()
+        guard event.subject.hasPrefix(subjectPrefix + ".") else {
+            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
+        }
+        let size = event.wireJSON().count
+        guard size <= configuration.maxPayloadBytes else {
+            throw CourierError(
+                .payloadTooLarge,
+                "event \(event.id) on '\(event.subject)' is \(size) bytes; the maximum is \(configuration.maxPayloadBytes)",
+                input: event.subject
+            )
+        }
+        let (ack, wake) = try state.withLock { state in
+            try state.append(event, size: size, messageID: options.messageID ?? event.id, options: options)
+        }
+        for waiter in wake { waiter.resume() }
+        return ack
+    }
+
+    // MARK: Subscribe
+
+    public func subscribe(_ filter: String, options: SubscribeOptions) async throws -> EventSubscription {
+        let parsed = try validatedFilter(filter)
+        try options.validate()
+        let name = try state.withLock { state in
+            try state.createConsumer(name: nil, filter: parsed, options: options, policy: options.deliverPolicy ?? .new)
+        }
+        return EventSubscription(
+            consumer: nil,
+            filter: filter,
+            source: MemorySubscription(provider: self, consumer: name, deadLetters: options.deadLetterHandler ?? deadLetters)
+        )
+    }
+
+    public func subscribeDurable(consumer: String, filter: String, options: SubscribeOptions) async throws
+        -> EventSubscription
+    {
+        let parsed = try validatedFilter(filter)
+        try options.validate()
+        let name = try ConsumerName.sanitize(consumer)
+        _ = try state.withLock { state in
+            try state.createConsumer(name: name, filter: parsed, options: options, policy: options.deliverPolicy ?? .all)
+        }
+        return EventSubscription(
+            consumer: name,
+            filter: filter,
+            source: MemorySubscription(provider: self, consumer: name, deadLetters: options.deadLetterHandler ?? deadLetters)
+        )
+    }
+
+    public func unsubscribe(consumer: String) async throws {
+        let name = try ConsumerName.sanitize(consumer)
+        let wake = try state.withLock { state in
+            guard let removed = state.consumers.removeValue(forKey: name), removed.durable else {
+                throw CourierError(.notFound, "no durable consumer '\(consumer)' on stream \(configuration.stream)", input: consumer)
+            }
+            removed.deleted = true
+            return removed.takeWaiters()
+        }
+        for waiter in wake { waiter.resume() }
+    }
+
+    // MARK: Queries
+
+    public func history(filter: String?, limit: Int) async throws -> [Event] {
+        let parsed = try filter.map { try validatedFilter($0) }
+        guard limit > 0 else { return [] }
+        return state.withLock { state in
+            var found: [Event] = []
+            for stored in state.log.reversed() where parsed?.matches(stored.event.subject) ?? true {
+                found.append(stored.event)
+                if found.count == limit { break }
+            }
+            return found.reversed()
+        }
+    }
+
+    public func info() async throws -> ProviderInfo {
+        state.withLock { state in
+            ProviderInfo(
+                provider: name,
+                stream: configuration.stream,
+                subjectPrefix: subjectPrefix,
+                messages: UInt64(state.log.count),
+                bytes: UInt64(state.bytes),
+                firstSequence: state.log.first?.sequence ?? 0,
+                lastSequence: state.lastSequence,
+                consumers: state.consumers.values.filter(\.durable).count,
+                state: state.closed ? "closed" : "embedded",
+                details: [
+                    "eventsMissed": String(state.eventsMissed),
+                    "deadLettered": String(state.deadLettered),
+                    "deadLetterFailures": String(state.deadLetterFailures),
+                    "duplicatesRejected": String(state.duplicates),
+                    "subscriptions": String(state.consumers.count),
+                ]
+            )
+        }
+    }
+
+    /// Delivery counters of one consumer: delivered, acknowledged, pending, missed.
+    public func consumerInfo(_ consumer: String) throws -> [String: UInt64] {
+        let name = try ConsumerName.sanitize(consumer)
+        return try state.withLock { state in
+            guard let c = state.consumers[name] else {
+                throw CourierError(.notFound, "no consumer '\(consumer)'", input: consumer)
+            }
+            return [
+                "delivered": c.delivered, "acknowledged": c.acknowledged, "pending": UInt64(c.pending.count),
+                "missed": c.missed, "nextSequence": c.nextSequence,
+            ]
+        }
+    }
+
+    public func health() async -> Bool { state.withLock { !$0.closed } }
+
+    public func shutdown() async {
+        let wake = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.closed = true
+            return state.consumers.values.flatMap { $0.takeWaiters() }
+        }
+        for waiter in wake { waiter.resume() }
+    }
+
+    // MARK: Delivery (used by MemorySubscription and MemoryDelivery)
+
+    fileprivate func nextDelivery(for subscription: MemorySubscription) async throws -> PendingEvent? {
+        while true {
+            if Task.isCancelled || subscription.isClosed { return nil }
+            let step = state.withLock { $0.step(consumer: subscription.consumer, now: .now) }
+            switch step {
+            case .closed:
+                return nil
+            case .deliver(let received):
+                return PendingEvent(
+                    received: received,
+                    handle: MemoryDelivery(provider: self, subscription: subscription, received: received)
+                )
+            case .deadLetter(let jobs):
+                for job in jobs { await deadLetter(job, handler: subscription.deadLetters) }
+            case .wait(let generation, let deadline):
+                await wait(consumer: subscription.consumer, generation: generation, deadline: deadline)
+            }
+        }
+    }
+
+    fileprivate func apply(_ action: AckAction, sequence: UInt64, subscription: MemorySubscription) async {
+        let (job, wake) = state.withLock { state in
+            state.apply(action, sequence: sequence, consumer: subscription.consumer, now: .now)
+        }
+        for waiter in wake { waiter.resume() }
+        if let job { await deadLetter(job, handler: subscription.deadLetters) }
+    }
+
+    fileprivate func closeSubscription(_ subscription: MemorySubscription) {
+        let wake = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            guard let consumer = state.consumers[subscription.consumer] else { return [] }
+            consumer.subscriptions -= 1
+            if !consumer.durable, consumer.subscriptions <= 0 {
+                state.consumers[subscription.consumer] = nil
+                consumer.deleted = true
+            }
+            return consumer.takeWaiters()
+        }
+        for waiter in wake { waiter.resume() }
+    }
+
+    fileprivate func attachSubscription(to consumer: String) {
+        state.withLock { $0.consumers[consumer]?.subscriptions += 1 }
+    }
+
+    private func deadLetter(_ job: DeadLetterJob, handler: any DlqHandler) async {
+        do {
+            try await handler.handle(job.letter)
+            state.withLock { $0.deadLettered += 1 }
+        } catch {
+            configuration.logger.error(
+                "dead-letter handler failed; the event stays pending and is retried",
+                metadata: [
+                    "consumer": "\(job.consumer)", "sequence": "\(job.sequence)", "subject": "\(job.letter.originalSubject)",
+                    "error": "\(error)",
+                ]
+            )
+            state.withLock { $0.requeueDeadLetter(job, now: .now) }
+        }
+    }
+
+    private func wait(consumer: String, generation: UInt64, deadline: ContinuousClock.Instant?) async {
+        let id = waiterIDs.add(1, ordering: .relaxed).newValue
+        await withTaskCancellationHandler {
+            await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+                let registered = state.withLock { state -> Bool in
+                    guard !state.closed, !Task.isCancelled, let c = state.consumers[consumer], c.generation == generation
+                    else { return false }
+                    c.waiters[id] = MemoryConsumer.Waiter(continuation: continuation)
+                    return true
+                }
+                guard registered else {
+                    continuation.resume()
+                    return
+                }
+                guard let deadline else { return }
+                let timer = Task { [weak self] in
+                    try? await Task.sleep(until: deadline, clock: .continuous)
+                    self?.wake(consumer: consumer, waiter: id)
+                }
+                let keep = state.withLock { state -> Bool in
+                    guard let c = state.consumers[consumer], c.waiters[id] != nil else { return false }
+                    c.waiters[id]?.timer = timer
+                    return true
+                }
+                if !keep { timer.cancel() }
+            }
+        } onCancel: {
+            wake(consumer: consumer, waiter: id)
+        }
+    }
+
+    private func wake(consumer: String, waiter id: UInt64) {
+        let waiter = state.withLock { $0.consumers[consumer]?.waiters.removeValue(forKey: id) }
+        waiter?.timer?.cancel()
+        waiter?.continuation.resume()
+    }
+}
+
+// MARK: - Subscription and delivery handles
+
+/// One subscription to a memory consumer.
+final class MemorySubscription: EventSubscriptionSource {
+    let provider: MemoryProvider
+    let consumer: String
+    let deadLetters: any DlqHandler
+    private let closed = Atomic<Bool>(false)
+
+    init(provider: MemoryProvider, consumer: String, deadLetters: any DlqHandler) {
+        self.provider = provider
+        self.consumer = consumer
+        self.deadLetters = deadLetters
+        provider.attachSubscription(to: consumer)
+    }
+
+    var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    func next() async throws -> PendingEvent? {
+        try await provider.nextDelivery(for: self)
+    }
+
+    func close() async { closeNow() }
+
+    private func closeNow() {
+        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            return
+        }
+        provider.closeSubscription(self)
+    }
+
+    deinit { closeNow() }
+}
+
+/// One delivery from a memory consumer.
+final class MemoryDelivery: DeliveryHandle, @unchecked Sendable {
+    let provider: MemoryProvider
+    let subscription: MemorySubscription
+
+    init(provider: MemoryProvider, subscription: MemorySubscription, received: ReceivedEvent) {
+        self.provider = provider
+        self.subscription = subscription
+        super.init(sequence: received.sequence)
+    }
+
+    override func perform(_ action: AckAction) async throws {
+        await provider.apply(action, sequence: sequence, subscription: subscription)
+    }
+}

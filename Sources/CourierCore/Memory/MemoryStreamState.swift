@@ -1,0 +1,432 @@
+import DequeModule
+
+/// A stored event.
+struct StoredEvent {
+    let sequence: UInt64
+    let event: Event
+    let size: Int
+    /// Unix nanoseconds when it was stored (for `startTime` and `maxAge`).
+    let storedAt: Int64
+}
+
+/// A dead letter to hand to a handler, outside the lock.
+struct DeadLetterJob: Sendable {
+    let consumer: String
+    let sequence: UInt64
+    let letter: DeadLetterEvent
+}
+
+/// What a subscription should do next.
+enum DeliveryStep: Sendable {
+    case deliver(ReceivedEvent)
+    case deadLetter([DeadLetterJob])
+    case wait(generation: UInt64, deadline: ContinuousClock.Instant?)
+    case closed
+}
+
+/// Consumer state. Only ever touched while the provider's lock is held.
+final class MemoryConsumer {
+    struct Pending {
+        var deliveries: Int
+        var dueAt: ContinuousClock.Instant
+        var version: UInt32
+        var firstDeliveredAt: Int64
+        /// Set when the next due time should dead-letter instead of redeliver.
+        var deadLetterReason: String?
+    }
+
+    struct Due {
+        let dueAt: ContinuousClock.Instant
+        let sequence: UInt64
+        let version: UInt32
+    }
+
+    struct Waiter {
+        let continuation: CheckedContinuation<Void, Never>
+        var timer: Task<Void, Never>? = nil
+    }
+
+    let name: String
+    let durable: Bool
+    let filter: SubjectFilter
+    var options: SubscribeOptions
+    var nextSequence: UInt64
+    /// Sequences to deliver before `nextSequence` (the `lastPerSubject` seed).
+    var seeded: Deque<UInt64>
+    var pending: [UInt64: Pending] = [:]
+    var due = MinHeap<Due> { ($0.dueAt, $0.sequence) < ($1.dueAt, $1.sequence) }
+    var waiters: [UInt64: Waiter] = [:]
+    var generation: UInt64 = 0
+    var subscriptions = 0
+    var deleted = false
+    var delivered: UInt64 = 0
+    var acknowledged: UInt64 = 0
+    var missed: UInt64 = 0
+
+    init(name: String, durable: Bool, filter: SubjectFilter, options: SubscribeOptions, start: UInt64, seeded: Deque<UInt64>) {
+        self.name = name
+        self.durable = durable
+        self.filter = filter
+        self.options = options
+        self.nextSequence = start
+        self.seeded = seeded
+    }
+
+    /// Removes and returns every waiter, bumping the generation so a waiter about to register
+    /// notices the change.
+    func takeWaiters() -> [CheckedContinuation<Void, Never>] {
+        generation &+= 1
+        guard !waiters.isEmpty else { return [] }
+        let taken = waiters.values
+        waiters.removeAll(keepingCapacity: true)
+        return taken.map { waiter in
+            waiter.timer?.cancel()
+            return waiter.continuation
+        }
+    }
+
+    func schedule(_ sequence: UInt64, _ pending: Pending) {
+        self.pending[sequence] = pending
+        due.insert(Due(dueAt: pending.dueAt, sequence: sequence, version: pending.version))
+        // Acked deliveries leave stale heap entries behind; compact once they dominate.
+        if due.count > 2 * self.pending.count + 64 {
+            due.retain { self.pending[$0.sequence]?.version == $0.version }
+        }
+    }
+
+    func exhaustionReason(_ pending: Pending) -> String? {
+        if let reason = pending.deadLetterReason { return reason }
+        guard let maxDeliver = options.maxDeliver, pending.deliveries >= maxDeliver else { return nil }
+        return "maximum deliveries (\(maxDeliver)) exhausted"
+    }
+}
+
+/// The whole state of a memory stream, guarded by the provider's mutex.
+struct MemoryStreamState {
+    let configuration: MemoryProvider.Configuration
+    var log: Deque<StoredEvent> = []
+    var lastSequence: UInt64 = 0
+    var bytes = 0
+    var dedupe: [String: UInt64] = [:]
+    var dedupeOrder: Deque<(id: String, sequence: UInt64, at: Int64)> = []
+    var consumers: [String: MemoryConsumer] = [:]
+    var nextEphemeral: UInt64 = 0
+    var closed = false
+    var eventsMissed: UInt64 = 0
+    var deadLettered: UInt64 = 0
+    var deadLetterFailures: UInt64 = 0
+    var duplicates: UInt64 = 0
+
+    init(configuration: MemoryProvider.Configuration) {
+        self.configuration = configuration
+    }
+
+    var firstSequence: UInt64 { log.first?.sequence ?? lastSequence + 1 }
+
+    func stored(_ sequence: UInt64) -> StoredEvent? {
+        let first = firstSequence
+        guard sequence >= first, sequence <= lastSequence else { return nil }
+        return log[Int(sequence - first)]
+    }
+
+    private func closedError() -> CourierError {
+        CourierError(.closed, "memory stream \(configuration.stream) is shut down", input: configuration.stream)
+    }
+
+    // MARK: Append
+
+    mutating func append(
+        _ event: Event,
+        size: Int,
+        messageID: String,
+        options: PublishOptions
+    ) throws -> (PublishAck, [CheckedContinuation<Void, Never>]) {
+        guard !closed else { throw closedError() }
+        let now = WallClock.nowNanoseconds()
+        pruneDedupe(now: now)
+        if let original = dedupe[messageID] {
+            duplicates += 1
+            return (PublishAck(sequence: original, stream: configuration.stream, duplicate: true), [])
+        }
+        if let expected = options.expectedLastSequence, expected != lastSequence {
+            throw CourierError(
+                .wrongLastSequence,
+                "expected last sequence \(expected) but stream \(configuration.stream) is at \(lastSequence)",
+                input: String(expected)
+            )
+        }
+        lastSequence += 1
+        let sequence = lastSequence
+        log.append(StoredEvent(sequence: sequence, event: event, size: size, storedAt: now))
+        bytes += size
+        dedupe[messageID] = sequence
+        dedupeOrder.append((messageID, sequence, now))
+        enforceRetention(now: now)
+
+        var wake: [CheckedContinuation<Void, Never>] = []
+        for consumer in consumers.values where !consumer.waiters.isEmpty && consumer.filter.matches(event.subject) {
+            wake.append(contentsOf: consumer.takeWaiters())
+        }
+        return (PublishAck(sequence: sequence, stream: configuration.stream), wake)
+    }
+
+    private mutating func pruneDedupe(now: Int64) {
+        let horizon = now - configuration.duplicateWindow.nanoseconds
+        // Bounded by time and, so memory stays bounded under any rate, by the retention size.
+        let maximum = max(configuration.maxEvents, 1024)
+        while let oldest = dedupeOrder.first, oldest.at < horizon || dedupeOrder.count > maximum {
+            dedupeOrder.removeFirst()
+            if dedupe[oldest.id] == oldest.sequence { dedupe[oldest.id] = nil }
+        }
+    }
+
+    private mutating func enforceRetention(now: Int64) {
+        let ageHorizon = configuration.maxAge.map { now - $0.nanoseconds }
+        while let oldest = log.first,
+            log.count > configuration.maxEvents || bytes > configuration.maxBytes
+                || (ageHorizon.map { oldest.storedAt < $0 } ?? false)
+        {
+            log.removeFirst()
+            bytes -= oldest.size
+            for consumer in consumers.values
+            where consumer.nextSequence <= oldest.sequence && consumer.filter.matches(oldest.event.subject) {
+                consumer.missed += 1
+                eventsMissed += 1
+            }
+        }
+    }
+
+    // MARK: Consumers
+
+    mutating func createConsumer(
+        name: String?,
+        filter: SubjectFilter,
+        options: SubscribeOptions,
+        policy: DeliverPolicy
+    ) throws -> String {
+        guard !closed else { throw closedError() }
+        if let name, let existing = consumers[name] {
+            guard existing.filter.pattern == filter.pattern else {
+                throw CourierError(
+                    .invalidConfiguration,
+                    "durable consumer '\(name)' exists with filter '\(existing.filter.pattern)', not '\(filter.pattern)'",
+                    input: name
+                )
+            }
+            existing.options = options
+            return name
+        }
+        let consumerName: String
+        if let name {
+            consumerName = name
+        } else {
+            nextEphemeral += 1
+            consumerName = "_ephemeral_\(nextEphemeral)"
+        }
+        var seeded: Deque<UInt64> = []
+        let start: UInt64
+        switch policy.kind {
+        case .all:
+            start = firstSequence
+        case .new:
+            start = lastSequence + 1
+        case .last:
+            start = log.last(where: { filter.matches($0.event.subject) })?.sequence ?? lastSequence + 1
+        case .lastPerSubject:
+            var lastBySubject: [String: UInt64] = [:]
+            for stored in log where filter.matches(stored.event.subject) {
+                lastBySubject[stored.event.subject] = stored.sequence
+            }
+            seeded = Deque(lastBySubject.values.sorted())
+            start = lastSequence + 1
+        case .startSequence(let sequence):
+            start = max(sequence, firstSequence)
+        case .startTime(let unixNanoseconds):
+            // Stored times only increase: binary search for the first at or after the start time.
+            var low = 0
+            var high = log.count
+            while low < high {
+                let mid = (low + high) / 2
+                if log[mid].storedAt < unixNanoseconds { low = mid + 1 } else { high = mid }
+            }
+            start = low < log.count ? log[low].sequence : lastSequence + 1
+        }
+        consumers[consumerName] = MemoryConsumer(
+            name: consumerName,
+            durable: name != nil,
+            filter: filter,
+            options: options,
+            start: start,
+            seeded: seeded
+        )
+        return consumerName
+    }
+
+    // MARK: Delivery
+
+    mutating func step(consumer name: String, now: ContinuousClock.Instant) -> DeliveryStep {
+        guard !closed, let consumer = consumers[name], !consumer.deleted else { return .closed }
+        var letters: [DeadLetterJob] = []
+
+        // 1. Due redeliveries (ack-wait expiries and naks), dead-lettering exhausted ones.
+        while let top = consumer.due.min, top.dueAt <= now {
+            guard var pending = consumer.pending[top.sequence], pending.version == top.version else {
+                consumer.due.removeMin()
+                continue
+            }
+            guard let stored = stored(top.sequence) else {
+                consumer.due.removeMin()
+                consumer.pending[top.sequence] = nil
+                consumer.missed += 1
+                eventsMissed += 1
+                continue
+            }
+            if let reason = consumer.exhaustionReason(pending) {
+                consumer.due.removeMin()
+                consumer.pending[top.sequence] = nil
+                letters.append(
+                    DeadLetterJob(
+                        consumer: name,
+                        sequence: top.sequence,
+                        letter: DeadLetterEvent(
+                            event: stored.event,
+                            reason: reason,
+                            attempts: pending.deliveries,
+                            consumer: consumer.durable ? name : nil,
+                            streamSequence: top.sequence,
+                            firstFailureAt: pending.firstDeliveredAt
+                        )
+                    )
+                )
+                continue
+            }
+            guard letters.isEmpty else { break }
+            consumer.due.removeMin()
+            pending.deliveries += 1
+            pending.version &+= 1
+            pending.dueAt = now + consumer.options.expiryWait(afterDelivery: pending.deliveries)
+            consumer.schedule(top.sequence, pending)
+            consumer.delivered += 1
+            return .deliver(received(stored, deliveries: pending.deliveries))
+        }
+        if !letters.isEmpty { return .deadLetter(letters) }
+
+        // 2. New events, within the ack-pending limit.
+        if consumer.pending.count < consumer.options.maxAckPending {
+            while let sequence = consumer.seeded.popFirst() {
+                guard let stored = stored(sequence) else {
+                    consumer.missed += 1
+                    eventsMissed += 1
+                    continue
+                }
+                return deliverFirst(stored, to: consumer, now: now)
+            }
+            if consumer.nextSequence < firstSequence { consumer.nextSequence = firstSequence }
+            while consumer.nextSequence <= lastSequence {
+                let stored = log[Int(consumer.nextSequence - firstSequence)]
+                consumer.nextSequence += 1
+                if consumer.filter.matches(stored.event.subject) {
+                    return deliverFirst(stored, to: consumer, now: now)
+                }
+            }
+        }
+        return .wait(generation: consumer.generation, deadline: consumer.due.min?.dueAt)
+    }
+
+    private func deliverFirst(_ stored: StoredEvent, to consumer: MemoryConsumer, now: ContinuousClock.Instant)
+        -> DeliveryStep
+    {
+        consumer.schedule(
+            stored.sequence,
+            MemoryConsumer.Pending(
+                deliveries: 1,
+                dueAt: now + consumer.options.expiryWait(afterDelivery: 1),
+                version: 0,
+                firstDeliveredAt: WallClock.nowNanoseconds() / 1_000_000
+            )
+        )
+        consumer.delivered += 1
+        return .deliver(received(stored, deliveries: 1))
+    }
+
+    private func received(_ stored: StoredEvent, deliveries: Int) -> ReceivedEvent {
+        ReceivedEvent(event: stored.event, sequence: stored.sequence, deliveryCount: deliveries, stream: configuration.stream)
+    }
+
+    mutating func apply(
+        _ action: AckAction,
+        sequence: UInt64,
+        consumer name: String,
+        now: ContinuousClock.Instant
+    ) -> (DeadLetterJob?, [CheckedContinuation<Void, Never>]) {
+        guard let consumer = consumers[name], var pending = consumer.pending[sequence] else { return (nil, []) }
+        let wasFull = consumer.pending.count >= consumer.options.maxAckPending
+        switch action {
+        case .ack:
+            consumer.pending[sequence] = nil
+            consumer.acknowledged += 1
+            return (nil, wasFull ? consumer.takeWaiters() : [])
+        case .inProgress:
+            pending.version &+= 1
+            pending.dueAt = now + consumer.options.expiryWait(afterDelivery: pending.deliveries)
+            consumer.schedule(sequence, pending)
+            return (nil, [])
+        case .nak(let delay):
+            if let maxDeliver = consumer.options.maxDeliver, pending.deliveries >= maxDeliver {
+                consumer.pending[sequence] = nil
+                let job = deadLetterJob(
+                    consumer,
+                    sequence,
+                    pending,
+                    reason: "nak'ed on its final delivery (maximum deliveries \(maxDeliver) exhausted)"
+                )
+                return (job, wasFull ? consumer.takeWaiters() : [])
+            }
+            pending.version &+= 1
+            pending.dueAt = now + (delay ?? .zero)
+            consumer.schedule(sequence, pending)
+            return (nil, consumer.takeWaiters())
+        case .term(let reason):
+            consumer.pending[sequence] = nil
+            let job = reason.flatMap { deadLetterJob(consumer, sequence, pending, reason: "terminated: \($0)") }
+            return (job, wasFull ? consumer.takeWaiters() : [])
+        }
+    }
+
+    private func deadLetterJob(
+        _ consumer: MemoryConsumer,
+        _ sequence: UInt64,
+        _ pending: MemoryConsumer.Pending,
+        reason: String
+    ) -> DeadLetterJob? {
+        guard let stored = stored(sequence) else { return nil }
+        return DeadLetterJob(
+            consumer: consumer.name,
+            sequence: sequence,
+            letter: DeadLetterEvent(
+                event: stored.event,
+                reason: reason,
+                attempts: pending.deliveries,
+                consumer: consumer.durable ? consumer.name : nil,
+                streamSequence: sequence,
+                firstFailureAt: pending.firstDeliveredAt
+            )
+        )
+    }
+
+    /// A dead-letter hand-off failed: keep the event pending and try again after the ack wait.
+    mutating func requeueDeadLetter(_ job: DeadLetterJob, now: ContinuousClock.Instant) {
+        deadLetterFailures += 1
+        guard let consumer = consumers[job.consumer] else { return }
+        consumer.schedule(
+            job.sequence,
+            MemoryConsumer.Pending(
+                deliveries: job.letter.attempts,
+                dueAt: now + consumer.options.ackWait,
+                version: (consumer.pending[job.sequence]?.version ?? 0) &+ 1,
+                firstDeliveredAt: job.letter.firstFailureAt ?? job.letter.deadLetteredAt,
+                deadLetterReason: job.letter.reason
+            )
+        )
+    }
+}

@@ -1,0 +1,308 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+
+/// An event: what Courier publishes, stores and delivers.
+///
+/// The JSON wire form is camelCase and compatible with the a3s-event format, so a Rust a3s service
+/// and a Courier service can share one stream:
+///
+/// ```json
+/// {"id":"evt-…","subject":"events.market.forex","category":"market","eventType":"","version":1,
+///  "payload":{"rate":7.35},"summary":"EUR/USD","source":"reuters","timestamp":1700000000000,"metadata":{}}
+/// ```
+///
+/// Documents without `eventType` or `version` (written by older a3s-event releases) decode as untyped
+/// (`""`) version 1; unknown members are ignored.
+public struct Event: Sendable, Hashable {
+    /// A unique id, `"evt-"` followed by a lowercase UUID v4. It is also the default dedupe id.
+    public var id: String
+    /// The full dotted subject, for example `events.market.forex`.
+    public var subject: String
+    /// The category: the token after the subject prefix.
+    public var category: String
+    /// The schema type name, `""` when the event is untyped.
+    public var eventType: String
+    /// The schema version, 1 or more.
+    public var version: Int
+    /// The payload.
+    public var payload: JSONValue
+    /// A one-line human summary.
+    public var summary: String
+    /// The producer that emitted the event.
+    public var source: String
+    /// When the event was created, in milliseconds since the Unix epoch.
+    public var timestamp: Int64
+    /// Free-form string metadata (trace context, routing hops, dead-letter reasons, …).
+    public var metadata: [String: String]
+
+    /// Creates an event with every field given.
+    public init(
+        id: String = Event.newID(),
+        subject: String,
+        category: String,
+        eventType: String = "",
+        version: Int = 1,
+        payload: JSONValue = .null,
+        summary: String = "",
+        source: String = "",
+        timestamp: Int64 = Event.currentTimestamp(),
+        metadata: [String: String] = [:]
+    ) {
+        self.id = id
+        self.subject = subject
+        self.category = category
+        self.eventType = eventType
+        self.version = version
+        self.payload = payload
+        self.summary = summary
+        self.source = source
+        self.timestamp = timestamp
+        self.metadata = metadata
+    }
+
+    /// Creates an event on `<prefix>.<category>.<topic>`, validating the subject.
+    ///
+    /// - Throws: ``CourierError`` (``CourierError/Code/invalidSubject``) naming the bad token.
+    public init(
+        prefix: String = Subjects.defaultPrefix,
+        category: String,
+        topic: String,
+        eventType: String = "",
+        version: Int = 1,
+        payload: JSONValue = .null,
+        summary: String = "",
+        source: String = "",
+        metadata: [String: String] = [:]
+    ) throws {
+        self.init(
+            subject: try Subjects.build(prefix: prefix, category: category, topic: topic),
+            category: category,
+            eventType: eventType,
+            version: version,
+            payload: payload,
+            summary: summary,
+            source: source,
+            metadata: metadata
+        )
+    }
+
+    /// Whether the event carries a schema type.
+    public var isTyped: Bool { !eventType.isEmpty }
+
+    /// Decodes the payload as `T`.
+    public func decodePayload<T: Decodable>(_ type: T.Type = T.self) throws -> T {
+        try payload.decode(T.self)
+    }
+
+    /// Checks the envelope rules every provider enforces before publishing: a non-empty id, a valid
+    /// subject and a version of at least 1.
+    public func validate() throws {
+        guard !id.isEmpty else {
+            throw CourierError(.invalidEvent, "event id must not be empty (subject '\(subject)')", input: subject)
+        }
+        try Subjects.validate(subject)
+        guard version >= 1 else {
+            throw CourierError(.invalidEvent, "event \(id): version must be at least 1, got \(version)", input: id)
+        }
+    }
+}
+
+// MARK: - Ids and time
+
+extension Event {
+    /// A new event id: `"evt-"` and a lowercase RFC 4122 version 4 UUID.
+    public static func newID() -> String {
+        var generator = SystemRandomNumberGenerator()
+        var bytes = (generator.next() as UInt64, generator.next() as UInt64)
+        return withUnsafeMutableBytes(of: &bytes) { raw in
+            raw[6] = (raw[6] & 0x0F) | 0x40
+            raw[8] = (raw[8] & 0x3F) | 0x80
+            var text: [UInt8] = Array("evt-".utf8)
+            text.reserveCapacity(40)
+            let hex = Array("0123456789abcdef".utf8)
+            for i in 0..<16 {
+                if i == 4 || i == 6 || i == 8 || i == 10 { text.append(UInt8(ascii: "-")) }
+                text.append(hex[Int(raw[i] >> 4)])
+                text.append(hex[Int(raw[i] & 0x0F)])
+            }
+            return String(decoding: text, as: UTF8.self)
+        }
+    }
+
+    /// The current time in milliseconds since the Unix epoch.
+    public static func currentTimestamp() -> Int64 {
+        WallClock.nowNanoseconds() / 1_000_000
+    }
+}
+
+// MARK: - Wire form
+
+extension Event {
+    /// The JSON wire form.
+    public func wireJSON() -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(256)
+        writeWireJSON(into: &out)
+        return out
+    }
+
+    /// Appends the JSON wire form to `out`, in the a3s-event field order.
+    public func writeWireJSON(into out: inout [UInt8]) {
+        out.append(UInt8(ascii: "{"))
+        JSONWriter.writeMember("id", first: true, into: &out)
+        JSONWriter.writeString(id, into: &out)
+        JSONWriter.writeMember("subject", into: &out)
+        JSONWriter.writeString(subject, into: &out)
+        JSONWriter.writeMember("category", into: &out)
+        JSONWriter.writeString(category, into: &out)
+        JSONWriter.writeMember("eventType", into: &out)
+        JSONWriter.writeString(eventType, into: &out)
+        JSONWriter.writeMember("version", into: &out)
+        JSONWriter.writeInt(Int64(version), into: &out)
+        JSONWriter.writeMember("payload", into: &out)
+        JSONWriter.write(payload, into: &out)
+        JSONWriter.writeMember("summary", into: &out)
+        JSONWriter.writeString(summary, into: &out)
+        JSONWriter.writeMember("source", into: &out)
+        JSONWriter.writeString(source, into: &out)
+        JSONWriter.writeMember("timestamp", into: &out)
+        JSONWriter.writeInt(timestamp, into: &out)
+        JSONWriter.writeMember("metadata", into: &out)
+        out.append(UInt8(ascii: "{"))
+        var first = true
+        for key in JSONWriter.sortedKeys(metadata) {
+            if !first { out.append(UInt8(ascii: ",")) }
+            first = false
+            JSONWriter.writeString(key, into: &out)
+            out.append(UInt8(ascii: ":"))
+            JSONWriter.writeString(metadata[key]!, into: &out)
+        }
+        out.append(UInt8(ascii: "}"))
+        out.append(UInt8(ascii: "}"))
+    }
+
+    /// Decodes the JSON wire form.
+    ///
+    /// `id`, `subject`, `category` and `timestamp` are required; `eventType` defaults to `""`,
+    /// `version` to 1, `payload` to `null`, `summary` and `source` to `""`, `metadata` to empty.
+    ///
+    /// - Throws: ``CourierError`` (``CourierError/Code/invalidJSON``) naming the offending member.
+    public init(wireJSON bytes: some Collection<UInt8>) throws {
+        self = try JSONReader.withContiguous(bytes) { buffer in
+            var reader = JSONReader(buffer)
+            var id: String?
+            var subject: String?
+            var category: String?
+            var eventType = ""
+            var version = 1
+            var payload = JSONValue.null
+            var summary = ""
+            var source = ""
+            var timestamp: Int64?
+            var metadata: [String: String] = [:]
+            try reader.readObject { reader, key in
+                func string() throws -> String {
+                    do { return try reader.readString() } catch {
+                        throw Event.fieldError(key, "a string", error)
+                    }
+                }
+                switch key {
+                case "id": id = try string()
+                case "subject": subject = try string()
+                case "category": category = try string()
+                case "eventType": eventType = try reader.consumeNull() ? "" : try string()
+                case "summary": summary = try reader.consumeNull() ? "" : try string()
+                case "source": source = try reader.consumeNull() ? "" : try string()
+                case "payload": payload = try reader.readValue()
+                case "version":
+                    if try reader.consumeNull() { break }
+                    guard let v = try? reader.readNumber().intValue, let int = Int(exactly: v) else {
+                        throw Event.fieldError(key, "an integer", nil)
+                    }
+                    version = int
+                case "timestamp":
+                    guard let v = try? reader.readNumber().intValue else {
+                        throw Event.fieldError(key, "an integer (Unix milliseconds)", nil)
+                    }
+                    timestamp = v
+                case "metadata":
+                    if try reader.consumeNull() { break }
+                    do {
+                        try reader.readObject { reader, name in metadata[name] = try reader.readString() }
+                    } catch {
+                        throw Event.fieldError(key, "an object of strings", error)
+                    }
+                default:
+                    try reader.skipValue()
+                }
+            }
+            try reader.expectEnd()
+            guard let id else { throw Event.missing("id") }
+            guard let subject else { throw Event.missing("subject") }
+            guard let category else { throw Event.missing("category") }
+            guard let timestamp else { throw Event.missing("timestamp") }
+            return Event(
+                id: id,
+                subject: subject,
+                category: category,
+                eventType: eventType,
+                version: version,
+                payload: payload,
+                summary: summary,
+                source: source,
+                timestamp: timestamp,
+                metadata: metadata
+            )
+        }
+    }
+
+    private static func missing(_ field: String) -> CourierError {
+        CourierError(.invalidJSON, "event JSON lacks required member '\(field)'", input: field)
+    }
+
+    private static func fieldError(_ field: String, _ expected: String, _ cause: (any Error)?) -> CourierError {
+        let detail = (cause as? CourierError).map { ": \($0.message)" } ?? ""
+        return CourierError(.invalidJSON, "event JSON member '\(field)' must be \(expected)\(detail)", input: field)
+    }
+}
+
+// MARK: - Codable
+
+extension Event: Codable {
+    private enum CodingKeys: String, CodingKey {
+        case id, subject, category, eventType, version, payload, summary, source, timestamp, metadata
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        self.init(
+            id: try c.decode(String.self, forKey: .id),
+            subject: try c.decode(String.self, forKey: .subject),
+            category: try c.decode(String.self, forKey: .category),
+            eventType: try c.decodeIfPresent(String.self, forKey: .eventType) ?? "",
+            version: try c.decodeIfPresent(Int.self, forKey: .version) ?? 1,
+            payload: try c.decodeIfPresent(JSONValue.self, forKey: .payload) ?? .null,
+            summary: try c.decodeIfPresent(String.self, forKey: .summary) ?? "",
+            source: try c.decodeIfPresent(String.self, forKey: .source) ?? "",
+            timestamp: try c.decode(Int64.self, forKey: .timestamp),
+            metadata: try c.decodeIfPresent([String: String].self, forKey: .metadata) ?? [:]
+        )
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(id, forKey: .id)
+        try c.encode(subject, forKey: .subject)
+        try c.encode(category, forKey: .category)
+        try c.encode(eventType, forKey: .eventType)
+        try c.encode(version, forKey: .version)
+        try c.encode(payload, forKey: .payload)
+        try c.encode(summary, forKey: .summary)
+        try c.encode(source, forKey: .source)
+        try c.encode(timestamp, forKey: .timestamp)
+        try c.encode(metadata, forKey: .metadata)
+    }
+}

@@ -1,0 +1,128 @@
+import Synchronization
+
+/// An event as a subscriber receives it.
+public struct ReceivedEvent: Sendable, Hashable {
+    /// The event.
+    public var event: Event
+    /// Its stream sequence.
+    public var sequence: UInt64
+    /// How many times it has been delivered to this consumer, 1 for the first delivery.
+    public var deliveryCount: Int
+    /// The stream that stores it.
+    public var stream: String
+
+    /// Creates a received event.
+    public init(event: Event, sequence: UInt64, deliveryCount: Int, stream: String) {
+        self.event = event
+        self.sequence = sequence
+        self.deliveryCount = deliveryCount
+        self.stream = stream
+    }
+}
+
+/// How a delivery is finalised (or, for ``inProgress``, extended).
+public enum AckAction: Sendable, Hashable {
+    /// Processed: never deliver again.
+    case ack
+    /// Not processed: deliver again after `delay` (at once when `nil`).
+    case nak(delay: Duration?)
+    /// Still working: restart the ack-wait timer. Does not finalise.
+    case inProgress
+    /// Never deliver again; dead-letter with `reason` when one is given.
+    case term(reason: String?)
+
+    var name: String {
+        switch self {
+        case .ack: "ack"
+        case .nak: "nak"
+        case .inProgress: "inProgress"
+        case .term: "term"
+        }
+    }
+}
+
+/// The provider side of one delivery. Providers subclass it and implement ``perform(_:)``.
+///
+/// The base class guarantees that a delivery is finalised (`ack`, `nak`, `term`) exactly once:
+/// a second finalisation throws ``CourierError/Code/alreadyFinalized`` without reaching the
+/// provider. ``AckAction/inProgress`` may be sent any number of times before that.
+open class DeliveryHandle: @unchecked Sendable {
+    private let finalized = Atomic<Bool>(false)
+    private let finalAction = Mutex<String>("")
+
+    /// The stream sequence of the delivery, for error messages.
+    public let sequence: UInt64
+
+    /// Creates a handle for the delivery of stream sequence `sequence`.
+    public init(sequence: UInt64) {
+        self.sequence = sequence
+    }
+
+    /// Sends `action` to the provider. Called at most once with a finalising action.
+    open func perform(_ action: AckAction) async throws {
+        fatalError("DeliveryHandle.perform(_:) must be overridden")
+    }
+
+    /// Whether the delivery was already finalised.
+    public var isFinalized: Bool { finalized.load(ordering: .acquiring) }
+
+    /// Sends `action`, enforcing exactly-once finalisation.
+    public final func finalize(_ action: AckAction) async throws {
+        if case .inProgress = action {
+            guard !isFinalized else {
+                throw CourierError.alreadyFinalized(sequence: sequence, by: finalAction.withLock { $0 })
+            }
+            try await perform(action)
+            return
+        }
+        guard finalized.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else {
+            throw CourierError.alreadyFinalized(sequence: sequence, by: finalAction.withLock { $0 })
+        }
+        finalAction.withLock { $0 = action.name }
+        try await perform(action)
+    }
+}
+
+/// A delivery awaiting a manual decision: exactly one of ``ack()``, ``nak(delay:)`` or
+/// ``term(reason:)``, with any number of ``inProgress()`` calls before it.
+///
+/// An undecided delivery is redelivered once the consumer's ack wait expires; after
+/// `maxDeliver` attempts it is dead-lettered.
+public struct PendingEvent: Sendable {
+    /// The delivered event with its sequence and delivery count.
+    public let received: ReceivedEvent
+    private let handle: DeliveryHandle
+
+    /// Creates a pending delivery backed by a provider's handle.
+    public init(received: ReceivedEvent, handle: DeliveryHandle) {
+        self.received = received
+        self.handle = handle
+    }
+
+    /// The event.
+    public var event: Event { received.event }
+    /// Its stream sequence.
+    public var sequence: UInt64 { received.sequence }
+    /// How many times it has been delivered, 1 for the first delivery.
+    public var deliveryCount: Int { received.deliveryCount }
+    /// Whether a decision was already sent.
+    public var isFinalized: Bool { handle.isFinalized }
+
+    /// Marks the event processed.
+    public func ack() async throws { try await handle.finalize(.ack) }
+    /// Asks for redelivery, after `delay` or at once when `nil`. Once the consumer's `maxDeliver`
+    /// is reached the event is dead-lettered instead.
+    public func nak(delay: Duration? = nil) async throws { try await handle.finalize(.nak(delay: delay)) }
+    /// Restarts the ack-wait timer for a long-running handler.
+    public func inProgress() async throws { try await handle.finalize(.inProgress) }
+    /// Stops delivery for good. With a reason, the event is dead-lettered with it.
+    public func term(reason: String? = nil) async throws { try await handle.finalize(.term(reason: reason)) }
+
+    /// A copy delivering a different event (after decryption, for example) with the same handle.
+    public func replacingEvent(_ event: Event) -> PendingEvent {
+        var received = self.received
+        received.event = event
+        return PendingEvent(received: received, handle: handle)
+    }
+}

@@ -1,0 +1,143 @@
+#if canImport(FoundationEssentials)
+import FoundationEssentials
+#else
+import Foundation
+#endif
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Musl)
+import Musl
+#elseif canImport(Darwin)
+import Darwin
+#endif
+import Synchronization
+
+/// A subscriber's registration on an ``EventBus``: which subjects it wants and how.
+public struct SubscriptionFilter: Sendable, Codable {
+    /// The subscriber's id; durable consumer names derive from it.
+    public var subscriberID: String
+    /// Subject filters, NATS wildcards allowed.
+    public var subjects: [String]
+    /// Whether the subscriber keeps its position across restarts (durable consumers).
+    public var durable: Bool
+    /// Consumption options; `nil` uses the defaults.
+    public var options: SubscribeOptions?
+
+    /// Creates a registration.
+    public init(subscriberID: String, subjects: [String], durable: Bool = true, options: SubscribeOptions? = nil) {
+        self.subscriberID = subscriberID
+        self.subjects = subjects
+        self.durable = durable
+        self.options = options
+    }
+}
+
+/// Persists an ``EventBus``'s subscriptions so a new process can restore them.
+public protocol StateStore: Sendable {
+    /// Replaces the stored subscriptions.
+    func save(_ subscriptions: [SubscriptionFilter]) async throws
+    /// The stored subscriptions (empty when nothing was saved).
+    func load() async throws -> [SubscriptionFilter]
+}
+
+/// Keeps subscriptions in memory (lost with the process).
+public final class MemoryStateStore: StateStore {
+    private let stored = Mutex<[SubscriptionFilter]>([])
+
+    /// Creates an empty store.
+    public init() {}
+
+    public func save(_ subscriptions: [SubscriptionFilter]) async throws { stored.withLock { $0 = subscriptions } }
+    public func load() async throws -> [SubscriptionFilter] { stored.withLock { $0 } }
+}
+
+/// Keeps subscriptions in a JSON file, replaced atomically: written to a temporary file in the
+/// same directory, flushed to disk, then renamed over the old one, so a crash leaves either the
+/// old or the new file, never a torn one.
+public struct FileStateStore: StateStore {
+    /// The file path.
+    public let path: String
+
+    /// Creates a store at `path` (created on first save).
+    public init(path: String) {
+        self.path = path
+    }
+
+    public func save(_ subscriptions: [SubscriptionFilter]) async throws {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
+        let data = try encoder.encode(subscriptions.sorted { $0.subscriberID < $1.subscriberID })
+        try Self.atomicWrite(Array(data), to: path)
+    }
+
+    public func load() async throws -> [SubscriptionFilter] {
+        guard let bytes = try Self.read(path) else { return [] }
+        do {
+            return try JSONDecoder().decode([SubscriptionFilter].self, from: Data(bytes))
+        } catch {
+            throw CourierError(.storageFailed, "state file \(path) is not valid subscription JSON: \(error)", input: path)
+        }
+    }
+
+    /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
+    package static func atomicWrite(_ bytes: [UInt8], to path: String) throws {
+        let temporary = path + ".tmp-\(getpid())"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        guard fd >= 0 else { throw posixError("cannot create", temporary) }
+        var written = 0
+        while written < bytes.count {
+            let n = bytes.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + written, bytes.count - written) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                let error = posixError("cannot write", temporary)
+                close(fd)
+                unlink(temporary)
+                throw error
+            }
+            written += n
+        }
+        guard fsync(fd) == 0 else {
+            let error = posixError("cannot flush", temporary)
+            close(fd)
+            unlink(temporary)
+            throw error
+        }
+        close(fd)
+        guard rename(temporary, path) == 0 else {
+            let error = posixError("cannot rename to \(path)", temporary)
+            unlink(temporary)
+            throw error
+        }
+        let directory = path.contains("/") ? String(path[..<path.lastIndex(of: "/")!]) : "."
+        let dfd = open(directory.isEmpty ? "/" : directory, O_RDONLY)
+        if dfd >= 0 {
+            fsync(dfd)
+            close(dfd)
+        }
+    }
+
+    /// The bytes of `path`, `nil` when it does not exist.
+    package static func read(_ path: String) throws -> [UInt8]? {
+        let fd = open(path, O_RDONLY)
+        if fd < 0 {
+            if errno == ENOENT { return nil }
+            throw posixError("cannot open", path)
+        }
+        defer { close(fd) }
+        var out: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 64 * 1024)
+        while true {
+            let n = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress!, $0.count) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw posixError("cannot read", path)
+            }
+            if n == 0 { return out }
+            out.append(contentsOf: chunk[0..<n])
+        }
+    }
+
+    private static func posixError(_ what: String, _ path: String) -> CourierError {
+        CourierError(.storageFailed, "\(what) \(path): \(String(cString: strerror(errno)))", input: path)
+    }
+}

@@ -1,0 +1,175 @@
+import CourierCore
+import Testing
+
+extension ProviderConformance {
+    static let acknowledging: [ProviderConformanceCase] = [
+        check("an unacknowledged event is redelivered after ackWait") { ctx async throws in
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "expire", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(1)))
+            let event = ctx.event()
+            try await ctx.provider.publish(event)
+            let first = try await ctx.next(subscription)
+            #expect(first.deliveryCount == 1)
+            let second = try await ctx.next(subscription)
+            #expect(second.event.id == event.id)
+            #expect(second.deliveryCount == 2)
+            try await second.ack()
+            try await ctx.expectNothing(subscription, for: .milliseconds(1500))
+            await subscription.close()
+        },
+        check("nak redelivers at once, without waiting for ackWait") { ctx async throws in
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "nak", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(60)))
+            try await ctx.provider.publish(ctx.event())
+            let first = try await ctx.next(subscription)
+            try await first.nak()
+            let again = try #require(await subscription.next(timeout: .seconds(5)))
+            #expect(again.sequence == first.sequence)
+            #expect(again.deliveryCount == 2)
+            try await again.ack()
+            await subscription.close()
+        },
+        check("nak(delay:) holds the redelivery back for the delay") { ctx async throws in
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "nakdelay", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(60)))
+            try await ctx.provider.publish(ctx.event())
+            let first = try await ctx.next(subscription)
+            let started = ContinuousClock.now
+            try await first.nak(delay: .milliseconds(1500))
+            try await ctx.expectNothing(subscription, for: .milliseconds(700))
+            let again = try await ctx.next(subscription)
+            #expect(ContinuousClock.now - started >= .milliseconds(1400))
+            #expect(again.deliveryCount == 2)
+            try await again.ack()
+            await subscription.close()
+        },
+        check("inProgress restarts the ack-wait timer") { ctx async throws in
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "wip", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(1)))
+            try await ctx.provider.publish(ctx.event())
+            let first = try await ctx.next(subscription)
+            try await ctx.expectNothing(subscription, for: .milliseconds(600))
+            try await first.inProgress()
+            // 600 ms + 700 ms is past the original deadline; only the extension explains silence.
+            try await ctx.expectNothing(subscription, for: .milliseconds(700))
+            try await first.inProgress()
+            try await first.ack()
+            try await ctx.expectNothing(subscription, for: .milliseconds(1300))
+            await subscription.close()
+        },
+        check("maxDeliver exhausted by naks dead-letters the event") { ctx async throws in
+            let dlq = MemoryDlqHandler()
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "poison",
+                filter: ctx.subject(">"),
+                options: SubscribeOptions(maxDeliver: 3, ackWait: .seconds(30), deadLetterHandler: dlq)
+            )
+            let event = ctx.event()
+            try await ctx.provider.publish(event)
+            for attempt in 1...3 {
+                let pending = try await ctx.next(subscription)
+                #expect(pending.deliveryCount == attempt)
+                try await pending.nak()
+            }
+            #expect(await eventually(within: ctx.patience) { dlq.letters().count == 1 })
+            let letter = try #require(dlq.letters().first)
+            #expect(letter.event.id == event.id)
+            #expect(letter.originalSubject == event.subject)
+            #expect(letter.attempts == 3)
+            #expect(letter.reason.contains("3"))
+            try await ctx.expectNothing(subscription, for: .milliseconds(500))
+            await subscription.close()
+        },
+        check("maxDeliver exhausted by ack-wait expiries dead-letters the event") { ctx async throws in
+            let dlq = MemoryDlqHandler()
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "expired",
+                filter: ctx.subject(">"),
+                options: SubscribeOptions(maxDeliver: 2, ackWait: .seconds(1), deadLetterHandler: dlq)
+            )
+            let event = ctx.event()
+            try await ctx.provider.publish(event)
+            #expect(try await ctx.next(subscription).deliveryCount == 1)
+            #expect(try await ctx.next(subscription).deliveryCount == 2)
+            // Keep pulling so the consumer observes the final expiry; nothing more is delivered.
+            try await ctx.expectNothing(subscription, for: .milliseconds(2500))
+            #expect(await eventually(within: ctx.patience) { dlq.letters().count == 1 })
+            #expect(dlq.letters().first?.event.id == event.id)
+            #expect(dlq.letters().first?.attempts == 2)
+            await subscription.close()
+        },
+        check("term with a reason dead-letters; term without one just stops delivery") { ctx async throws in
+            let dlq = MemoryDlqHandler()
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "term",
+                filter: ctx.subject(">"),
+                options: SubscribeOptions(ackWait: .seconds(1), deadLetterHandler: dlq)
+            )
+            let published = try await ctx.publish(2)
+            let first = try await ctx.next(subscription)
+            try await first.term(reason: "invalid order total")
+            let second = try await ctx.next(subscription)
+            try await second.term()
+            #expect(await eventually(within: ctx.patience) { dlq.letters().count == 1 })
+            let letter = try #require(dlq.letters().first)
+            #expect(letter.event.id == published[0].id)
+            #expect(letter.reason.contains("invalid order total"))
+            #expect(letter.attempts == 1)
+            try await ctx.expectNothing(subscription, for: .milliseconds(1500))
+            #expect(dlq.letters().count == 1)
+            await subscription.close()
+        },
+        check("a delivery is finalised exactly once") { ctx async throws in
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "once", filter: ctx.subject(">"), options: SubscribeOptions())
+            try await ctx.provider.publish(ctx.event())
+            let pending = try await ctx.next(subscription)
+            try await pending.inProgress()
+            try await pending.ack()
+            #expect(pending.isFinalized)
+            for attempt in [
+                { try await pending.ack() }, { try await pending.nak() }, { try await pending.term(reason: "x") },
+                { try await pending.inProgress() },
+            ] as [@Sendable () async throws -> Void] {
+                let error = await #expect(throws: CourierError.self) { try await attempt() }
+                #expect(error?.code == .alreadyFinalized)
+            }
+            await subscription.close()
+        },
+        check("maxAckPending limits unacknowledged deliveries in flight") { ctx async throws in
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "window", filter: ctx.subject(">"), options: SubscribeOptions(maxAckPending: 2, ackWait: .seconds(30)))
+            let published = try await ctx.publish(3)
+            let first = try await ctx.next(subscription)
+            let second = try await ctx.next(subscription)
+            try await ctx.expectNothing(subscription, for: .milliseconds(700))
+            try await first.ack()
+            let third = try await ctx.next(subscription)
+            #expect([first, second, third].map(\.event.id) == published.map(\.id))
+            try await second.ack()
+            try await third.ack()
+            await subscription.close()
+        },
+        check("backoff spaces out redeliveries after ack-wait expiries") { ctx async throws in
+            let subscription = try await ctx.provider.subscribeDurable(
+                consumer: "backoff",
+                filter: ctx.subject(">"),
+                options: SubscribeOptions(maxDeliver: 3, backoff: [.milliseconds(500), .milliseconds(2500)], ackWait: .seconds(30))
+            )
+            try await ctx.provider.publish(ctx.event())
+            let first = try await ctx.next(subscription)
+            let firstAt = ContinuousClock.now
+            let second = try await ctx.next(subscription)
+            let secondAt = ContinuousClock.now
+            #expect(secondAt - firstAt < .seconds(2), "the first backoff step is 500 ms")
+            #expect(second.deliveryCount == 2)
+            try await ctx.expectNothing(subscription, for: .milliseconds(1500))
+            let third = try await ctx.next(subscription)
+            #expect(ContinuousClock.now - secondAt >= .milliseconds(2300), "the second backoff step is 2.5 s")
+            #expect(third.deliveryCount == 3)
+            try await third.ack()
+            _ = first
+            await subscription.close()
+        },
+    ]
+}

@@ -1,0 +1,16 @@
+import ArgumentParser
+
+/// The subcommands compiled into this build (some need a trait).
+enum CommandRegistry {
+    static var all: [any ParsableCommand.Type] {
+        var commands: [any ParsableCommand.Type] = [DemoCommand.self]
+        commands += natsCommands
+        return commands
+    }
+
+    #if NATS
+    static let natsCommands: [any ParsableCommand.Type] = []
+    #else
+    static let natsCommands: [any ParsableCommand.Type] = []
+    #endif
+}

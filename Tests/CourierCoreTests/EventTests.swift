@@ -1,0 +1,100 @@
+import CourierCore
+import Testing
+
+@Suite("Event wire form")
+struct EventTests {
+    static let a3sDocument =
+        #"{"id":"evt-6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e","subject":"events.market.forex","category":"market","eventType":"","version":1,"payload":{"rate":7.35},"summary":"USD/CNY rate update","source":"reuters","timestamp":1700000000000,"metadata":{}}"#
+
+    @Test("an a3s-event document round-trips byte for byte")
+    func a3sRoundTrip() throws {
+        let event = try Event(wireJSON: Array(Self.a3sDocument.utf8))
+        #expect(event.id == "evt-6f1c2d3e-4b5a-4c6d-8e7f-901a2b3c4d5e")
+        #expect(event.subject == "events.market.forex")
+        #expect(event.category == "market")
+        #expect(event.eventType == "")
+        #expect(event.version == 1)
+        #expect(event.payload == ["rate": 7.35])
+        #expect(event.summary == "USD/CNY rate update")
+        #expect(event.source == "reuters")
+        #expect(event.timestamp == 1_700_000_000_000)
+        #expect(event.metadata.isEmpty)
+        #expect(String(decoding: event.wireJSON(), as: UTF8.self) == Self.a3sDocument)
+    }
+
+    @Test("a typed document with metadata round-trips byte for byte")
+    func typedRoundTrip() throws {
+        let document =
+            #"{"id":"evt-1","subject":"events.orders.created.eu","category":"orders","eventType":"order.created","version":2,"payload":{"amount":12.5,"items":[{"qty":2,"sku":"A"}],"note":null},"summary":"x","source":"shop","timestamp":1700000000001,"metadata":{"a":"1","traceparent":"00-abc"}}"#
+        let event = try Event(wireJSON: Array(document.utf8))
+        #expect(String(decoding: event.wireJSON(), as: UTF8.self) == document)
+    }
+
+    @Test("documents without eventType and version decode as untyped version 1")
+    func legacyDocument() throws {
+        let legacy =
+            #"{"id":"evt-2","subject":"events.market.forex","category":"market","payload":{"rate":7.35},"summary":"s","source":"r","timestamp":1700000000000,"metadata":{},"extra":[1,{"x":2}]}"#
+        let event = try Event(wireJSON: Array(legacy.utf8))
+        #expect(event.eventType == "")
+        #expect(event.version == 1)
+        #expect(event.payload == ["rate": 7.35])
+    }
+
+    @Test("Codable uses the same camelCase names")
+    func codable() throws {
+        let event = try Event(wireJSON: Array(Self.a3sDocument.utf8))
+        let value = try JSONValue(encoding: event)
+        #expect(value["eventType"] == "")
+        #expect(value["timestamp"] == 1_700_000_000_000)
+        #expect(try value.decode(Event.self) == event)
+    }
+
+    @Test(
+        "malformed envelopes name the member",
+        arguments: [
+            (#"{"subject":"events.a.b","category":"a","timestamp":1}"#, "id"),
+            (#"{"id":"e","category":"a","timestamp":1}"#, "subject"),
+            (#"{"id":"e","subject":"events.a.b","category":"a"}"#, "timestamp"),
+            (#"{"id":"e","subject":"events.a.b","category":"a","timestamp":"now"}"#, "timestamp"),
+            (#"{"id":7,"subject":"events.a.b","category":"a","timestamp":1}"#, "id"),
+            (#"{"id":"e","subject":"events.a.b","category":"a","timestamp":1,"version":1.5}"#, "version"),
+            (#"{"id":"e","subject":"events.a.b","category":"a","timestamp":1,"metadata":{"k":1}}"#, "metadata"),
+        ]
+    )
+    func malformed(_ document: String, _ member: String) {
+        let error = #expect(throws: CourierError.self) { try Event(wireJSON: Array(document.utf8)) }
+        #expect(error?.code == .invalidJSON)
+        #expect(error?.input == member)
+    }
+
+    @Test("not JSON at all is a typed error")
+    func notJSON() {
+        let error = #expect(throws: CourierError.self) { try Event(wireJSON: Array("hello".utf8)) }
+        #expect(error?.code == .invalidJSON)
+    }
+
+    @Test("new ids are evt- plus a version 4 UUID, and unique")
+    func ids() {
+        let ids = (0..<1000).map { _ in Event.newID() }
+        #expect(Set(ids).count == 1000)
+        for id in ids.prefix(20) {
+            #expect(id.hasPrefix("evt-"))
+            let uuid = Array(id.dropFirst(4))
+            #expect(uuid.count == 36)
+            #expect(uuid[14] == "4")
+            #expect("89ab".contains(uuid[19]))
+        }
+    }
+
+    @Test("envelope validation names the problem")
+    func validation() throws {
+        var event = try Event(category: "orders", topic: "created")
+        #expect(throws: Never.self) { try event.validate() }
+        event.version = 0
+        #expect(throws: CourierError.self) { try event.validate() }
+        event.version = 1
+        event.id = ""
+        #expect(throws: CourierError.self) { try event.validate() }
+        #expect(throws: CourierError.self) { try Event(category: "a b", topic: "x") }
+    }
+}

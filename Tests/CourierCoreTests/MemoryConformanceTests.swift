@@ -1,0 +1,15 @@
+import CourierCore
+import CourierTesting
+import Testing
+
+@Suite("MemoryProvider conformance")
+struct MemoryConformanceTests {
+    @Test(arguments: ProviderConformance.cases)
+    func conformance(_ check: ProviderConformanceCase) async throws {
+        try await check.run { prefix in
+            var configuration = MemoryProvider.Configuration()
+            configuration.subjectPrefix = prefix
+            return MemoryProvider(configuration: configuration)
+        }
+    }
+}
