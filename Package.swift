@@ -146,5 +146,13 @@ let package = Package(
             dependencies: ["CourierCore", "CourierTesting"],
             swiftSettings: strictSwift
         ),
+        .testTarget(
+            name: "CourierJetStreamTests",
+            dependencies: [
+                "CourierCore", "CourierTesting",
+                .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
+            ],
+            swiftSettings: strictSwift
+        ),
     ]
 )

@@ -1,0 +1,216 @@
+// Raw cnats 3.4.1 baselines: what a careful C user writes, with no Courier code involved.
+#include "cnats_baseline.h"
+
+#include <nats/nats.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static double now_seconds(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + (double)ts.tv_nsec / 1e9;
+}
+
+static natsStatus open_js(const char *url, natsConnection **nc, jsCtx **js, int window) {
+    natsStatus s = natsConnection_ConnectTo(nc, url);
+    if (s != NATS_OK) return s;
+    jsOptions o;
+    jsOptions_Init(&o);
+    o.PublishAsync.MaxPending = window > 0 ? window : 4096;
+    o.Wait = 10000;
+    return natsConnection_JetStream(js, *nc, &o);
+}
+
+static void close_js(natsConnection *nc, jsCtx *js) {
+    if (js) jsCtx_Destroy(js);
+    if (nc) {
+        natsConnection_Close(nc);
+        natsConnection_Destroy(nc);
+    }
+}
+
+int cb_reset_stream(const char *url, const char *stream, const char *subjects, int file_storage) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsStatus s = open_js(url, &nc, &js, 0);
+    if (s == NATS_OK) {
+        jsErrCode jerr = 0;
+        js_DeleteStream(js, stream, NULL, &jerr);
+        jsStreamConfig cfg;
+        jsStreamConfig_Init(&cfg);
+        cfg.Name = stream;
+        const char *subs[1] = {subjects};
+        cfg.Subjects = subs;
+        cfg.SubjectsLen = 1;
+        cfg.Storage = file_storage ? js_FileStorage : js_MemoryStorage;
+        jsStreamInfo *si = NULL;
+        s = js_AddStream(&si, js, &cfg, NULL, &jerr);
+        if (si) jsStreamInfo_Destroy(si);
+    }
+    close_js(nc, js);
+    return s == NATS_OK ? 0 : -1;
+}
+
+double cb_async_publish(const char *url, const char *subject, int count, int size, int window, int with_msg_id) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    if (open_js(url, &nc, &js, window) != NATS_OK) return -1;
+    char *data = malloc((size_t)size);
+    memset(data, 'x', (size_t)size);
+    char id[64];
+    jsPubOptions po;
+    double start = now_seconds();
+    natsStatus s = NATS_OK;
+    for (int i = 0; i < count && s == NATS_OK; i++) {
+        jsPubOptions_Init(&po);
+        if (with_msg_id) {
+            snprintf(id, sizeof id, "baseline-%p-%d", (void *)data, i);
+            po.MsgId = id;
+        }
+        s = js_PublishAsync(js, subject, data, size, &po);
+        while (s == NATS_TIMEOUT) s = js_PublishAsync(js, subject, data, size, &po);  // window full: stalled
+    }
+    jsPubOptions_Init(&po);
+    po.MaxWait = 60000;
+    if (s == NATS_OK) s = js_PublishAsyncComplete(js, &po);
+    double elapsed = now_seconds() - start;
+    free(data);
+    close_js(nc, js);
+    return s == NATS_OK ? elapsed : -1;
+}
+
+double cb_sync_publish(const char *url, const char *subject, int count, int size) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    if (open_js(url, &nc, &js, 0) != NATS_OK) return -1;
+    char *data = malloc((size_t)size);
+    memset(data, 'x', (size_t)size);
+    double start = now_seconds();
+    natsStatus s = NATS_OK;
+    for (int i = 0; i < count && s == NATS_OK; i++) {
+        jsPubAck *pa = NULL;
+        jsErrCode jerr = 0;
+        s = js_Publish(&pa, js, subject, data, size, NULL, &jerr);
+        jsPubAck_Destroy(pa);
+    }
+    double elapsed = now_seconds() - start;
+    free(data);
+    close_js(nc, js);
+    return s == NATS_OK ? elapsed : -1;
+}
+
+static natsStatus add_durable(jsCtx *js, const char *stream, const char *durable, const char *filter,
+                              const char *deliver_subject, int max_ack_pending) {
+    jsConsumerConfig cc;
+    jsConsumerConfig_Init(&cc);
+    cc.Durable = durable;
+    cc.AckPolicy = js_AckExplicit;
+    cc.DeliverPolicy = js_DeliverAll;
+    cc.FilterSubject = filter;
+    cc.MaxAckPending = max_ack_pending;
+    cc.DeliverSubject = deliver_subject;
+    jsConsumerInfo *ci = NULL;
+    jsErrCode jerr = 0;
+    natsStatus s = js_AddConsumer(&ci, js, stream, &cc, NULL, &jerr);
+    if (ci) jsConsumerInfo_Destroy(ci);
+    return s;
+}
+
+double cb_fetch_ack(const char *url, const char *stream, const char *durable, const char *filter, int count, int batch) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    if (open_js(url, &nc, &js, 0) != NATS_OK) return -1;
+    natsStatus s = add_durable(js, stream, durable, filter, NULL, batch * 4 > 1000 ? batch * 4 : 1000);
+    natsSubscription *sub = NULL;
+    if (s == NATS_OK) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = stream;
+        so.Consumer = durable;
+        jsErrCode jerr = 0;
+        s = js_PullSubscribe(&sub, js, filter, durable, NULL, &so, &jerr);
+    }
+    double start = now_seconds();
+    int received = 0;
+    while (s == NATS_OK && received < count) {
+        natsMsgList list;
+        jsErrCode jerr = 0;
+        s = natsSubscription_Fetch(&list, sub, batch, 5000, &jerr);
+        if (s == NATS_TIMEOUT) {
+            s = NATS_OK;
+            continue;
+        }
+        for (int i = 0; i < list.Count; i++) natsMsg_Ack(list.Msgs[i], NULL);
+        received += list.Count;
+        natsMsgList_Destroy(&list);
+    }
+    double elapsed = now_seconds() - start;
+    if (sub) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+    }
+    jsErrCode jerr = 0;
+    js_DeleteConsumer(js, stream, durable, NULL, &jerr);
+    close_js(nc, js);
+    return s == NATS_OK ? elapsed : -1;
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int received;
+    int target;
+} push_state;
+
+static void on_push(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    push_state *st = closure;
+    natsMsg_Ack(msg, NULL);
+    natsMsg_Destroy(msg);
+    pthread_mutex_lock(&st->lock);
+    if (++st->received == st->target) pthread_cond_signal(&st->done);
+    pthread_mutex_unlock(&st->lock);
+}
+
+double cb_push_ack(const char *url, const char *stream, const char *durable, const char *filter, int count, int max_ack_pending) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    if (open_js(url, &nc, &js, 0) != NATS_OK) return -1;
+    char deliver[256];
+    snprintf(deliver, sizeof deliver, "_baseline.deliver.%s", durable);
+    natsStatus s = add_durable(js, stream, durable, filter, deliver, max_ack_pending);
+    push_state st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, count};
+    natsSubscription *sub = NULL;
+    double start = now_seconds();
+    if (s == NATS_OK) {
+        jsSubOptions so;
+        jsSubOptions_Init(&so);
+        so.Stream = stream;
+        so.Consumer = durable;
+        so.ManualAck = true;
+        jsErrCode jerr = 0;
+        s = js_Subscribe(&sub, js, filter, on_push, &st, NULL, &so, &jerr);
+    }
+    if (s == NATS_OK) {
+        pthread_mutex_lock(&st.lock);
+        struct timespec deadline;
+        clock_gettime(CLOCK_REALTIME, &deadline);
+        deadline.tv_sec += 120;
+        while (st.received < count) {
+            if (pthread_cond_timedwait(&st.done, &st.lock, &deadline) != 0) break;
+        }
+        pthread_mutex_unlock(&st.lock);
+    }
+    double elapsed = now_seconds() - start;
+    int ok = s == NATS_OK && st.received >= count;
+    if (sub) {
+        natsSubscription_Unsubscribe(sub);
+        natsSubscription_Destroy(sub);
+    }
+    jsErrCode jerr = 0;
+    js_DeleteConsumer(js, stream, durable, NULL, &jerr);
+    close_js(nc, js);
+    return ok ? elapsed : -1;
+}

@@ -1,0 +1,24 @@
+#ifndef CNATS_BASELINE_H
+#define CNATS_BASELINE_H
+
+#include <stdint.h>
+
+/// Raw cnats baselines, measured against the same server as the Courier benchmarks.
+/// Every function returns elapsed seconds for `count` messages, or a negative value on error.
+
+/// (Re)creates `stream` capturing `subjects` with memory (0) or file (1) storage.
+int cb_reset_stream(const char *url, const char *stream, const char *subjects, int file_storage);
+
+/// Async publish with a window of `window` outstanding acks; `with_msg_id` sets a unique Nats-Msg-Id.
+double cb_async_publish(const char *url, const char *subject, int count, int size, int window, int with_msg_id);
+
+/// Synchronous publish: one request/ack round trip per message.
+double cb_sync_publish(const char *url, const char *subject, int count, int size);
+
+/// Pull consumer: natsSubscription_Fetch in batches of `batch`, natsMsg_Ack each message.
+double cb_fetch_ack(const char *url, const char *stream, const char *durable, const char *filter, int count, int batch);
+
+/// Push consumer bound to a durable with manual ack and the given max ack pending.
+double cb_push_ack(const char *url, const char *stream, const char *durable, const char *filter, int count, int max_ack_pending);
+
+#endif

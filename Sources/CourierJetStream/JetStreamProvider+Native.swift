@@ -1,0 +1,379 @@
+#if NATS
+internal import CNATS
+import CourierCore
+import Logging
+
+/// What a consumer should look like.
+struct ConsumerSettings: Sendable {
+    let durable: String?
+    let filter: String?
+    let options: SubscribeOptions
+    let policy: DeliverPolicy
+    let stream: String
+
+    /// The deliver subject of a durable push consumer: stable, so any process can bind to it.
+    var deliverSubject: String? { durable.map { "_COURIER.deliver.\(stream).\($0)" } }
+
+    /// Fills `config` (initialised) with these settings; strings live in `arena`.
+    func fill(_ config: inout jsConsumerConfig, arena: CStringArena) {
+        config.Durable = arena.optional(durable)
+        config.FilterSubject = arena.optional(filter)
+        config.AckPolicy = js_AckExplicit
+        config.AckWait = options.ackWait.nanoseconds
+        // Courier enforces maxDeliver itself (and dead-letters): the server redelivers until told
+        // to stop, so a dead-letter hand-off that fails is retried instead of silently dropped.
+        // The server insists on a bound larger than the backoff list when one is given.
+        config.MaxDeliver = options.backoff.isEmpty ? -1 : Int64(Int32.max)
+        config.MaxAckPending = Int64(options.maxAckPending)
+        config.ReplayPolicy = js_ReplayInstant
+        if !options.backoff.isEmpty {
+            config.BackOff = arena.int64s(options.backoff.map(\.nanoseconds))
+            config.BackOffLen = Int32(options.backoff.count)
+        }
+        if let durable {
+            config.DeliverSubject = arena.optional(deliverSubject)
+            config.DeliverGroup = arena.optional(durable)
+        }
+        switch policy.kind {
+        case .all: config.DeliverPolicy = js_DeliverAll
+        case .last: config.DeliverPolicy = js_DeliverLast
+        case .new: config.DeliverPolicy = js_DeliverNew
+        case .lastPerSubject: config.DeliverPolicy = js_DeliverLastPerSubject
+        case .startSequence(let sequence):
+            config.DeliverPolicy = js_DeliverByStartSequence
+            config.OptStartSeq = max(1, sequence)
+        case .startTime(let nanoseconds):
+            config.DeliverPolicy = js_DeliverByStartTime
+            config.OptStartTime = nanoseconds
+        }
+    }
+}
+
+/// Stream facts for ``JetStreamProvider/info()``.
+struct StreamState: Sendable {
+    var messages: UInt64
+    var bytes: UInt64
+    var firstSequence: UInt64
+    var lastSequence: UInt64
+    var consumers: Int
+    var storage: String
+}
+
+extension JetStreamProvider {
+    private var js: OpaquePointer { connection.context }
+
+    private func streamError(_ status: natsStatus, _ jerr: jsErrCode, _ what: String) -> CourierError {
+        CourierError.nats(status, what, input: configuration.stream, jsCode: jerr, detail: natsLastErrorText())
+    }
+
+    // MARK: Stream
+
+    /// Creates the stream, or reconciles an existing one with the configuration (blocking).
+    func ensureStream() throws {
+        var info: UnsafeMutablePointer<jsStreamInfo>?
+        var jerr = jsErrCode(0)
+        let status = js_GetStreamInfo(&info, js, configuration.stream, nil, &jerr)
+        if status == NATS_OK, let info {
+            defer { jsStreamInfo_Destroy(info) }
+            try reconcile(info.pointee.Config.pointee)
+            return
+        }
+        guard jerr == JSStreamNotFoundErr || status == NATS_NOT_FOUND else {
+            throw streamError(status, jerr, "cannot look up stream \(configuration.stream)")
+        }
+        let arena = CStringArena()
+        var config = jsStreamConfig()
+        jsStreamConfig_Init(&config)
+        config.Name = arena.c(configuration.stream)
+        config.Subjects = arena.array([subjectPrefix + ".>"])
+        config.SubjectsLen = 1
+        config.Retention = js_LimitsPolicy
+        config.Discard = js_DiscardOld
+        applyLimits(&config)
+        var created: UnsafeMutablePointer<jsStreamInfo>?
+        let addStatus = js_AddStream(&created, js, &config, nil, &jerr)
+        if let created { jsStreamInfo_Destroy(created) }
+        guard addStatus == NATS_OK else {
+            throw streamError(addStatus, jerr, "cannot create stream \(configuration.stream) for '\(subjectPrefix).>'")
+        }
+        configuration.logger.info("created stream", metadata: ["stream": "\(configuration.stream)", "storage": "\(configuration.storage)"])
+    }
+
+    private func applyLimits(_ config: inout jsStreamConfig) {
+        config.Storage = configuration.storage.isFile ? js_FileStorage : js_MemoryStorage
+        config.Replicas = Int64(configuration.replicas)
+        config.MaxMsgs = configuration.maxEvents ?? -1
+        config.MaxBytes = configuration.maxBytes ?? -1
+        config.MaxAge = configuration.maxAge?.nanoseconds ?? 0
+        config.Duplicates = configuration.duplicateWindow.nanoseconds
+    }
+
+    /// Updates a compatible existing stream; an incompatible one is an error naming the field.
+    private func reconcile(_ existing: jsStreamConfig) throws {
+        let wantedStorage = configuration.storage.isFile ? js_FileStorage : js_MemoryStorage
+        guard existing.Storage == wantedStorage else {
+            throw CourierError(
+                .invalidConfiguration,
+                "stream \(configuration.stream) exists with \(existing.Storage == js_FileStorage ? "file" : "memory") storage but the configuration asks for \(configuration.storage) (field 'storage'); storage cannot change",
+                input: "storage"
+            )
+        }
+        guard existing.Retention == js_LimitsPolicy else {
+            throw CourierError(
+                .invalidConfiguration,
+                "stream \(configuration.stream) exists with a non-limits retention policy (field 'retention'); Courier needs limits retention",
+                input: "retention"
+            )
+        }
+        var subjects: [String] = []
+        for i in 0..<Int(existing.SubjectsLen) {
+            if let subject = existing.Subjects[i] { subjects.append(String(cString: subject)) }
+        }
+        let ours = subjectPrefix + ".>"
+        let coversPrefix = subjects.contains { (try? SubjectFilter(ours).isSubset(of: SubjectFilter($0))) == true }
+        var changed: [String] = []
+        if !coversPrefix {
+            subjects.append(ours)
+            changed.append("subjects")
+        }
+        var config = existing
+        applyLimits(&config)
+        if config.MaxMsgs != existing.MaxMsgs { changed.append("maxEvents") }
+        if config.MaxBytes != existing.MaxBytes { changed.append("maxBytes") }
+        if config.MaxAge != existing.MaxAge { changed.append("maxAge") }
+        if config.Duplicates != existing.Duplicates { changed.append("duplicateWindow") }
+        if config.Replicas != existing.Replicas { changed.append("replicas") }
+        guard !changed.isEmpty else { return }
+        let arena = CStringArena()
+        config.Subjects = arena.array(subjects)
+        config.SubjectsLen = Int32(subjects.count)
+        var jerr = jsErrCode(0)
+        var updated: UnsafeMutablePointer<jsStreamInfo>?
+        let status = js_UpdateStream(&updated, js, &config, nil, &jerr)
+        if let updated { jsStreamInfo_Destroy(updated) }
+        guard status == NATS_OK else {
+            throw CourierError.nats(
+                status,
+                "stream \(configuration.stream) exists and cannot be updated (changed: \(changed.joined(separator: ", ")))",
+                input: changed.first,
+                jsCode: jerr,
+                detail: natsLastErrorText()
+            )
+        }
+        configuration.logger.notice(
+            "updated stream configuration",
+            metadata: ["stream": "\(configuration.stream)", "changed": "\(changed.joined(separator: ","))"]
+        )
+    }
+
+    /// Current stream counters (blocking).
+    func streamState() throws -> StreamState {
+        var info: UnsafeMutablePointer<jsStreamInfo>?
+        var jerr = jsErrCode(0)
+        let status = js_GetStreamInfo(&info, js, configuration.stream, nil, &jerr)
+        guard status == NATS_OK, let info else { throw streamError(status, jerr, "cannot read stream \(configuration.stream)") }
+        defer { jsStreamInfo_Destroy(info) }
+        let state = info.pointee.State
+        return StreamState(
+            messages: state.Msgs,
+            bytes: state.Bytes,
+            firstSequence: state.FirstSeq,
+            lastSequence: state.LastSeq,
+            consumers: Int(state.Consumers),
+            storage: info.pointee.Config.pointee.Storage == js_FileStorage ? "file" : "memory"
+        )
+    }
+
+    // MARK: Consumers
+
+    /// Creates the durable consumer, or updates an existing one (blocking). Binding to a
+    /// consumer with another filter is an error.
+    func ensureDurable(_ settings: ConsumerSettings, requested filter: String) throws {
+        guard let name = settings.durable else { return }
+        var info: UnsafeMutablePointer<jsConsumerInfo>?
+        var jerr = jsErrCode(0)
+        let status = js_GetConsumerInfo(&info, js, configuration.stream, name, nil, &jerr)
+        let arena = CStringArena()
+        var config = jsConsumerConfig()
+        jsConsumerConfig_Init(&config)
+        settings.fill(&config, arena: arena)
+        if status == NATS_OK, let info {
+            defer { jsConsumerInfo_Destroy(info) }
+            let existing = info.pointee.Config.pointee
+            let existingFilter = existing.FilterSubject.map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
+            guard existingFilter == settings.filter else {
+                throw CourierError(
+                    .invalidConfiguration,
+                    "durable consumer '\(name)' exists with filter '\(existingFilter ?? subjectPrefix + ".>")', not '\(filter)'",
+                    input: name
+                )
+            }
+            guard existing.DeliverSubject != nil else {
+                throw CourierError(
+                    .invalidConfiguration,
+                    "durable consumer '\(name)' is a pull consumer; Courier binds push consumers (delete it or use another name)",
+                    input: name
+                )
+            }
+            // Keep the position settings (they cannot change) and the deliver subject it has.
+            config.DeliverPolicy = existing.DeliverPolicy
+            config.OptStartSeq = existing.OptStartSeq
+            config.OptStartTime = existing.OptStartTime
+            config.DeliverSubject = existing.DeliverSubject
+            config.DeliverGroup = existing.DeliverGroup
+            let unchanged =
+                existing.AckWait == config.AckWait && existing.MaxAckPending == config.MaxAckPending
+                && existing.MaxDeliver == config.MaxDeliver && existing.BackOffLen == config.BackOffLen
+                && (0..<Int(config.BackOffLen)).allSatisfy { existing.BackOff[$0] == config.BackOff[$0] }
+            if unchanged { return }
+            var updated: UnsafeMutablePointer<jsConsumerInfo>?
+            let updateStatus = js_UpdateConsumer(&updated, js, configuration.stream, &config, nil, &jerr)
+            if let updated { jsConsumerInfo_Destroy(updated) }
+            guard updateStatus == NATS_OK else {
+                throw CourierError.nats(updateStatus, "cannot update durable consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
+            }
+            return
+        }
+        guard jerr == JSConsumerNotFoundErr || status == NATS_NOT_FOUND else {
+            throw CourierError.nats(status, "cannot look up consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
+        }
+        var created: UnsafeMutablePointer<jsConsumerInfo>?
+        let addStatus = js_AddConsumer(&created, js, configuration.stream, &config, nil, &jerr)
+        if let created { jsConsumerInfo_Destroy(created) }
+        guard addStatus == NATS_OK else {
+            throw CourierError.nats(addStatus, "cannot create durable consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
+        }
+    }
+
+    /// Subscribes a push handler (blocking): bound to the durable consumer, or creating an
+    /// ephemeral one that cnats deletes when the subscription ends.
+    func subscribeNative(_ settings: ConsumerSettings, inbox: DeliveryInbox) throws -> SubscriptionHandle {
+        let arena = CStringArena()
+        var options = jsSubOptions()
+        jsSubOptions_Init(&options)
+        options.Stream = arena.c(configuration.stream)
+        options.ManualAck = true
+        let subject: UnsafePointer<CChar>?
+        if let durable = settings.durable {
+            options.Consumer = arena.optional(durable)
+            options.Queue = arena.optional(durable)
+            subject = arena.optional(settings.filter)
+        } else {
+            settings.fill(&options.Config, arena: arena)
+            options.Config.FilterSubject = nil
+            subject = arena.c(settings.filter ?? subjectPrefix + ".>")
+        }
+        let closure = Unmanaged.passRetained(inbox).toOpaque()
+        var sub: OpaquePointer?
+        var jerr = jsErrCode(0)
+        let status = js_Subscribe(&sub, js, subject, deliveryHandler, closure, nil, &options, &jerr)
+        guard status == NATS_OK, let sub else {
+            Unmanaged<DeliveryInbox>.fromOpaque(closure).release()
+            throw CourierError.nats(
+                status,
+                "cannot subscribe to \(settings.durable.map { "durable consumer '\($0)'" } ?? "'\(settings.filter ?? subjectPrefix + ".>")'")",
+                input: settings.durable ?? settings.filter,
+                jsCode: jerr,
+                detail: natsLastErrorText()
+            )
+        }
+        if natsSubscription_SetOnCompleteCB(sub, deliveryComplete, closure) != NATS_OK {
+            // Already closed: no handler call can be pending any more.
+            Unmanaged<DeliveryInbox>.fromOpaque(closure).release()
+        }
+        _ = natsSubscription_SetPendingLimits(sub, -1, -1)
+        return SubscriptionHandle(sub)
+    }
+
+    // MARK: History
+
+    /// How many stored messages matching `filter` start at `sequence` or later (blocking): an
+    /// ephemeral consumer is created for the count and deleted again.
+    private func matching(from sequence: UInt64, filter: String?) throws -> UInt64 {
+        let arena = CStringArena()
+        var config = jsConsumerConfig()
+        jsConsumerConfig_Init(&config)
+        config.AckPolicy = js_AckNone
+        config.DeliverPolicy = js_DeliverByStartSequence
+        config.OptStartSeq = max(1, sequence)
+        config.FilterSubject = arena.optional(filter)
+        config.DeliverSubject = arena.c("_COURIER.probe.\(configuration.stream).\(UInt64.random(in: 0...UInt64.max))")
+        config.InactiveThreshold = 5_000_000_000
+        var info: UnsafeMutablePointer<jsConsumerInfo>?
+        var jerr = jsErrCode(0)
+        let status = js_AddConsumer(&info, js, configuration.stream, &config, nil, &jerr)
+        guard status == NATS_OK, let info else {
+            throw CourierError.nats(status, "cannot count stored events", input: filter, jsCode: jerr, detail: natsLastErrorText())
+        }
+        let pending = info.pointee.NumPending
+        if let name = info.pointee.Name { _ = js_DeleteConsumer(js, configuration.stream, name, nil, &jerr) }
+        jsConsumerInfo_Destroy(info)
+        return pending
+    }
+
+    /// The newest `limit` matching events, oldest first (blocking).
+    func readHistory(filter: String?, limit: Int) throws -> [Event] {
+        let stream = try streamState()
+        guard stream.messages > 0 else { return [] }
+        var start = stream.firstSequence
+        let total = try matching(from: start, filter: filter)
+        guard total > 0 else { return [] }
+        var expected = total
+        if total > UInt64(limit) {
+            // Binary search for the latest start sequence that still has `limit` matches after it.
+            var low = stream.firstSequence
+            var high = stream.lastSequence
+            while low < high {
+                let mid = low + (high - low + 1) / 2
+                if try matching(from: mid, filter: filter) >= UInt64(limit) { low = mid } else { high = mid - 1 }
+            }
+            start = low
+            expected = UInt64(limit)
+        }
+        return try readOrdered(from: start, filter: filter, count: Int(expected))
+    }
+
+    /// Reads `count` matching events from `sequence` with an ordered consumer (blocking).
+    private func readOrdered(from sequence: UInt64, filter: String?, count: Int) throws -> [Event] {
+        let arena = CStringArena()
+        var options = jsSubOptions()
+        jsSubOptions_Init(&options)
+        options.Stream = arena.c(configuration.stream)
+        options.Ordered = true
+        options.Config.DeliverPolicy = js_DeliverByStartSequence
+        options.Config.OptStartSeq = max(1, sequence)
+        var sub: OpaquePointer?
+        var jerr = jsErrCode(0)
+        let subject = filter ?? subjectPrefix + ".>"
+        let status = js_SubscribeSync(&sub, js, subject, nil, &options, &jerr)
+        guard status == NATS_OK, let sub else {
+            throw CourierError.nats(status, "cannot read history of '\(subject)'", input: subject, jsCode: jerr, detail: natsLastErrorText())
+        }
+        defer {
+            natsSubscription_Unsubscribe(sub)
+            natsSubscription_Destroy(sub)
+        }
+        var events: [Event] = []
+        events.reserveCapacity(count)
+        let wait = max(1, configuration.requestTimeout.milliseconds)
+        while events.count < count {
+            var msg: OpaquePointer?
+            let next = natsSubscription_NextMsg(&msg, sub, wait)
+            guard next == NATS_OK, let msg else {
+                if next == NATS_TIMEOUT { break }  // the rest was removed meanwhile (retention)
+                throw CourierError.nats(next, "cannot read history of '\(subject)'", input: subject, detail: natsLastErrorText())
+            }
+            defer { natsMsg_Destroy(msg) }
+            let length = Int(natsMsg_GetDataLength(msg))
+            let bytes = UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: length).bindMemory(to: UInt8.self)
+            if let event = try? Event(wireJSON: bytes) {
+                events.append(event)
+            } else {
+                configuration.logger.warning("history skipped an undecodable message", metadata: ["subject": "\(String(cString: natsMsg_GetSubject(msg)))"])
+            }
+            if let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: String(cString: reply)), meta.pending == 0 { break }
+        }
+        return events
+    }
+}
+#endif

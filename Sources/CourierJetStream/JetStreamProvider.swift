@@ -1,0 +1,312 @@
+#if NATS
+internal import CNATS
+public import CourierCore
+import Logging
+import Synchronization
+
+/// The production provider: NATS JetStream through the C client cnats.
+///
+/// Connecting creates the stream (capturing `<prefix>.>`) or updates it when the configuration
+/// changed compatibly. Events are stored in their JSON wire form, identical to the memory
+/// provider's, with `Nats-Msg-Id` set to the dedupe id. Publishing is pipelined (async publish
+/// with a bounded window, retried with the same message id); consumption uses push consumers
+/// bound to durable consumers created with `js_AddConsumer`, so they survive restarts and are
+/// shared by every subscription with the same name.
+///
+/// ```swift
+/// let provider = try await JetStreamProvider.connect(.init(url: "nats://127.0.0.1:4222"))
+/// let bus = EventBus(provider: provider)
+/// ```
+public final class JetStreamProvider: EventProvider {
+    public let name = "jetstream"
+    /// The configuration the provider was connected with.
+    public let configuration: Configuration
+    public var subjectPrefix: String { configuration.subjectPrefix }
+    public var deadLetters: any DlqHandler { configuration.deadLetterHandler ?? ProviderDlqHandler(provider: self) }
+
+    let connection: NATSConnection
+    private let state = Mutex(State())
+
+    private struct State {
+        var closed = false
+        var subscriptions: [ObjectIdentifier: Weak] = [:]
+    }
+
+    private struct Weak {
+        weak var subscription: JetStreamSubscription?
+    }
+
+    private init(configuration: Configuration, connection: NATSConnection) {
+        self.configuration = configuration
+        self.connection = connection
+    }
+
+    /// Connects, then creates or reconciles the stream.
+    ///
+    /// - Throws: ``CourierError`` naming the URL when no server answers within the connect
+    ///   timeout, the field when the existing stream is incompatible, or the bad setting.
+    public static func connect(_ configuration: Configuration) async throws -> JetStreamProvider {
+        try configuration.validate()
+        let connection = try await Blocking.run { try NATSConnection(configuration: configuration) }
+        let provider = JetStreamProvider(configuration: configuration, connection: connection)
+        do {
+            try await Blocking.run { try provider.ensureStream() }
+        } catch {
+            await provider.shutdown()
+            throw error
+        }
+        configuration.logger.info(
+            "connected to JetStream",
+            metadata: ["url": "\(connection.currentURL)", "stream": "\(configuration.stream)"]
+        )
+        return provider
+    }
+
+    private func ensureOpen() throws {
+        if state.withLock({ $0.closed }) {
+            throw CourierError(.closed, "JetStream provider for stream \(configuration.stream) is shut down", input: configuration.stream)
+        }
+    }
+
+    // MARK: Publishing
+
+    public func publish(_ event: Event, options: PublishOptions) async throws -> PublishAck {
+        let message = try outgoing(event, messageID: options.messageID, expectedLastSequence: options.expectedLastSequence)
+        return try await connection.publisher.publish(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
+    }
+
+    /// How long a publish keeps retrying (with the same message id) before it fails retryably.
+    public static let defaultPublishTimeout: Duration = .seconds(30)
+
+    /// Publishes many events pipelined (at most ``Configuration/publishWindow`` in flight) and
+    /// returns each one's result in order. Each event's dedupe id is its id, so calling this
+    /// again with events that failed never stores any of them twice.
+    public func publishBatch(_ events: [Event], timeout: Duration = defaultPublishTimeout) async -> [Result<PublishAck, CourierError>] {
+        var messages: [OutgoingMessage] = []
+        var early: [Int: CourierError] = [:]
+        messages.reserveCapacity(events.count)
+        var indices: [Int] = []
+        for (i, event) in events.enumerated() {
+            do {
+                messages.append(try outgoing(event, messageID: nil, expectedLastSequence: nil))
+                indices.append(i)
+            } catch {
+                early[i] = error as? CourierError ?? CourierError(.providerError, "\(error)")
+            }
+        }
+        let sent = await connection.publisher.publishBatch(messages, timeout: timeout)
+        var results = [Result<PublishAck, CourierError>](repeating: .failure(CourierError(.providerError, "not sent")), count: events.count)
+        for (i, error) in early { results[i] = .failure(error) }
+        for (slot, index) in indices.enumerated() { results[index] = sent[slot] }
+        return results
+    }
+
+    /// Publishes pre-serialised messages pipelined and returns each one's result in order. The
+    /// ingest core's JetStream adapter uses it; each message carries its own dedupe id.
+    public func publishRaw(_ messages: [OutgoingMessage], timeout: Duration = defaultPublishTimeout) async throws
+        -> [Result<PublishAck, CourierError>]
+    {
+        try ensureOpen()
+        let limit = connection.maxPayload
+        for message in messages where message.payload.count + headerEstimate(message.messageID, message.headers) > limit {
+            throw tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
+        }
+        return await connection.publisher.publishBatch(messages, timeout: timeout)
+    }
+
+    func outgoing(_ event: Event, messageID: String?, expectedLastSequence: UInt64?, headers: [(String, String)] = [])
+        throws -> OutgoingMessage
+    {
+        try ensureOpen()
+        try event.validate()
+        guard event.subject.hasPrefix(subjectPrefix + ".") else {
+            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
+        }
+        let payload = event.wireJSON()
+        let id = messageID ?? event.id
+        let limit = connection.maxPayload
+        if payload.count + headerEstimate(id, headers) > limit {
+            throw tooLarge(subject: event.subject, size: payload.count, limit: limit)
+        }
+        return OutgoingMessage(subject: event.subject, payload: payload, headers: headers, messageID: id, expectedLastSequence: expectedLastSequence)
+    }
+
+    private func headerEstimate(_ messageID: String, _ headers: [(String, String)]) -> Int {
+        64 + messageID.utf8.count + headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
+    }
+
+    private func tooLarge(subject: String, size: Int, limit: Int) -> CourierError {
+        CourierError(
+            .payloadTooLarge,
+            "message for '\(subject)' is \(size) bytes; the server's max_payload is \(limit) bytes (headers included)",
+            input: subject
+        )
+    }
+
+    // MARK: Subscribing
+
+    public func subscribe(_ filter: String, options: SubscribeOptions) async throws -> EventSubscription {
+        try ensureOpen()
+        let parsed = try validatedFilter(filter)
+        try options.validate()
+        let config = ConsumerSettings(
+            durable: nil,
+            filter: streamFilter(parsed),
+            options: options,
+            policy: options.deliverPolicy ?? .new,
+            stream: configuration.stream
+        )
+        let source = try await bind(config, options: options, consumerName: "ephemeral")
+        return EventSubscription(consumer: nil, filter: filter, source: source)
+    }
+
+    public func subscribeDurable(consumer: String, filter: String, options: SubscribeOptions) async throws
+        -> EventSubscription
+    {
+        try ensureOpen()
+        let parsed = try validatedFilter(filter)
+        try options.validate()
+        let name = try ConsumerName.sanitize(consumer)
+        let config = ConsumerSettings(
+            durable: name,
+            filter: streamFilter(parsed),
+            options: options,
+            policy: options.deliverPolicy ?? .all,
+            stream: configuration.stream
+        )
+        try await Blocking.run { try self.ensureDurable(config, requested: filter) }
+        let source = try await bind(config, options: options, consumerName: name)
+        return EventSubscription(consumer: name, filter: filter, source: source)
+    }
+
+    /// The consumer filter for the stream: `nil` when it covers every subject under the prefix,
+    /// with leading wildcards narrowed to the prefix (the server only accepts subsets).
+    func streamFilter(_ filter: SubjectFilter) -> String? {
+        let prefixTokens = subjectPrefix.split(separator: ".").map(String.init)
+        var tokens = filter.pattern.split(separator: ".", omittingEmptySubsequences: false).map(String.init)
+        for (i, prefixToken) in prefixTokens.enumerated() {
+            guard i < tokens.count else { break }
+            if tokens[i] == ">" {
+                tokens = prefixTokens + [">"]
+                break
+            }
+            if tokens[i] == "*" { tokens[i] = prefixToken }
+        }
+        let narrowed = tokens.joined(separator: ".")
+        return narrowed == subjectPrefix + ".>" ? nil : narrowed
+    }
+
+    private func bind(_ config: ConsumerSettings, options: SubscribeOptions, consumerName: String) async throws -> JetStreamSubscription {
+        let connection = self.connection
+        let inbox = DeliveryInbox(wantsHeaders: false) { reply in try? connection.publishCore(subject: reply, body: "-NAK") }
+        let handle = try await Blocking.run { try self.subscribeNative(config, inbox: inbox) }
+        let subscription = JetStreamSubscription(
+            connection: connection,
+            inbox: inbox,
+            handle: handle,
+            consumer: consumerName,
+            durable: config.durable != nil,
+            maxDeliver: options.maxDeliver,
+            deadLetters: options.deadLetterHandler ?? deadLetters,
+            prefix: subjectPrefix,
+            logger: configuration.logger,
+            onClose: { [weak self] subscription in
+                _ = self?.state.withLock { $0.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) }
+            }
+        )
+        state.withLock { $0.subscriptions[ObjectIdentifier(subscription)] = Weak(subscription: subscription) }
+        return subscription
+    }
+
+    public func unsubscribe(consumer: String) async throws {
+        try ensureOpen()
+        let name = try ConsumerName.sanitize(consumer)
+        try await Blocking.run {
+            var jerr = jsErrCode(0)
+            let status = js_DeleteConsumer(self.connection.context, self.configuration.stream, name, nil, &jerr)
+            guard status == NATS_OK else {
+                throw CourierError.nats(
+                    status,
+                    "cannot delete consumer '\(consumer)' on stream \(self.configuration.stream)",
+                    input: consumer,
+                    jsCode: jerr,
+                    detail: natsLastErrorText()
+                )
+            }
+        }
+    }
+
+    // MARK: Queries
+
+    public func history(filter: String?, limit: Int) async throws -> [Event] {
+        try ensureOpen()
+        let parsed = try filter.map { try validatedFilter($0) }
+        guard limit > 0 else { return [] }
+        let subjectFilter = parsed.flatMap { streamFilter($0) }
+        return try await Blocking.run { try self.readHistory(filter: subjectFilter, limit: limit) }
+    }
+
+    public func info() async throws -> ProviderInfo {
+        try ensureOpen()
+        let stream = try await Blocking.run { try self.streamState() }
+        let events = connection.events
+        return ProviderInfo(
+            provider: name,
+            stream: configuration.stream,
+            subjectPrefix: subjectPrefix,
+            messages: stream.messages,
+            bytes: stream.bytes,
+            firstSequence: stream.firstSequence,
+            lastSequence: stream.lastSequence,
+            consumers: stream.consumers,
+            state: connection.stateDescription,
+            details: [
+                "url": connection.currentURL,
+                "storage": stream.storage,
+                "disconnects": String(events.disconnects.load(ordering: .relaxed)),
+                "reconnects": String(events.reconnects.load(ordering: .relaxed)),
+                "asyncErrors": String(events.asyncErrors.load(ordering: .relaxed)),
+                "publishRetries": String(connection.publisher.retryCount),
+                "publishesInFlight": String(connection.publisher.inFlight),
+            ]
+        )
+    }
+
+    public func health() async -> Bool {
+        !state.withLock { $0.closed } && connection.isConnected
+    }
+
+    /// Stops accepting publishes, waits (up to `drainTimeout`) for in-flight publishes to be
+    /// acknowledged, closes every subscription (buffered deliveries are handed back), flushes
+    /// pending acknowledgements and closes the connection.
+    public func shutdown(drainTimeout: Duration) async {
+        let subscriptions = state.withLock { state -> [JetStreamSubscription] in
+            guard !state.closed else { return [] }
+            state.closed = true
+            return state.subscriptions.values.compactMap(\.subscription)
+        }
+        if !(await connection.publisher.waitUntilIdle(timeout: drainTimeout)) {
+            configuration.logger.warning(
+                "shutdown: publishes still unacknowledged after the drain timeout",
+                metadata: ["inFlight": "\(connection.publisher.inFlight)"]
+            )
+        }
+        for subscription in subscriptions { await subscription.close() }
+        let connection = self.connection
+        _ = try? await Blocking.run { connection.close(flushTimeout: drainTimeout) }
+    }
+
+    public func shutdown() async {
+        await shutdown(drainTimeout: .seconds(10))
+    }
+
+    /// Connection counters: disconnects, reconnects and asynchronous errors seen so far.
+    public var connectionEvents: (disconnects: UInt64, reconnects: UInt64, asyncErrors: UInt64) {
+        let events = connection.events
+        return (
+            events.disconnects.load(ordering: .relaxed), events.reconnects.load(ordering: .relaxed),
+            events.asyncErrors.load(ordering: .relaxed)
+        )
+    }
+}
+#endif

@@ -1,0 +1,338 @@
+#if NATS
+internal import CNATS
+import CourierCore
+import DequeModule
+import Logging
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A message to publish: subject, bytes, headers and its dedupe id.
+public struct OutgoingMessage: Sendable {
+    /// The subject.
+    public var subject: String
+    /// The message body.
+    public var payload: [UInt8]
+    /// Extra headers (the dedupe and expected-sequence headers are added from the fields below).
+    public var headers: [(String, String)]
+    /// The `Nats-Msg-Id`: retrying with the same id never stores the message twice.
+    public var messageID: String
+    /// When set, the stream's last sequence must equal this value.
+    public var expectedLastSequence: UInt64?
+
+    /// Creates an outgoing message.
+    public init(
+        subject: String,
+        payload: [UInt8],
+        headers: [(String, String)] = [],
+        messageID: String,
+        expectedLastSequence: UInt64? = nil
+    ) {
+        self.subject = subject
+        self.payload = payload
+        self.headers = headers
+        self.messageID = messageID
+        self.expectedLastSequence = expectedLastSequence
+    }
+}
+
+/// Collects the results of one batch of async publishes and wakes the publisher when the last
+/// one arrives.
+final class BatchCollector: Sendable {
+    private struct State {
+        var results: [Result<PublishAck, CourierError>?]
+        var remaining: Int
+        var continuation: CheckedContinuation<[Result<PublishAck, CourierError>], Never>?
+    }
+
+    private let state: Mutex<State>
+
+    init(count: Int) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, continuation: nil))
+    }
+
+    func resolve(_ index: Int, _ result: Result<PublishAck, CourierError>) {
+        let finished = state.withLock { state -> (CheckedContinuation<[Result<PublishAck, CourierError>], Never>, [Result<PublishAck, CourierError>])? in
+            guard state.results[index] == nil else { return nil }
+            state.results[index] = result
+            state.remaining -= 1
+            guard state.remaining == 0, let continuation = state.continuation else { return nil }
+            state.continuation = nil
+            return (continuation, state.results.map { $0! })
+        }
+        if let (continuation, results) = finished { continuation.resume(returning: results) }
+    }
+
+    func wait() async -> [Result<PublishAck, CourierError>] {
+        await withCheckedContinuation { continuation in
+            let done = state.withLock { state -> [Result<PublishAck, CourierError>]? in
+                if state.remaining == 0 { return state.results.map { $0! } }
+                state.continuation = continuation
+                return nil
+            }
+            if let done { continuation.resume(returning: done) }
+        }
+    }
+}
+
+/// Pipelined JetStream publishing over `js_PublishMsgAsync` with an ack handler.
+///
+/// Every message is registered (keyed by its `natsMsg` address) before it is sent, so the ack
+/// handler, which runs on a cnats thread, finds its completion. A bounded ``AsyncWindow`` keeps
+/// at most `window` publishes in flight, so the cnats call never stalls. A publish whose ack
+/// times out, or which fails retryably (no responders during a restart, a lost connection), is
+/// sent again with the same `Nats-Msg-Id` after a short backoff until its deadline, so it is
+/// stored exactly once or fails with a retryable error: never lost silently.
+final class AsyncPublisher: @unchecked Sendable {
+    enum Sink {
+        case single(CheckedContinuation<PublishAck, any Error>)
+        case batch(BatchCollector, Int)
+    }
+
+    struct Entry {
+        let sink: Sink
+        let subject: String
+        let messageID: String
+        let expectedLastSequence: UInt64?
+        let deadline: ContinuousClock.Instant
+        var attempts: Int
+    }
+
+    private struct State {
+        var pending: [Int: Entry] = [:]
+        var idleWaiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    let window: AsyncWindow
+    private let state = Mutex(State())
+    private let requestTimeout: Duration
+    private let logger: Logger
+    private let streamName: String
+    private let streamNameC: UnsafeMutablePointer<CChar>
+    /// The JetStream context; set once right after it is created, before any publish.
+    nonisolated(unsafe) var context: OpaquePointer?
+    private let retries = Atomic<UInt64>(0)
+
+    init(window: Int, requestTimeout: Duration, streamName: String, logger: Logger) {
+        self.window = AsyncWindow(size: window)
+        self.requestTimeout = requestTimeout
+        self.logger = logger
+        self.streamName = streamName
+        self.streamNameC = strdup(streamName)
+    }
+
+    deinit { free(streamNameC) }
+
+    /// Publishes that were sent again after a retryable failure.
+    var retryCount: UInt64 { retries.load(ordering: .relaxed) }
+
+    /// Publishes awaiting their acknowledgement.
+    var inFlight: Int { state.withLock { $0.pending.count } }
+
+    // MARK: Publishing
+
+    /// Publishes one message and waits for the stream's acknowledgement.
+    func publish(_ message: OutgoingMessage, timeout: Duration) async throws -> PublishAck {
+        let msg = try makeMessage(message)
+        let deadline = ContinuousClock.now + timeout
+        await window.acquire()
+        return try await withCheckedThrowingContinuation { continuation in
+            let entry = Entry(
+                sink: .single(continuation),
+                subject: message.subject,
+                messageID: message.messageID,
+                expectedLastSequence: message.expectedLastSequence,
+                deadline: deadline,
+                attempts: 1
+            )
+            send(msg, entry)
+        }
+    }
+
+    /// Publishes every message with at most `window` in flight and returns each one's result,
+    /// in order.
+    func publishBatch(_ messages: [OutgoingMessage], timeout: Duration) async -> [Result<PublishAck, CourierError>] {
+        guard !messages.isEmpty else { return [] }
+        let collector = BatchCollector(count: messages.count)
+        let deadline = ContinuousClock.now + timeout
+        for (index, message) in messages.enumerated() {
+            let msg: OpaquePointer
+            do {
+                msg = try makeMessage(message)
+            } catch {
+                collector.resolve(index, .failure(error as? CourierError ?? CourierError(.providerError, "\(error)")))
+                continue
+            }
+            await window.acquire()
+            send(
+                msg,
+                Entry(
+                    sink: .batch(collector, index),
+                    subject: message.subject,
+                    messageID: message.messageID,
+                    expectedLastSequence: message.expectedLastSequence,
+                    deadline: deadline,
+                    attempts: 1
+                )
+            )
+        }
+        return await collector.wait()
+    }
+
+    /// Waits until no publish is in flight, or `timeout` passes; returns whether it is idle.
+    func waitUntilIdle(timeout: Duration) async -> Bool {
+        await withTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                await withCheckedContinuation { continuation in
+                    let idle = self.state.withLock { state -> Bool in
+                        if state.pending.isEmpty { return true }
+                        state.idleWaiters.append(continuation)
+                        return false
+                    }
+                    if idle { continuation.resume() }
+                }
+                return true
+            }
+            group.addTask {
+                try? await Task.sleep(for: timeout)
+                return false
+            }
+            let first = await group.next() ?? false
+            group.cancelAll()
+            if !first { self.releaseIdleWaiters() }
+            return first
+        }
+    }
+
+    private func releaseIdleWaiters() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            defer { state.idleWaiters.removeAll() }
+            return state.idleWaiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    // MARK: Internals
+
+    private func makeMessage(_ message: OutgoingMessage) throws -> OpaquePointer {
+        var msg: OpaquePointer?
+        let status = message.payload.withUnsafeBufferPointer { bytes in
+            bytes.withMemoryRebound(to: CChar.self) { chars in
+                natsMsg_Create(&msg, message.subject, nil, chars.baseAddress, Int32(chars.count))
+            }
+        }
+        guard status == NATS_OK, let msg else {
+            throw CourierError.nats(status, "cannot create a message for '\(message.subject)'", input: message.subject, detail: natsLastErrorText())
+        }
+        for (name, value) in message.headers {
+            let headerStatus = natsMsgHeader_Add(msg, name, value)
+            guard headerStatus == NATS_OK else {
+                natsMsg_Destroy(msg)
+                throw CourierError.nats(headerStatus, "cannot set header '\(name)'", input: name, detail: natsLastErrorText())
+            }
+        }
+        return msg
+    }
+
+    /// Registers and sends `msg`. On an immediate failure the entry is resolved (or retried).
+    /// The caller holds a window slot for it.
+    private func send(_ msg: OpaquePointer, _ entry: Entry) {
+        let key = Int(bitPattern: UnsafeRawPointer(msg))
+        state.withLock { $0.pending[key] = entry }
+        let remaining = entry.deadline - ContinuousClock.now
+        let wait = max(Int64(1), min(requestTimeout, remaining).milliseconds)
+        var options = jsPubOptions()
+        jsPubOptions_Init(&options)
+        options.MaxWait = wait
+        if let expected = entry.expectedLastSequence { options.ExpectLastSeq = expected }
+        let status = entry.messageID.withCString { id -> natsStatus in
+            options.MsgId = id
+            var owned: OpaquePointer? = msg
+            return js_PublishMsgAsync(context, &owned, &options)
+        }
+        guard status != NATS_OK else { return }
+        let detail = natsLastErrorText()
+        guard let entry = state.withLock({ $0.pending.removeValue(forKey: key) }) else { return }
+        fail(msg, entry, status: status, jsCode: jsErrCode(0), detail: detail)
+    }
+
+    /// Called by the ack handler on a cnats thread.
+    fileprivate func handleAck(
+        _ msg: OpaquePointer,
+        _ ack: UnsafeMutablePointer<jsPubAck>?,
+        _ failure: UnsafeMutablePointer<jsPubAckErr>?
+    ) {
+        let key = Int(bitPattern: UnsafeRawPointer(msg))
+        let (entry, idle) = state.withLock { state -> (Entry?, [CheckedContinuation<Void, Never>]) in
+            let entry = state.pending.removeValue(forKey: key)
+            guard state.pending.isEmpty, !state.idleWaiters.isEmpty else { return (entry, []) }
+            defer { state.idleWaiters.removeAll() }
+            return (entry, state.idleWaiters)
+        }
+        defer { for waiter in idle { waiter.resume() } }
+        guard let entry else {
+            natsMsg_Destroy(msg)
+            return
+        }
+        if let ack {
+            let stream = strcmp(ack.pointee.Stream, streamNameC) == 0 ? streamName : String(cString: ack.pointee.Stream)
+            natsMsg_Destroy(msg)
+            window.release()
+            complete(entry.sink, .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate)))
+            return
+        }
+        let status = failure?.pointee.Err ?? NATS_ERR
+        let code = failure?.pointee.ErrCode ?? jsErrCode(0)
+        let detail = failure?.pointee.ErrText.map { String(cString: $0) } ?? ""
+        fail(msg, entry, status: status, jsCode: code, detail: detail)
+    }
+
+    /// Retries a retryable failure before its deadline, else resolves the entry with the error.
+    private func fail(_ msg: OpaquePointer, _ entry: Entry, status: natsStatus, jsCode: jsErrCode, detail: String) {
+        let now = ContinuousClock.now
+        if isRetryablePublishFailure(status, jsCode), now < entry.deadline {
+            var next = entry
+            next.attempts += 1
+            let backoff = min(Duration.milliseconds(25) * (1 << min(next.attempts - 2, 6)), .seconds(1))
+            let delay = min(backoff, entry.deadline - now)
+            retries.add(1, ordering: .relaxed)
+            logger.debug(
+                "retrying publish",
+                metadata: ["subject": "\(entry.subject)", "messageID": "\(entry.messageID)", "attempt": "\(next.attempts)", "status": "\(detail)"]
+            )
+            let address = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg)))
+            Task.detached { [self] in
+                try? await Task.sleep(for: delay)
+                self.send(OpaquePointer(bitPattern: address)!, next)
+            }
+            return
+        }
+        natsMsg_Destroy(msg)
+        window.release()
+        let error = CourierError.nats(
+            status,
+            "publish of '\(entry.messageID)' to '\(entry.subject)' failed after \(entry.attempts) attempt(s)",
+            input: entry.subject,
+            jsCode: jsCode,
+            detail: detail
+        )
+        complete(entry.sink, .failure(error))
+    }
+
+    private func complete(_ sink: Sink, _ result: Result<PublishAck, CourierError>) {
+        switch sink {
+        case .single(let continuation): continuation.resume(with: result.mapError { $0 as any Error })
+        case .batch(let collector, let index): collector.resolve(index, result)
+        }
+    }
+}
+
+/// The cnats async-publish ack handler. Runs on the JetStream context's reply-subscription
+/// thread; the closure is the `AsyncPublisher`, kept alive by the connection that owns the context.
+let publishAckHandler: jsPubAckHandler = { _, msg, ack, failure, closure in
+    guard let msg, let closure else { return }
+    Unmanaged<AsyncPublisher>.fromOpaque(closure).takeUnretainedValue().handleAck(msg, ack, failure)
+}
+#endif

@@ -1,0 +1,56 @@
+#if NATS
+import DequeModule
+import Synchronization
+
+/// A counting semaphore for async code: bounds how many publishes are in flight so cnats'
+/// `js_PublishMsgAsync` never stalls a cooperative thread waiting for room.
+final class AsyncWindow: Sendable {
+    private struct State {
+        var available: Int
+        var waiters: Deque<CheckedContinuation<Void, Never>> = []
+    }
+
+    private let state: Mutex<State>
+    /// The window size.
+    let size: Int
+
+    init(size: Int) {
+        self.size = size
+        self.state = Mutex(State(available: size))
+    }
+
+    /// Takes a slot, waiting for one when the window is full.
+    func acquire() async {
+        let granted = state.withLock { state -> Bool in
+            guard state.available > 0 else { return false }
+            state.available -= 1
+            return true
+        }
+        if granted { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let grantedNow = state.withLock { state -> Bool in
+                if state.available > 0 {
+                    state.available -= 1
+                    return true
+                }
+                state.waiters.append(continuation)
+                return false
+            }
+            if grantedNow { continuation.resume() }
+        }
+    }
+
+    /// Returns a slot, handing it straight to the longest waiter if there is one.
+    func release() {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if let waiter = state.waiters.popFirst() { return waiter }
+            state.available += 1
+            return nil
+        }
+        waiter?.resume()
+    }
+
+    /// Slots currently taken.
+    var inFlight: Int { state.withLock { size - $0.available } }
+}
+#endif

@@ -1,0 +1,238 @@
+#if NATS
+internal import CNATS
+import CourierCore
+import Logging
+import Synchronization
+
+/// Connection events, counted and logged. Retained for the connection's life: cnats calls it
+/// from its own threads until the closed callback, which releases it.
+final class ConnectionEvents: Sendable {
+    let logger: Logger
+    let disconnects = Atomic<UInt64>(0)
+    let reconnects = Atomic<UInt64>(0)
+    let asyncErrors = Atomic<UInt64>(0)
+    let closed = Atomic<Bool>(false)
+    private let lastAsyncError = Mutex<String>("")
+
+    init(logger: Logger) {
+        self.logger = logger
+    }
+
+    var lastError: String { lastAsyncError.withLock { $0 } }
+
+    fileprivate func disconnected(_ url: String) {
+        disconnects.add(1, ordering: .relaxed)
+        logger.warning("disconnected from NATS", metadata: ["url": "\(url)"])
+    }
+
+    fileprivate func reconnected(_ url: String) {
+        reconnects.add(1, ordering: .relaxed)
+        logger.notice("reconnected to NATS", metadata: ["url": "\(url)"])
+    }
+
+    fileprivate func connectionClosed() {
+        closed.store(true, ordering: .releasing)
+        logger.info("NATS connection closed")
+    }
+
+    fileprivate func asyncError(_ status: natsStatus, subject: String?) {
+        asyncErrors.add(1, ordering: .relaxed)
+        let text = String(cString: natsStatus_GetText(status))
+        lastAsyncError.withLock { $0 = text }
+        logger.error("asynchronous NATS error", metadata: ["error": "\(text)", "subscription": "\(subject ?? "-")"])
+    }
+}
+
+private func connectedURL(_ nc: OpaquePointer?) -> String {
+    guard let nc else { return "" }
+    var buffer = [CChar](repeating: 0, count: 256)
+    guard natsConnection_GetConnectedUrl(nc, &buffer, buffer.count) == NATS_OK else { return "" }
+    return String(cString: buffer)
+}
+
+private func events(_ closure: UnsafeMutableRawPointer?) -> ConnectionEvents {
+    Unmanaged<ConnectionEvents>.fromOpaque(closure!).takeUnretainedValue()
+}
+
+/// Runs on cnats' asynchronous-callback thread.
+private let onDisconnected: natsConnectionHandler = { nc, closure in events(closure).disconnected(connectedURL(nc)) }
+/// Runs on cnats' asynchronous-callback thread.
+private let onReconnected: natsConnectionHandler = { nc, closure in events(closure).reconnected(connectedURL(nc)) }
+/// Runs on cnats' asynchronous-callback thread, once; balances the retain taken at connect.
+private let onClosed: natsConnectionHandler = { _, closure in
+    events(closure).connectionClosed()
+    Unmanaged<ConnectionEvents>.fromOpaque(closure!).release()
+}
+/// Runs on cnats' asynchronous-callback thread. Without it, cnats 3.4.1 drops async errors silently.
+private let onAsyncError: natsErrHandler = { _, subscription, status, closure in
+    var subject: String?
+    if let subscription, let raw = natsSubscription_GetSubject(subscription) { subject = String(cString: raw) }
+    events(closure).asyncError(status, subject: subject)
+}
+
+/// One NATS connection with its JetStream context. Owns the cnats handles and destroys them in
+/// reverse order of creation.
+final class NATSConnection: @unchecked Sendable {
+    let options: OpaquePointer
+    let connection: OpaquePointer
+    let context: OpaquePointer
+    let events: ConnectionEvents
+    let publisher: AsyncPublisher
+    let servers: [String]
+
+    /// Connects (blocking: call it through ``Blocking``).
+    init(configuration: JetStreamProvider.Configuration) throws {
+        _ = NATSLibrary.opened
+        let servers = configuration.servers
+        let serverList = servers.joined(separator: ",")
+        var opts: OpaquePointer?
+        var status = natsOptions_Create(&opts)
+        guard status == NATS_OK, let opts else {
+            throw CourierError.nats(status, "cannot create NATS options", input: serverList, detail: natsLastErrorText())
+        }
+        func check(_ status: natsStatus, _ what: String, _ input: String) throws {
+            guard status == NATS_OK else {
+                let detail = natsLastErrorText()
+                natsOptions_Destroy(opts)
+                throw CourierError.nats(status, what, input: input, detail: detail)
+            }
+        }
+        try check(withCStringArray(servers) { natsOptions_SetServers(opts, $0, Int32(servers.count)) }, "invalid server URL", serverList)
+        try check(natsOptions_SetName(opts, configuration.connectionName), "invalid connection name", configuration.connectionName)
+        try check(natsOptions_SetTimeout(opts, max(1, configuration.connectTimeout.milliseconds)), "invalid connect timeout", "connectTimeout")
+        try check(natsOptions_SetMaxReconnect(opts, Int32(configuration.reconnect.maxAttempts ?? -1)), "invalid reconnect attempts", "reconnect.maxAttempts")
+        try check(natsOptions_SetReconnectWait(opts, max(1, configuration.reconnect.wait.milliseconds)), "invalid reconnect wait", "reconnect.wait")
+        try check(natsOptions_SetReconnectBufSize(opts, Int32(configuration.reconnect.bufferBytes)), "invalid reconnect buffer", "reconnect.bufferBytes")
+        try check(natsOptions_SetMaxPendingMsgs(opts, 1 << 20), "invalid pending limit", "maxPendingMsgs")
+        switch configuration.authentication.kind {
+        case .none: break
+        case .token(let token): try check(natsOptions_SetToken(opts, token), "invalid token", "authentication")
+        case .userPassword(let user, let password):
+            try check(natsOptions_SetUserInfo(opts, user, password), "invalid user or password", user)
+        case .credentialsFile(let path):
+            try check(natsOptions_SetUserCredentialsFromFiles(opts, path, nil), "cannot load credentials file", path)
+        case .nkey(let publicKey, let seedFile):
+            try check(natsOptions_SetNKeyFromSeed(opts, publicKey, seedFile), "cannot load nkey seed", seedFile)
+        }
+        if let tls = configuration.tls {
+            try check(natsOptions_SetSecure(opts, true), "cannot enable TLS", serverList)
+            if let ca = tls.caFile { try check(natsOptions_LoadCATrustedCertificates(opts, ca), "cannot load CA certificates", ca) }
+            if let certificate = tls.certificateFile, let key = tls.keyFile {
+                try check(natsOptions_LoadCertificatesChain(opts, certificate, key), "cannot load client certificate or key", certificate)
+            } else if tls.certificateFile != nil || tls.keyFile != nil {
+                natsOptions_Destroy(opts)
+                throw CourierError(.invalidConfiguration, "mutual TLS needs both certificateFile and keyFile", input: "tls")
+            }
+            if let host = tls.expectedHostname { try check(natsOptions_SetExpectedHostname(opts, host), "invalid expected host name", host) }
+        }
+
+        let events = ConnectionEvents(logger: configuration.logger)
+        let eventsPointer = Unmanaged.passRetained(events).toOpaque()
+        natsOptions_SetDisconnectedCB(opts, onDisconnected, eventsPointer)
+        natsOptions_SetReconnectedCB(opts, onReconnected, eventsPointer)
+        natsOptions_SetClosedCB(opts, onClosed, eventsPointer)
+        natsOptions_SetErrorHandler(opts, onAsyncError, eventsPointer)
+
+        var nc: OpaquePointer?
+        status = natsConnection_Connect(&nc, opts)
+        guard status == NATS_OK, let nc else {
+            let detail = natsLastErrorText()
+            Unmanaged<ConnectionEvents>.fromOpaque(eventsPointer).release()
+            natsOptions_Destroy(opts)
+            throw CourierError.nats(
+                status,
+                "cannot connect to NATS at \(serverList) within \(configuration.connectTimeout)",
+                input: serverList,
+                detail: detail
+            )
+        }
+
+        let publisher = AsyncPublisher(
+            window: configuration.publishWindow,
+            requestTimeout: configuration.requestTimeout,
+            streamName: configuration.stream,
+            logger: configuration.logger
+        )
+        var jsOpts = jsOptions()
+        jsOptions_Init(&jsOpts)
+        jsOpts.Wait = max(1, configuration.requestTimeout.milliseconds)
+        jsOpts.PublishAsync.MaxPending = Int64(configuration.publishWindow + 64)
+        jsOpts.PublishAsync.AckHandler = publishAckHandler
+        jsOpts.PublishAsync.AckHandlerClosure = Unmanaged.passUnretained(publisher).toOpaque()
+        var js: OpaquePointer?
+        status = natsConnection_JetStream(&js, nc, &jsOpts)
+        guard status == NATS_OK, let js else {
+            let detail = natsLastErrorText()
+            natsConnection_Destroy(nc)
+            natsOptions_Destroy(opts)
+            throw CourierError.nats(status, "cannot create a JetStream context", input: serverList, detail: detail)
+        }
+        publisher.context = js
+        self.options = opts
+        self.connection = nc
+        self.context = js
+        self.events = events
+        self.publisher = publisher
+        self.servers = servers
+    }
+
+    deinit {
+        jsCtx_Destroy(context)
+        natsConnection_Destroy(connection)
+        natsOptions_Destroy(options)
+    }
+
+    /// Whether the connection is up.
+    var isConnected: Bool { natsConnection_Status(connection) == NATS_CONN_STATUS_CONNECTED }
+
+    /// `connected`, `reconnecting`, `closed`, …
+    var stateDescription: String {
+        switch natsConnection_Status(connection) {
+        case NATS_CONN_STATUS_CONNECTED: "connected"
+        case NATS_CONN_STATUS_RECONNECTING: "reconnecting"
+        case NATS_CONN_STATUS_CONNECTING: "connecting"
+        case NATS_CONN_STATUS_CLOSED: "closed"
+        case NATS_CONN_STATUS_DISCONNECTED: "disconnected"
+        default: "draining"
+        }
+    }
+
+    /// The URL of the server currently connected to.
+    var currentURL: String { connectedURL(connection) }
+
+    /// The server's maximum message size.
+    var maxPayload: Int { Int(natsConnection_GetMaxPayload(connection)) }
+
+    /// Publishes raw bytes on the core connection (acks to `$JS.ACK…` reply subjects). Never
+    /// blocks for long: cnats buffers the write.
+    func publishCore(subject: String, body: StaticString) throws {
+        let status = body.withUTF8Buffer { bytes in
+            natsConnection_Publish(connection, subject, bytes.baseAddress, Int32(bytes.count))
+        }
+        guard status == NATS_OK else {
+            throw CourierError.nats(status, "cannot send acknowledgement", input: subject, detail: natsLastErrorText())
+        }
+    }
+
+    /// Publishes raw bytes on the core connection.
+    func publishCore(subject: String, bytes: [UInt8]) throws {
+        let status = bytes.withUnsafeBytes { raw in
+            natsConnection_Publish(connection, subject, raw.baseAddress, Int32(raw.count))
+        }
+        guard status == NATS_OK else {
+            throw CourierError.nats(status, "cannot send acknowledgement", input: subject, detail: natsLastErrorText())
+        }
+    }
+
+    /// Flushes and closes (blocking).
+    func close(flushTimeout: Duration) {
+        _ = natsConnection_FlushTimeout(connection, max(1, flushTimeout.milliseconds))
+        natsConnection_Close(connection)
+    }
+}
+
+/// Opens the cnats library once per process.
+enum NATSLibrary {
+    static let opened: Bool = nats_Open(-1) == NATS_OK
+}
+#endif

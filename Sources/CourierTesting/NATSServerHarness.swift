@@ -1,0 +1,215 @@
+import CourierCore
+import Foundation
+import Synchronization
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts a real `nats-server -js` on a free loopback port with a temporary store directory,
+/// for integration tests and benchmarks. It can stop, `kill -9` and restart the server on the
+/// same port and store. Every server it starts is stopped by PID when the harness is released.
+///
+/// ```swift
+/// let server = try await NATSServerHarness.start()
+/// defer { server.stop() }
+/// let provider = try await JetStreamProvider.connect(.init(url: server.url))
+/// ```
+public final class NATSServerHarness: @unchecked Sendable {
+    /// The loopback port.
+    public let port: Int
+    /// The JetStream store directory (removed by ``cleanUp()``).
+    public let storeDirectory: String
+    /// The work directory holding the store, the log and any configuration file.
+    public let workDirectory: String
+    /// Extra configuration (nats-server config syntax) the server starts with.
+    public let configuration: String?
+    private let extraArguments: [String]
+    private let process = Mutex<Process?>(nil)
+
+    /// `nats://127.0.0.1:<port>`.
+    public var url: String { "nats://127.0.0.1:\(port)" }
+
+    /// The server's log so far.
+    public var log: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    private var logPath: String { workDirectory + "/server.log" }
+
+    private init(port: Int, workDirectory: String, configuration: String?, extraArguments: [String]) {
+        self.port = port
+        self.workDirectory = workDirectory
+        self.storeDirectory = workDirectory + "/store"
+        self.configuration = configuration
+        self.extraArguments = extraArguments
+    }
+
+    /// Starts a server and waits (at most `timeout`) until it is ready.
+    ///
+    /// - Parameters:
+    ///   - configuration: nats-server configuration text (TLS, authorization, …), optional.
+    ///   - arguments: extra command-line arguments.
+    public static func start(
+        configuration: String? = nil,
+        arguments: [String] = [],
+        timeout: Duration = .seconds(15)
+    ) async throws -> NATSServerHarness {
+        var lastError: (any Error)?
+        for _ in 0..<5 {
+            let directory = try makeWorkDirectory()
+            let harness = NATSServerHarness(
+                port: try freePort(),
+                workDirectory: directory,
+                configuration: configuration,
+                extraArguments: arguments
+            )
+            do {
+                try await harness.launch(timeout: timeout)
+                return harness
+            } catch {
+                lastError = error
+                harness.kill()
+                harness.cleanUp()
+            }
+        }
+        throw lastError ?? CourierError(.connectionFailed, "nats-server did not start")
+    }
+
+    /// The `nats-server` binary: `$NATS_SERVER_BIN`, then `PATH`, then the usual sbin folders.
+    public static func serverBinary() throws -> String {
+        var candidates: [String] = []
+        if let explicit = ProcessInfo.processInfo.environment["NATS_SERVER_BIN"] { candidates.append(explicit) }
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
+        candidates += path.split(separator: ":").map { "\($0)/nats-server" }
+        candidates += ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/local/sbin/nats-server"]
+        guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
+            throw CourierError(
+                .notFound,
+                "nats-server not found on PATH or in /usr/sbin; install it with 'apt-get install nats-server' or set NATS_SERVER_BIN",
+                input: "nats-server"
+            )
+        }
+        return found
+    }
+
+    private func launch(timeout: Duration) async throws {
+        try? FileManager.default.removeItem(atPath: logPath)
+        var arguments = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDirectory, "-l", logPath]
+        if let configuration {
+            let configPath = workDirectory + "/server.conf"
+            try configuration.write(toFile: configPath, atomically: true, encoding: .utf8)
+            arguments = ["-c", configPath] + arguments
+        }
+        arguments += extraArguments
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try Self.serverBinary())
+        process.arguments = arguments
+        process.standardOutput = FileHandle.nullDevice
+        process.standardError = FileHandle.nullDevice
+        try process.run()
+        self.process.withLock { $0 = process }
+        Self.watch(server: process.processIdentifier)
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if log.contains("Server is ready") { return }
+            guard process.isRunning else {
+                throw CourierError(.connectionFailed, "nats-server exited during start-up: \(log.suffix(500))", input: url)
+            }
+            try await Task.sleep(for: .milliseconds(10))
+        }
+        throw CourierError(.timeout, "nats-server was not ready within \(timeout): \(log.suffix(500))", input: url)
+    }
+
+    /// The server's PID while it runs.
+    public var pid: Int32? { process.withLock { $0?.isRunning == true ? $0?.processIdentifier : nil } }
+
+    /// Stops the server gracefully (SIGTERM) and waits for it to exit.
+    public func stop() {
+        signal(SIGTERM)
+    }
+
+    /// Kills the server with SIGKILL, as a crash would.
+    public func kill() {
+        signal(SIGKILL)
+    }
+
+    private func signal(_ number: Int32) {
+        guard let process = process.withLock({ $0 }) else { return }
+        if process.isRunning { Glibc.kill(process.processIdentifier, number) }
+        let deadline = ContinuousClock.now + .seconds(10)
+        while process.isRunning, ContinuousClock.now < deadline { usleep(5_000) }
+        if process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        self.process.withLock { $0 = nil }
+    }
+
+    /// Starts the server again on the same port and store (after ``stop()`` or ``kill()``).
+    public func restart(timeout: Duration = .seconds(15)) async throws {
+        stop()
+        var lastError: (any Error)?
+        // The port can take a moment to be released after a kill.
+        for _ in 0..<20 {
+            do {
+                try await launch(timeout: timeout)
+                return
+            } catch {
+                lastError = error
+                signal(SIGKILL)
+                try await Task.sleep(for: .milliseconds(100))
+            }
+        }
+        throw lastError ?? CourierError(.connectionFailed, "nats-server did not restart", input: url)
+    }
+
+    /// Removes the work directory (store and log).
+    public func cleanUp() {
+        try? FileManager.default.removeItem(atPath: workDirectory)
+    }
+
+    deinit {
+        signal(SIGKILL)
+        cleanUp()
+    }
+
+    /// Starts a watchdog that kills the server if this process dies without stopping it (a crashed
+    /// or killed test run must not leave servers behind).
+    private static func watch(server: Int32) {
+        let watchdog = Process()
+        watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
+        watchdog.arguments = [
+            "-c",
+            "while kill -0 \(getpid()) 2>/dev/null && kill -0 \(server) 2>/dev/null; do sleep 1; done; kill -9 \(server) 2>/dev/null",
+        ]
+        watchdog.standardOutput = FileHandle.nullDevice
+        watchdog.standardError = FileHandle.nullDevice
+        try? watchdog.run()
+    }
+
+    private static func makeWorkDirectory() throws -> String {
+        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        let path = "\(base)/courier-nats-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+        try FileManager.default.createDirectory(atPath: path + "/store", withIntermediateDirectories: true)
+        return path
+    }
+
+    /// A TCP port free on 127.0.0.1 right now.
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw CourierError(.connectionFailed, "socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else { throw CourierError(.connectionFailed, "bind() to an ephemeral port failed") }
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
