@@ -277,12 +277,15 @@ extension JetStreamProvider {
                 detail: natsLastErrorText()
             )
         }
-        if natsSubscription_SetOnCompleteCB(sub, deliveryComplete, closure) != NATS_OK {
+        let handle = SubscriptionHandle(sub)
+        if natsSubscription_SetOnCompleteCB(sub, deliveryComplete, closure) == NATS_OK {
+            inbox.retain(handle)
+        } else {
             // Already closed: no handler call can be pending any more.
             Unmanaged<DeliveryInbox>.fromOpaque(closure).release()
         }
         _ = natsSubscription_SetPendingLimits(sub, -1, -1)
-        return SubscriptionHandle(sub)
+        return handle
     }
 
     // MARK: History

@@ -75,6 +75,10 @@ public final class JetStreamProvider: EventProvider {
         return try await connection.publisher.publish(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
     }
 
+    /// Deliveries a closed subscription received but never handed out are nak'ed with this delay,
+    /// so the server redelivers them to a live subscriber once it has noticed the closed one is gone.
+    static let handBackDelay: Duration = .milliseconds(500)
+
     /// How long a publish keeps retrying (with the same message id) before it fails retryably.
     public static let defaultPublishTimeout: Duration = .seconds(30)
 
@@ -198,7 +202,9 @@ public final class JetStreamProvider: EventProvider {
 
     private func bind(_ config: ConsumerSettings, options: SubscribeOptions, consumerName: String) async throws -> JetStreamSubscription {
         let connection = self.connection
-        let inbox = DeliveryInbox(wantsHeaders: false) { reply in try? connection.publishCore(subject: reply, body: "-NAK") }
+        let inbox = DeliveryInbox(wantsHeaders: false) { reply in
+            try? connection.publishCore(subject: reply, bytes: nakBody(delay: Self.handBackDelay))
+        }
         let handle = try await Blocking.run { try self.subscribeNative(config, inbox: inbox) }
         let subscription = JetStreamSubscription(
             connection: connection,

@@ -4,26 +4,29 @@ import CourierCore
 import Logging
 import Synchronization
 
-/// Owns one `natsSubscription` handle.
+/// Owns one `natsSubscription` handle. The subscription's ``DeliveryInbox`` keeps it alive until
+/// cnats reports the subscription complete, so it is never destroyed while a drain is running
+/// (destroying a draining subscription drops the messages still queued for it).
 final class SubscriptionHandle: @unchecked Sendable {
     let subscription: OpaquePointer
-    private let unsubscribed = Atomic<Bool>(false)
+    private let draining = Atomic<Bool>(false)
 
     init(_ subscription: OpaquePointer) {
         self.subscription = subscription
     }
 
-    /// Removes interest (blocking for a subscription that owns an ephemeral consumer, which cnats
-    /// deletes). Idempotent.
-    func unsubscribe() {
-        guard unsubscribed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+    /// Stops interest and lets cnats deliver what is already queued, then completes (and, for a
+    /// subscription that owns an ephemeral consumer, deletes it). Non-blocking; idempotent.
+    func drain() {
+        guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             return
         }
-        _ = natsSubscription_Unsubscribe(subscription)
+        if natsSubscription_Drain(subscription) != NATS_OK {
+            _ = natsSubscription_Unsubscribe(subscription)
+        }
     }
 
     deinit {
-        if !unsubscribed.load(ordering: .acquiring) { _ = natsSubscription_Unsubscribe(subscription) }
         natsSubscription_Destroy(subscription)
     }
 }
@@ -141,27 +144,20 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
         guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             return
         }
-        // Stop the server pushing to this subscription first, then hand back what it pushed but
-        // nobody took, so another subscriber of the consumer gets it at once.
-        let handle = self.handle
-        _ = try? await Blocking.run { handle.unsubscribe() }
-        handBack(inbox.close())
+        // Stop the server pushing to this subscription; once the drain completes, the inbox hands
+        // back what was pushed but never taken, so another subscriber of the consumer gets it at
+        // once instead of after its ack wait.
+        handle.drain()
+        inbox.close()
         onClose(self)
-    }
-
-    private func handBack(_ deliveries: [IncomingDelivery]) {
-        for delivery in deliveries { try? connection.publishCore(subject: delivery.reply, body: "-NAK") }
     }
 
     var isClosed: Bool { closed.load(ordering: .acquiring) }
 
     deinit {
         if !closed.load(ordering: .acquiring) {
-            let (handle, inbox, connection) = (self.handle, self.inbox, self.connection)
-            Blocking.detach {
-                handle.unsubscribe()
-                for delivery in inbox.close() { try? connection.publishCore(subject: delivery.reply, body: "-NAK") }
-            }
+            handle.drain()
+            inbox.close()
         }
     }
 }

@@ -9,7 +9,9 @@ enum CommandRegistry {
     }
 
     #if NATS
-    static let natsCommands: [any ParsableCommand.Type] = []
+    static let natsCommands: [any ParsableCommand.Type] = [
+        PubCommand.self, SubCommand.self, HistoryCommand.self, InfoCommand.self,
+    ]
     #else
     static let natsCommands: [any ParsableCommand.Type] = []
     #endif

@@ -9,8 +9,33 @@ struct DemoCommand: AsyncParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
+    #if NATS
+    @Option(name: .long, help: "Run the scenario on NATS JetStream at this URL instead of the embedded provider.")
+    var server: String?
+
+    @Option(name: .long, help: "JetStream stream name (with --server).")
+    var stream: String = "EVENTS"
+    #endif
+
     func run() async throws {
         global.bootstrapLogging()
+        #if NATS
+        if let server {
+            var configuration = JetStreamProvider.Configuration(url: server)
+            configuration.stream = stream
+            configuration.connectionName = "courier-demo"
+            let provider = try await JetStreamProvider.connect(configuration)
+            print("Courier demo on NATS JetStream at \(server) (stream \(stream))\n")
+            do {
+                try await DemoScenario(provider: provider, deadLetters: provider.deadLetters, say: { print($0) }).run()
+            } catch {
+                await provider.shutdown()
+                throw error
+            }
+            await provider.shutdown()
+            return
+        }
+        #endif
         let dlq = MemoryDlqHandler()
         var configuration = MemoryProvider.Configuration()
         configuration.deadLetterHandler = dlq
@@ -48,6 +73,7 @@ struct DemoScenario {
             ("orders", "created", "order o-1003 created", ["order": "o-1003", "total": -5]),
             ("market", "crypto.btc", "BTC/USD 97000", ["pair": "BTC/USD", "rate": 97000]),
         ]
+        var ours: Set<String> = []
         for (category, topic, summary, payload) in published {
             let event = Event(
                 subject: try provider.buildSubject(category: category, topic: topic),
@@ -57,6 +83,7 @@ struct DemoScenario {
                 source: "demo"
             )
             let ack = try await bus.publishEvent(event)
+            ours.insert(event.id)
             say("   #\(ack.sequence) \(event.subject)  \(summary)")
         }
 
@@ -79,13 +106,13 @@ struct DemoScenario {
         await subscription.close()
 
         say("\n4. Dead-letter queue")
-        let letters = try await waitForLetters(1)
+        let letters = try await waitForLetters(1, from: ours)
         for letter in letters {
             say("   \(letter.originalSubject) \(letter.event.summary): \(letter.reason) after \(letter.attempts) attempt(s)")
         }
 
         say("\n5. History (newest 10, oldest first)")
-        for event in try await bus.listEvents(limit: 10) where event.category != "dlq" {
+        for event in try await bus.listEvents(limit: 10) where ours.contains(event.id) {
             say("   \(event.subject)  \(event.summary)")
         }
 
@@ -106,10 +133,10 @@ struct DemoScenario {
         return pending
     }
 
-    private func waitForLetters(_ count: Int) async throws -> [DeadLetterEvent] {
+    private func waitForLetters(_ count: Int, from ids: Set<String>) async throws -> [DeadLetterEvent] {
         let deadline = ContinuousClock.now + .seconds(10)
         while ContinuousClock.now < deadline {
-            let letters = try await deadLetters.list(limit: 100)
+            let letters = try await deadLetters.list(limit: 100).filter { ids.contains($0.event.id) }
             if letters.count >= count { return letters }
             try await Task.sleep(for: .milliseconds(50))
         }

@@ -102,7 +102,29 @@ final class AsyncPublisher: @unchecked Sendable {
 
     private struct State {
         var pending: [Int: Entry] = [:]
+        /// Publish calls (single or batch) still running: a batch may be between sends.
+        var operations = 0
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
+
+        var isIdle: Bool { pending.isEmpty && operations == 0 }
+
+        mutating func takeIdleWaiters() -> [CheckedContinuation<Void, Never>] {
+            guard isIdle, !idleWaiters.isEmpty else { return [] }
+            defer { idleWaiters.removeAll() }
+            return idleWaiters
+        }
+    }
+
+    private func beginOperation() {
+        state.withLock { $0.operations += 1 }
+    }
+
+    private func endOperation() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            state.operations -= 1
+            return state.takeIdleWaiters()
+        }
+        for waiter in waiters { waiter.resume() }
     }
 
     let window: AsyncWindow
@@ -131,10 +153,15 @@ final class AsyncPublisher: @unchecked Sendable {
     /// Publishes awaiting their acknowledgement.
     var inFlight: Int { state.withLock { $0.pending.count } }
 
+    /// Whether no publish call is running and no publish awaits its acknowledgement.
+    var isIdle: Bool { state.withLock { $0.isIdle } }
+
     // MARK: Publishing
 
     /// Publishes one message and waits for the stream's acknowledgement.
     func publish(_ message: OutgoingMessage, timeout: Duration) async throws -> PublishAck {
+        beginOperation()
+        defer { endOperation() }
         let msg = try makeMessage(message)
         let deadline = ContinuousClock.now + timeout
         await window.acquire()
@@ -155,6 +182,8 @@ final class AsyncPublisher: @unchecked Sendable {
     /// in order.
     func publishBatch(_ messages: [OutgoingMessage], timeout: Duration) async -> [Result<PublishAck, CourierError>] {
         guard !messages.isEmpty else { return [] }
+        beginOperation()
+        defer { endOperation() }
         let collector = BatchCollector(count: messages.count)
         let deadline = ContinuousClock.now + timeout
         for (index, message) in messages.enumerated() {
@@ -187,7 +216,7 @@ final class AsyncPublisher: @unchecked Sendable {
             group.addTask {
                 await withCheckedContinuation { continuation in
                     let idle = self.state.withLock { state -> Bool in
-                        if state.pending.isEmpty { return true }
+                        if state.isIdle { return true }
                         state.idleWaiters.append(continuation)
                         return false
                     }
@@ -265,14 +294,7 @@ final class AsyncPublisher: @unchecked Sendable {
         _ failure: UnsafeMutablePointer<jsPubAckErr>?
     ) {
         let key = Int(bitPattern: UnsafeRawPointer(msg))
-        let (entry, idle) = state.withLock { state -> (Entry?, [CheckedContinuation<Void, Never>]) in
-            let entry = state.pending.removeValue(forKey: key)
-            guard state.pending.isEmpty, !state.idleWaiters.isEmpty else { return (entry, []) }
-            defer { state.idleWaiters.removeAll() }
-            return (entry, state.idleWaiters)
-        }
-        defer { for waiter in idle { waiter.resume() } }
-        guard let entry else {
+        guard let entry = state.withLock({ $0.pending.removeValue(forKey: key) }) else {
             natsMsg_Destroy(msg)
             return
         }

@@ -78,12 +78,17 @@ final class DeliveryInbox: Sendable {
         var waiters: Deque<(id: UInt64, continuation: CheckedContinuation<IncomingDelivery?, Never>)> = []
         var closed = false
         var nextWaiter: UInt64 = 0
+        /// Reply subjects of deliveries nobody took, handed back once the subscription completes.
+        var handBack: [String] = []
     }
 
     private let state = Mutex(State())
+    /// The subscription handle, kept alive by the inbox until cnats completes the subscription.
+    private let handle = Mutex<SubscriptionHandle?>(nil)
     let wantsHeaders: Bool
-    /// Called with the reply subject of a message that arrives after ``close()`` (it was already
-    /// in flight), so it can be handed back instead of waiting for its ack wait to expire.
+    /// Hands one delivery back (nak) so another subscriber gets it now rather than after the ack
+    /// wait. Called only once the subscription is complete: earlier, the server could route the
+    /// redelivery straight back to this draining subscription.
     private let handBack: @Sendable (String) -> Void
 
     init(wantsHeaders: Bool, handBack: @escaping @Sendable (String) -> Void) {
@@ -116,13 +121,15 @@ final class DeliveryInbox: Sendable {
     }
 
     private func push(_ delivery: IncomingDelivery) {
-        let (waiter, late) = state.withLock { state -> (CheckedContinuation<IncomingDelivery?, Never>?, Bool) in
-            guard !state.closed else { return (nil, true) }
-            if let waiter = state.waiters.popFirst() { return (waiter.continuation, false) }
+        let waiter = state.withLock { state -> CheckedContinuation<IncomingDelivery?, Never>? in
+            guard !state.closed else {
+                state.handBack.append(delivery.reply)
+                return nil
+            }
+            if let waiter = state.waiters.popFirst() { return waiter.continuation }
             state.buffer.append(delivery)
-            return (nil, false)
+            return nil
         }
-        if late { handBack(delivery.reply) }
         waiter?.resume(returning: delivery)
     }
 
@@ -152,21 +159,37 @@ final class DeliveryInbox: Sendable {
         }
     }
 
-    /// Stops delivery: waiters get `nil`; returns what was buffered but never handed out.
-    func close() -> [IncomingDelivery] {
-        let (waiters, buffered) = state.withLock { state in
+    /// Stops delivery: waiters get `nil`, and what was buffered but never handed out (or arrives
+    /// later) is handed back when the subscription completes.
+    func close() {
+        let waiters = state.withLock { state in
             state.closed = true
-            defer {
-                state.waiters.removeAll()
-                state.buffer.removeAll()
-            }
-            return (Array(state.waiters), Array(state.buffer))
+            state.handBack += state.buffer.map(\.reply)
+            state.buffer.removeAll()
+            defer { state.waiters.removeAll() }
+            return Array(state.waiters)
         }
         for waiter in waiters { waiter.continuation.resume(returning: nil) }
-        return buffered
+    }
+
+    /// The subscription completed: hand back every delivery nobody took.
+    fileprivate func completed() {
+        let replies = state.withLock { state in
+            state.closed = true
+            state.handBack += state.buffer.map(\.reply)
+            state.buffer.removeAll()
+            defer { state.handBack.removeAll() }
+            return state.handBack
+        }
+        for reply in replies { handBack(reply) }
     }
 
     var isClosed: Bool { state.withLock { $0.closed } }
+
+    /// Keeps `handle` alive until the subscription completes.
+    func retain(_ handle: SubscriptionHandle) {
+        self.handle.withLock { $0 = handle }
+    }
 }
 
 /// The push subscription's message handler. Runs on the subscription's cnats delivery thread;
@@ -181,10 +204,16 @@ let deliveryHandler: natsMsgHandler = { _, _, msg, closure in
 }
 
 /// Runs on a cnats thread once the subscription is closed and its handler has returned for the
-/// last time: balances the retain taken when subscribing.
+/// last time: balances the retain taken when subscribing. The release (which may destroy the
+/// subscription handle) happens on another thread, outside cnats' own callback.
 let deliveryComplete: natsOnCompleteCB = { closure in
     guard let closure else { return }
-    Unmanaged<DeliveryInbox>.fromOpaque(closure).release()
+    let address = UInt(bitPattern: closure)
+    Blocking.detach {
+        let inbox = Unmanaged<DeliveryInbox>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)
+        inbox.takeUnretainedValue().completed()
+        inbox.release()
+    }
 }
 
 #if canImport(Glibc)

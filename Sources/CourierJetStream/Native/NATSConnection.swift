@@ -12,17 +12,26 @@ final class ConnectionEvents: Sendable {
     let reconnects = Atomic<UInt64>(0)
     let asyncErrors = Atomic<UInt64>(0)
     let closed = Atomic<Bool>(false)
+    /// Set when Courier closes the connection itself: the disconnect that follows is expected.
+    let closing = Atomic<Bool>(false)
     private let lastAsyncError = Mutex<String>("")
 
-    init(logger: Logger) {
+    let servers: String
+
+    init(logger: Logger, servers: String) {
         self.logger = logger
+        self.servers = servers
     }
 
     var lastError: String { lastAsyncError.withLock { $0 } }
 
-    fileprivate func disconnected(_ url: String) {
+    fileprivate func disconnected() {
+        if closing.load(ordering: .acquiring) {
+            logger.debug("disconnected from NATS on close", metadata: ["servers": "\(servers)"])
+            return
+        }
         disconnects.add(1, ordering: .relaxed)
-        logger.warning("disconnected from NATS", metadata: ["url": "\(url)"])
+        logger.warning("disconnected from NATS", metadata: ["servers": "\(servers)"])
     }
 
     fileprivate func reconnected(_ url: String) {
@@ -55,7 +64,7 @@ private func events(_ closure: UnsafeMutableRawPointer?) -> ConnectionEvents {
 }
 
 /// Runs on cnats' asynchronous-callback thread.
-private let onDisconnected: natsConnectionHandler = { nc, closure in events(closure).disconnected(connectedURL(nc)) }
+private let onDisconnected: natsConnectionHandler = { _, closure in events(closure).disconnected() }
 /// Runs on cnats' asynchronous-callback thread.
 private let onReconnected: natsConnectionHandler = { nc, closure in events(closure).reconnected(connectedURL(nc)) }
 /// Runs on cnats' asynchronous-callback thread, once; balances the retain taken at connect.
@@ -126,7 +135,7 @@ final class NATSConnection: @unchecked Sendable {
             if let host = tls.expectedHostname { try check(natsOptions_SetExpectedHostname(opts, host), "invalid expected host name", host) }
         }
 
-        let events = ConnectionEvents(logger: configuration.logger)
+        let events = ConnectionEvents(logger: configuration.logger, servers: serverList)
         let eventsPointer = Unmanaged.passRetained(events).toOpaque()
         natsOptions_SetDisconnectedCB(opts, onDisconnected, eventsPointer)
         natsOptions_SetReconnectedCB(opts, onReconnected, eventsPointer)
@@ -226,6 +235,7 @@ final class NATSConnection: @unchecked Sendable {
 
     /// Flushes and closes (blocking).
     func close(flushTimeout: Duration) {
+        events.closing.store(true, ordering: .releasing)
         _ = natsConnection_FlushTimeout(connection, max(1, flushTimeout.milliseconds))
         natsConnection_Close(connection)
     }
