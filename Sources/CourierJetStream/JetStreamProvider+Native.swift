@@ -184,6 +184,49 @@ extension JetStreamProvider {
         )
     }
 
+    // MARK: Start times
+
+    /// The first stored sequence at or after `unixNanoseconds` (blocking), found by binary search
+    /// over stored message times. The server's own by-start-time lookup in nats-server 2.9 can
+    /// miss under load (the consumer then starts after the last message), so Courier resolves the
+    /// time itself and starts the consumer by sequence.
+    func sequence(atOrAfter unixNanoseconds: Int64) throws -> UInt64 {
+        let stream = try streamState()
+        guard stream.messages > 0 else { return stream.lastSequence + 1 }
+        var low = stream.firstSequence
+        var high = stream.lastSequence + 1
+        while low < high {
+            let mid = low + (high - low) / 2
+            // Skip sequences that were deleted.
+            var probe = mid
+            var time: Int64?
+            while probe < high {
+                time = try storedTime(probe)
+                if time != nil { break }
+                probe += 1
+            }
+            guard let time else {
+                high = mid
+                continue
+            }
+            if time < unixNanoseconds { low = probe + 1 } else { high = probe }
+        }
+        return low
+    }
+
+    /// The stored time of `sequence`, `nil` when there is no such message (blocking).
+    private func storedTime(_ sequence: UInt64) throws -> Int64? {
+        var msg: OpaquePointer?
+        var jerr = jsErrCode(0)
+        let status = js_GetMsg(&msg, js, configuration.stream, sequence, nil, &jerr)
+        if status == NATS_OK, let msg {
+            defer { natsMsg_Destroy(msg) }
+            return natsMsg_GetTime(msg)
+        }
+        if status == NATS_NOT_FOUND || jerr.rawValue == 10037 { return nil }  // 10037: no message found
+        throw CourierError.nats(status, "cannot read stored message \(sequence)", input: String(sequence), jsCode: jerr, detail: natsLastErrorText())
+    }
+
     // MARK: Consumers
 
     /// Creates the durable consumer, or updates an existing one (blocking). Binding to a

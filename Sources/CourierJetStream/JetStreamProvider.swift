@@ -157,7 +157,7 @@ public final class JetStreamProvider: EventProvider {
             durable: nil,
             filter: streamFilter(parsed),
             options: options,
-            policy: options.deliverPolicy ?? .new,
+            policy: try await resolved(options.deliverPolicy ?? .new),
             stream: configuration.stream
         )
         let source = try await bind(config, options: options, consumerName: "ephemeral")
@@ -175,12 +175,18 @@ public final class JetStreamProvider: EventProvider {
             durable: name,
             filter: streamFilter(parsed),
             options: options,
-            policy: options.deliverPolicy ?? .all,
+            policy: try await resolved(options.deliverPolicy ?? .all),
             stream: configuration.stream
         )
         try await Blocking.run { try self.ensureDurable(config, requested: filter) }
         let source = try await bind(config, options: options, consumerName: name)
         return EventSubscription(consumer: name, filter: filter, source: source)
+    }
+
+    /// A start-time policy resolved to the start sequence it means right now.
+    private func resolved(_ policy: DeliverPolicy) async throws -> DeliverPolicy {
+        guard case .startTime(let nanoseconds) = policy.kind else { return policy }
+        return .startSequence(try await Blocking.run { try self.sequence(atOrAfter: nanoseconds) })
     }
 
     /// The consumer filter for the stream: `nil` when it covers every subject under the prefix,

@@ -76,7 +76,7 @@ struct JetStreamIntegrationTests {
         #expect(processed.values.allSatisfy { $0 == 1 }, "each event was processed (first ack) exactly once")
         let info = try await provider.info()
         #expect(info.messages == UInt64(total), "the stream holds no duplicates")
-        #expect(provider.connectionEvents.reconnects >= 1)
+        #expect(await eventually(within: .seconds(5)) { provider.connectionEvents.reconnects >= 1 })
         #expect(try await subscription.next(timeout: .seconds(3)) == nil, "nothing left unacknowledged")
         Logger.note("kill/restart: \(redeliveries) redeliveries after lost acks, \(info.details["publishRetries"] ?? "?") publish retries")
         await subscription.close()

@@ -1,6 +1,7 @@
 #if NATS
 internal import CNATS
 import CourierCore
+import Dispatch
 import Logging
 import Synchronization
 
@@ -67,16 +68,21 @@ private func events(_ closure: UnsafeMutableRawPointer?) -> ConnectionEvents {
 private let onDisconnected: natsConnectionHandler = { _, closure in events(closure).disconnected() }
 /// Runs on cnats' asynchronous-callback thread.
 private let onReconnected: natsConnectionHandler = { nc, closure in events(closure).reconnected(connectedURL(nc)) }
-/// Runs on cnats' asynchronous-callback thread, once; balances the retain taken at connect.
+/// Runs on cnats' asynchronous-callback thread, once; balances the retain taken at connect. cnats
+/// 3.4.1 can still deliver an asynchronous error after the closed callback, so the release waits
+/// out a grace period instead of happening here.
 private let onClosed: natsConnectionHandler = { _, closure in
     events(closure).connectionClosed()
-    Unmanaged<ConnectionEvents>.fromOpaque(closure!).release()
+    let address = UInt(bitPattern: closure)
+    DispatchQueue.global().asyncAfter(deadline: .now() + .seconds(30)) {
+        Unmanaged<ConnectionEvents>.fromOpaque(UnsafeRawPointer(bitPattern: address)!).release()
+    }
 }
 /// Runs on cnats' asynchronous-callback thread. Without it, cnats 3.4.1 drops async errors silently.
+/// The subscription pointer is not dereferenced: in 3.4.1 it may already be freed by the time the
+/// callback runs (reading its subject crashed here under load).
 private let onAsyncError: natsErrHandler = { _, subscription, status, closure in
-    var subject: String?
-    if let subscription, let raw = natsSubscription_GetSubject(subscription) { subject = String(cString: raw) }
-    events(closure).asyncError(status, subject: subject)
+    events(closure).asyncError(status, subject: subscription == nil ? nil : "a subscription")
 }
 
 /// One NATS connection with its JetStream context. Owns the cnats handles and destroys them in
