@@ -54,20 +54,23 @@ struct PubCommand: AsyncParsableCommand {
         } catch let error as CourierError {
             throw CourierError(.invalidJSON, "--payload is not valid JSON: \(error.message)", input: payload)
         }
+        // Validate the subject before connecting.
+        let events = try (0..<count).map { _ in
+            try Event(
+                prefix: connection.prefix,
+                category: category,
+                topic: topic,
+                eventType: type,
+                version: version,
+                payload: body,
+                summary: summary,
+                source: source
+            )
+        }
         let provider = try await connection.connect()
         let bus = EventBus(provider: provider)
         do {
-            for _ in 0..<count {
-                let event = try Event(
-                    prefix: provider.subjectPrefix,
-                    category: category,
-                    topic: topic,
-                    eventType: type,
-                    version: version,
-                    payload: body,
-                    summary: summary,
-                    source: source
-                )
+            for event in events {
                 let ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
                 if json {
                     emit(#"{"sequence":\#(ack.sequence),"duplicate":\#(ack.duplicate),"id":"\#(event.id)","subject":"\#(event.subject)"}"#)

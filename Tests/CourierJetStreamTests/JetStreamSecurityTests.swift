@@ -1,0 +1,220 @@
+#if NATS
+import CourierCore
+import CourierJetStream
+import CourierTesting
+import Foundation
+import Testing
+
+/// TLS, authentication and bad input against real servers. Certificates are generated at test
+/// time with the openssl command line.
+@Suite("JetStreamProvider security and bad input")
+struct JetStreamSecurityTests {
+    /// A CA, a server certificate for 127.0.0.1 signed by it, and an unrelated second CA.
+    struct Certificates {
+        let directory: String
+        var ca: String { directory + "/ca.pem" }
+        var otherCA: String { directory + "/other-ca.pem" }
+        var serverCertificate: String { directory + "/server.pem" }
+        var serverKey: String { directory + "/server.key" }
+
+        static func generate() throws -> Certificates {
+            let directory = "/tmp/courier-tls-\(UInt32.random(in: 0...UInt32.max))"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let certificates = Certificates(directory: directory)
+            try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: directory + "/san.ext", atomically: true, encoding: .utf8)
+            for command in [
+                "req -x509 -newkey rsa:2048 -nodes -keyout \(directory)/ca.key -out \(directory)/ca.pem -days 1 -subj /CN=Courier-Test-CA",
+                "req -x509 -newkey rsa:2048 -nodes -keyout \(directory)/other-ca.key -out \(directory)/other-ca.pem -days 1 -subj /CN=Other-CA",
+                "req -newkey rsa:2048 -nodes -keyout \(directory)/server.key -out \(directory)/server.csr -subj /CN=localhost",
+                "x509 -req -in \(directory)/server.csr -CA \(directory)/ca.pem -CAkey \(directory)/ca.key -CAcreateserial -out \(directory)/server.pem -days 1 -extfile \(directory)/san.ext",
+            ] {
+                try openssl(command)
+            }
+            return certificates
+        }
+
+        private static func openssl(_ arguments: String) throws {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
+            process.arguments = arguments.split(separator: " ").map(String.init)
+            process.standardOutput = FileHandle.nullDevice
+            process.standardError = FileHandle.nullDevice
+            try process.run()
+            process.waitUntilExit()
+            guard process.terminationStatus == 0 else { throw CourierTestingError("openssl \(arguments) failed") }
+        }
+
+        func remove() { try? FileManager.default.removeItem(atPath: directory) }
+    }
+
+    static func configuration(_ url: String) -> JetStreamProvider.Configuration {
+        var configuration = JetStreamProvider.Configuration(url: url)
+        configuration.connectTimeout = .seconds(2)
+        configuration.reconnect = .init(maxAttempts: 0)
+        return configuration
+    }
+
+    @Test("TLS with a CA generated at test time; an untrusted CA or no TLS fails clearly")
+    func tls() async throws {
+        let certificates = try Certificates.generate()
+        defer { certificates.remove() }
+        let server = try await NATSServerHarness.start(
+            configuration: """
+                tls {
+                  cert_file: "\(certificates.serverCertificate)"
+                  key_file: "\(certificates.serverKey)"
+                  timeout: 2
+                }
+                """
+        )
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        var trusted = Self.configuration(server.url)
+        trusted.tls = .init(caFile: certificates.ca)
+        let provider = try await JetStreamProvider.connect(trusted)
+        let ack = try await provider.publish(Event(subject: "events.tls.ok", category: "tls", payload: ["secure": true]))
+        #expect(ack.sequence == 1)
+        #expect(try await provider.history(filter: nil, limit: 1).first?.payload == ["secure": true])
+        await provider.shutdown()
+
+        var untrusted = Self.configuration(server.url)
+        untrusted.tls = .init(caFile: certificates.otherCA)
+        let rejected = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(untrusted) }
+        #expect(rejected?.code == .authenticationFailed || rejected?.code == .connectionFailed)
+        #expect(rejected?.message.contains(server.url) == true)
+        #expect(rejected?.message.contains("TLS") == true)
+
+        let plain = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(Self.configuration(server.url)) }
+        #expect(plain?.message.contains(server.url) == true)
+    }
+
+    @Test("token authentication: the right token connects, a wrong one fails clearly")
+    func token() async throws {
+        let server = try await NATSServerHarness.start(configuration: "authorization { token: \"s3cr3t-token\" }")
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        var good = Self.configuration(server.url)
+        good.authentication = .token("s3cr3t-token")
+        let provider = try await JetStreamProvider.connect(good)
+        #expect(try await provider.publish(Event(subject: "events.auth.token", category: "auth")).sequence == 1)
+        await provider.shutdown()
+
+        var bad = Self.configuration(server.url)
+        bad.authentication = .token("wrong")
+        let error = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(bad) }
+        #expect(error?.code == .authenticationFailed)
+        #expect(error?.message.contains(server.url) == true)
+        #expect(error?.message.contains("wrong") == false, "credentials never appear in errors")
+    }
+
+    @Test("user and password authentication: a wrong password fails clearly")
+    func userPassword() async throws {
+        let server = try await NATSServerHarness.start(
+            configuration: "authorization { user: \"courier\", password: \"pa55-word\" }")
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        var good = Self.configuration(server.url)
+        good.authentication = .userPassword(user: "courier", password: "pa55-word")
+        let provider = try await JetStreamProvider.connect(good)
+        #expect(await provider.health())
+        await provider.shutdown()
+
+        var bad = Self.configuration(server.url)
+        bad.authentication = .userPassword(user: "courier", password: "nope")
+        let error = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(bad) }
+        #expect(error?.code == .authenticationFailed)
+        #expect(error?.input == server.url)
+    }
+
+    @Test("an unreachable server fails within the connect timeout, naming the URL")
+    func unreachable() async throws {
+        let url = "nats://127.0.0.1:\(try NATSServerHarness.freePort())"
+        var configuration = Self.configuration(url)
+        configuration.connectTimeout = .seconds(1)
+        let started = ContinuousClock.now
+        let error = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(configuration) }
+        #expect(ContinuousClock.now - started < .seconds(3))
+        #expect(error?.code == .connectionFailed)
+        #expect(error?.input == url)
+        #expect(error?.message.contains(url) == true)
+    }
+
+    @Test("invalid configuration is rejected before connecting, naming the field", arguments: [
+        ("bad.name", "stream"), ("", "stream"), ("with space", "stream"),
+    ])
+    func invalidStreamName(_ stream: String, _ field: String) async throws {
+        var configuration = Self.configuration("nats://127.0.0.1:1")
+        configuration.stream = stream
+        let error = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(configuration) }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.input == stream)
+    }
+
+    @Test("a payload above the server's max_payload is rejected, nothing is stored")
+    func maxPayload() async throws {
+        let server = try await NATSServerHarness.start(configuration: "max_payload: 4096")
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration(server.url))
+        let big = Event(subject: "events.big.blob", category: "big", payload: ["blob": .string(String(repeating: "x", count: 8192))])
+        let error = await #expect(throws: CourierError.self) { try await provider.publish(big) }
+        #expect(error?.code == .payloadTooLarge)
+        #expect(error?.input == "events.big.blob")
+        let batch = await provider.publishBatch([big])
+        #expect(throws: CourierError.self) { try batch[0].get() }
+        #expect(try await provider.info().messages == 0)
+        await provider.shutdown()
+    }
+
+    @Test("an existing stream with incompatible storage is a clear error; compatible changes update it")
+    func streamReconciliation() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        var file = Self.configuration(server.url)
+        file.stream = "RECONCILE"
+        file.storage = .file
+        let first = try await JetStreamProvider.connect(file)
+        await first.shutdown()
+
+        var memory = file
+        memory.storage = .memory
+        let error = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(memory) }
+        #expect(error?.code == .invalidConfiguration)
+        #expect(error?.input == "storage")
+
+        var limited = file
+        limited.maxEvents = 10
+        let provider = try await JetStreamProvider.connect(limited)
+        _ = await provider.publishBatch((0..<25).map { Event(subject: "events.r.x", category: "r", payload: ["i": .int(Int64($0))]) })
+        #expect(try await provider.info().messages == 10)
+        await provider.shutdown()
+    }
+
+    @Test("calls after shutdown fail with a closed error")
+    func afterShutdown() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration(server.url))
+        await provider.shutdown()
+        let error = await #expect(throws: CourierError.self) {
+            try await provider.publish(Event(subject: "events.a.b", category: "a"))
+        }
+        #expect(error?.code == .closed)
+        #expect(await !provider.health())
+    }
+}
+#endif
