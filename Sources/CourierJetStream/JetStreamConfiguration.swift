@@ -37,6 +37,9 @@ extension JetStreamProvider {
         public var tls: TLS? = nil
         /// The most asynchronous publishes in flight at once.
         public var publishWindow: Int = 4096
+        /// Threads that synchronous publishes block on while awaiting their acknowledgement:
+        /// how many ``JetStreamProvider/publish(_:options:)`` calls can wait at once.
+        public var publishThreads: Int = 4
         /// Where exhausted or undecodable deliveries go unless a subscription names its own;
         /// `nil` publishes them to `<prefix>.dlq.<original subject>` in the stream.
         public var deadLetterHandler: (any DlqHandler)? = nil
@@ -73,6 +76,9 @@ extension JetStreamProvider {
             }
             guard replicas >= 1 && replicas <= 5 else {
                 throw CourierError(.invalidConfiguration, "replicas must be between 1 and 5, got \(replicas)", input: "replicas")
+            }
+            guard publishThreads >= 1 && publishThreads <= 256 else {
+                throw CourierError(.invalidConfiguration, "publishThreads must be between 1 and 256, got \(publishThreads)", input: "publishThreads")
             }
             guard publishWindow >= 1 else {
                 throw CourierError(.invalidConfiguration, "publishWindow must be at least 1, got \(publishWindow)", input: "publishWindow")

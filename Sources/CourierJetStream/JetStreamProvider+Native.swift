@@ -417,7 +417,7 @@ extension JetStreamProvider {
             } else {
                 configuration.logger.warning("history skipped an undecodable message", metadata: ["subject": "\(String(cString: natsMsg_GetSubject(msg)))"])
             }
-            if let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: String(cString: reply)), meta.pending == 0 { break }
+            if let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: reply), meta.pending == 0 { break }
         }
         return events
     }

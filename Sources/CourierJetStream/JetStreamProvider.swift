@@ -25,6 +25,9 @@ public final class JetStreamProvider: EventProvider {
     public var deadLetters: any DlqHandler { configuration.deadLetterHandler ?? ProviderDlqHandler(provider: self) }
 
     let connection: NATSConnection
+    /// The threads synchronous publishes block on. A task that publishes in a loop can prefer it
+    /// (`withTaskExecutorPreference(provider.executor) { … }`) to avoid a thread hop per publish.
+    public let executor: BlockingExecutor
     private let state = Mutex(State())
 
     private struct State {
@@ -39,6 +42,7 @@ public final class JetStreamProvider: EventProvider {
     private init(configuration: Configuration, connection: NATSConnection) {
         self.configuration = configuration
         self.connection = connection
+        self.executor = BlockingExecutor(threads: configuration.publishThreads)
     }
 
     /// Connects, then creates or reconciles the stream.
@@ -62,17 +66,65 @@ public final class JetStreamProvider: EventProvider {
         return provider
     }
 
+    private func closedError() -> CourierError? {
+        guard state.withLock({ $0.closed }) else { return nil }
+        return CourierError(.closed, "JetStream provider for stream \(configuration.stream) is shut down", input: configuration.stream)
+    }
+
     private func ensureOpen() throws {
-        if state.withLock({ $0.closed }) {
-            throw CourierError(.closed, "JetStream provider for stream \(configuration.stream) is shut down", input: configuration.stream)
+        if let error = closedError() { throw error }
+    }
+
+    /// The envelope and subject rules every published event must meet.
+    private func checkPublishable(_ event: Event) throws {
+        try event.validate()
+        guard event.subject.hasPrefix(subjectPrefix + ".") else {
+            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
         }
     }
 
     // MARK: Publishing
 
+    /// Publishes and waits for the stream's acknowledgement. A retryable failure (no
+    /// responders while the server restarts, a timeout) is retried with the same message id
+    /// until `options.timeout` (30 s by default), so the event is stored once or the call
+    /// throws a retryable error. The wait blocks one of ``executor``'s threads, never the
+    /// cooperative pool; for many events use ``publishBatch(_:timeout:)``.
     public func publish(_ event: Event, options: PublishOptions) async throws -> PublishAck {
         let message = try outgoing(event, messageID: options.messageID, expectedLastSequence: options.expectedLastSequence)
-        return try await connection.publisher.publish(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
+        return try await publishAcknowledged(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
+    }
+
+    func publishAcknowledged(_ message: OutgoingMessage, timeout: Duration) async throws -> PublishAck {
+        let msg = try makeNATSMessage(message)
+        defer { natsMsg_Destroy(msg) }
+        let connection = self.connection
+        let requestTimeout = configuration.requestTimeout
+        let deadline = ContinuousClock.now + timeout
+        // Already on a publish thread (a loop that prefers the executor): publish right here.
+        if executor.isCurrent, case .success(let ack) = connection.publishSync(message, msg: msg, wait: min(requestTimeout, timeout)) {
+            return ack
+        }
+        return try await withTaskExecutorPreference(executor) {
+            var attempts = 0
+            while true {
+                attempts += 1
+                let remaining = deadline - ContinuousClock.now
+                let result = connection.publishSync(message, msg: msg, wait: min(requestTimeout, max(remaining, .milliseconds(1))))
+                switch result {
+                case .success(let ack):
+                    return ack
+                case .failure(let error):
+                    let backoff = min(Duration.milliseconds(25) * (1 << min(attempts - 1, 5)), .seconds(1))
+                    guard error.isRetryable, ContinuousClock.now + backoff < deadline else {
+                        var final = error
+                        if attempts > 1 { final.message += " (after \(attempts) attempts)" }
+                        throw final
+                    }
+                    try await Task.sleep(for: backoff)
+                }
+            }
+        }
     }
 
     /// Deliveries a closed subscription received but never handed out are nak'ed with this delay,
@@ -86,23 +138,21 @@ public final class JetStreamProvider: EventProvider {
     /// returns each one's result in order. Each event's dedupe id is its id, so calling this
     /// again with events that failed never stores any of them twice.
     public func publishBatch(_ events: [Event], timeout: Duration = defaultPublishTimeout) async -> [Result<PublishAck, CourierError>] {
-        var messages: [OutgoingMessage] = []
-        var early: [Int: CourierError] = [:]
-        messages.reserveCapacity(events.count)
-        var indices: [Int] = []
-        for (i, event) in events.enumerated() {
-            do {
-                messages.append(try outgoing(event, messageID: nil, expectedLastSequence: nil))
-                indices.append(i)
-            } catch {
-                early[i] = error as? CourierError ?? CourierError(.providerError, "\(error)")
+        if let closed = closedError() { return Array(repeating: .failure(closed), count: events.count) }
+        let limit = connection.maxPayload
+        var scratch: [UInt8] = []
+        scratch.reserveCapacity(1024)
+        return await connection.publisher.publish(count: events.count, timeout: timeout) { index in
+            let event = events[index]
+            try checkPublishable(event)
+            scratch.removeAll(keepingCapacity: true)
+            event.writeWireJSON(into: &scratch)
+            if scratch.count + headerEstimate(event.id, []) > limit {
+                throw tooLarge(subject: event.subject, size: scratch.count, limit: limit)
             }
+            let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: [])
+            return (msg, event.subject, event.id, nil)
         }
-        let sent = await connection.publisher.publishBatch(messages, timeout: timeout)
-        var results = [Result<PublishAck, CourierError>](repeating: .failure(CourierError(.providerError, "not sent")), count: events.count)
-        for (i, error) in early { results[i] = .failure(error) }
-        for (slot, index) in indices.enumerated() { results[index] = sent[slot] }
-        return results
     }
 
     /// Publishes pre-serialised messages pipelined and returns each one's result in order. The
@@ -122,10 +172,7 @@ public final class JetStreamProvider: EventProvider {
         throws -> OutgoingMessage
     {
         try ensureOpen()
-        try event.validate()
-        guard event.subject.hasPrefix(subjectPrefix + ".") else {
-            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
-        }
+        try checkPublishable(event)
         let payload = event.wireJSON()
         let id = messageID ?? event.id
         let limit = connection.maxPayload
@@ -208,8 +255,8 @@ public final class JetStreamProvider: EventProvider {
 
     private func bind(_ config: ConsumerSettings, options: SubscribeOptions, consumerName: String) async throws -> JetStreamSubscription {
         let connection = self.connection
-        let inbox = DeliveryInbox(wantsHeaders: false) { reply in
-            try? connection.publishCore(subject: reply, bytes: nakBody(delay: Self.handBackDelay))
+        let inbox = DeliveryInbox { message in
+            try? connection.acknowledge(message, bytes: nakBody(delay: Self.handBackDelay))
         }
         let handle = try await Blocking.run { try self.subscribeNative(config, inbox: inbox) }
         let subscription = JetStreamSubscription(
@@ -221,6 +268,7 @@ public final class JetStreamProvider: EventProvider {
             maxDeliver: options.maxDeliver,
             deadLetters: options.deadLetterHandler ?? deadLetters,
             prefix: subjectPrefix,
+            stream: configuration.stream,
             logger: configuration.logger,
             onClose: { [weak self] subscription in
                 _ = self?.state.withLock { $0.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) }
@@ -306,6 +354,8 @@ public final class JetStreamProvider: EventProvider {
         for subscription in subscriptions { await subscription.close() }
         let connection = self.connection
         _ = try? await Blocking.run { connection.close(flushTimeout: drainTimeout) }
+        let executor = self.executor
+        Blocking.detach { executor.shutdown() }
     }
 
     public func shutdown() async {

@@ -47,6 +47,7 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
     let maxDeliver: Int?
     let deadLetters: any DlqHandler
     let prefix: String
+    let stream: String
     let logger: Logger
     private let closed = Atomic<Bool>(false)
     private let onClose: @Sendable (JetStreamSubscription) -> Void
@@ -60,6 +61,7 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
         maxDeliver: Int?,
         deadLetters: any DlqHandler,
         prefix: String,
+        stream: String,
         logger: Logger,
         onClose: @escaping @Sendable (JetStreamSubscription) -> Void
     ) {
@@ -71,6 +73,7 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
         self.maxDeliver = maxDeliver
         self.deadLetters = deadLetters
         self.prefix = prefix
+        self.stream = stream
         self.logger = logger
         self.onClose = onClose
     }
@@ -78,38 +81,41 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
     func next() async throws -> PendingEvent? {
         while let delivery = await inbox.take() {
             let count = delivery.metadata.deliveryCount
-            switch delivery.event {
-            case .failure(let error):
+            let event: Event
+            do {
+                event = try delivery.message.withData { try Event(wireJSON: $0) }
+            } catch {
+                let message = delivery.message
                 await deadLetterAndTerm(
                     delivery,
                     DeadLetterEvent.undecodable(
-                        subject: delivery.subject,
-                        raw: delivery.raw ?? [],
-                        reason: "undecodable payload: \(error.message)",
+                        subject: message.subject ?? "",
+                        raw: message.data,
+                        reason: "undecodable payload: \((error as? CourierError)?.message ?? "\(error)")",
                         attempts: count,
                         consumer: durable ? consumer : nil,
                         streamSequence: delivery.metadata.streamSequence,
-                        messageID: delivery.messageID,
+                        messageID: message.headers["nats-msg-id"],
                         prefix: prefix
                     )
                 )
-            case .success(let event):
-                if let maxDeliver, count > maxDeliver {
-                    // The server redelivered past the budget (the last attempt expired): dead-letter it.
-                    await deadLetterAndTerm(
-                        delivery,
-                        letter(for: event, delivery, attempts: maxDeliver, reason: "maximum deliveries (\(maxDeliver)) exhausted")
-                    )
-                    continue
-                }
-                let received = ReceivedEvent(
-                    event: event,
-                    sequence: delivery.metadata.streamSequence,
-                    deliveryCount: count,
-                    stream: delivery.metadata.stream
-                )
-                return PendingEvent(received: received, handle: JetStreamDelivery(subscription: self, delivery: delivery, received: received))
+                continue
             }
+            if let maxDeliver, count > maxDeliver {
+                // The server redelivered past the budget (the last attempt expired): dead-letter it.
+                await deadLetterAndTerm(
+                    delivery,
+                    letter(for: event, delivery, attempts: maxDeliver, reason: "maximum deliveries (\(maxDeliver)) exhausted")
+                )
+                continue
+            }
+            let received = ReceivedEvent(
+                event: event,
+                sequence: delivery.metadata.streamSequence,
+                deliveryCount: count,
+                stream: stream
+            )
+            return PendingEvent(received: received, handle: JetStreamDelivery(subscription: self, delivery: delivery, received: received))
         }
         return nil
     }
@@ -130,13 +136,13 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
     func deadLetterAndTerm(_ delivery: IncomingDelivery, _ letter: DeadLetterEvent) async {
         do {
             try await deadLetters.handle(letter)
-            try connection.publishCore(subject: delivery.reply, body: "+TERM")
+            try connection.acknowledge(delivery.message, "+TERM")
         } catch {
             logger.error(
                 "dead-letter hand-off failed; the message stays in the stream and is retried",
-                metadata: ["subject": "\(delivery.subject)", "sequence": "\(delivery.metadata.streamSequence)", "error": "\(error)"]
+                metadata: ["subject": "\(letter.originalSubject)", "sequence": "\(delivery.metadata.streamSequence)", "error": "\(error)"]
             )
-            try? connection.publishCore(subject: delivery.reply, bytes: nakBody(delay: .seconds(5)))
+            try? connection.acknowledge(delivery.message, bytes: nakBody(delay: .seconds(5)))
         }
     }
 
@@ -182,12 +188,12 @@ final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
 
     override func perform(_ action: AckAction) async throws {
         let connection = subscription.connection
-        let reply = delivery.reply
+        let message = delivery.message
         switch action {
         case .ack:
-            try connection.publishCore(subject: reply, body: "+ACK")
+            try connection.acknowledge(message, "+ACK")
         case .inProgress:
-            try connection.publishCore(subject: reply, body: "+WPI")
+            try connection.acknowledge(message, "+WPI")
         case .nak(let delay):
             if let maxDeliver = subscription.maxDeliver, received.deliveryCount >= maxDeliver {
                 await subscription.deadLetterAndTerm(
@@ -200,9 +206,9 @@ final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
                     )
                 )
             } else if let delay, delay > .zero {
-                try connection.publishCore(subject: reply, bytes: nakBody(delay: delay))
+                try connection.acknowledge(message, bytes: nakBody(delay: delay))
             } else {
-                try connection.publishCore(subject: reply, body: "-NAK")
+                try connection.acknowledge(message, "-NAK")
             }
         case .term(let reason):
             if let reason {
@@ -211,7 +217,7 @@ final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
                     subscription.letter(for: received.event, delivery, attempts: received.deliveryCount, reason: "terminated: \(reason)")
                 )
             } else {
-                try connection.publishCore(subject: reply, body: "+TERM")
+                try connection.acknowledge(message, "+TERM")
             }
         }
     }

@@ -54,12 +54,11 @@ int cb_reset_stream(const char *url, const char *stream, const char *subjects, i
     return s == NATS_OK ? 0 : -1;
 }
 
-double cb_async_publish(const char *url, const char *subject, int count, int size, int window, int with_msg_id) {
+double cb_async_publish(const char *url, const char *subject, const void *body, int size, int count, int window, int with_msg_id) {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     if (open_js(url, &nc, &js, window) != NATS_OK) return -1;
-    char *data = malloc((size_t)size);
-    memset(data, 'x', (size_t)size);
+    const char *data = body;
     char id[64];
     jsPubOptions po;
     double start = now_seconds();
@@ -67,7 +66,7 @@ double cb_async_publish(const char *url, const char *subject, int count, int siz
     for (int i = 0; i < count && s == NATS_OK; i++) {
         jsPubOptions_Init(&po);
         if (with_msg_id) {
-            snprintf(id, sizeof id, "baseline-%p-%d", (void *)data, i);
+            snprintf(id, sizeof id, "baseline-%p-%ld-%d", (void *)&po, (long)time(NULL), i);
             po.MsgId = id;
         }
         s = js_PublishAsync(js, subject, data, size, &po);
@@ -77,27 +76,31 @@ double cb_async_publish(const char *url, const char *subject, int count, int siz
     po.MaxWait = 60000;
     if (s == NATS_OK) s = js_PublishAsyncComplete(js, &po);
     double elapsed = now_seconds() - start;
-    free(data);
     close_js(nc, js);
     return s == NATS_OK ? elapsed : -1;
 }
 
-double cb_sync_publish(const char *url, const char *subject, int count, int size) {
+double cb_sync_publish(const char *url, const char *subject, const void *body, int size, int count, int with_msg_id) {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     if (open_js(url, &nc, &js, 0) != NATS_OK) return -1;
-    char *data = malloc((size_t)size);
-    memset(data, 'x', (size_t)size);
+    const char *data = body;
     double start = now_seconds();
     natsStatus s = NATS_OK;
+    char id[64];
+    jsPubOptions po;
     for (int i = 0; i < count && s == NATS_OK; i++) {
         jsPubAck *pa = NULL;
         jsErrCode jerr = 0;
-        s = js_Publish(&pa, js, subject, data, size, NULL, &jerr);
+        jsPubOptions_Init(&po);
+        if (with_msg_id) {
+            snprintf(id, sizeof id, "sync-%p-%ld-%d", (void *)&po, (long)time(NULL), i);
+            po.MsgId = id;
+        }
+        s = js_Publish(&pa, js, subject, data, size, &po, &jerr);
         jsPubAck_Destroy(pa);
     }
     double elapsed = now_seconds() - start;
-    free(data);
     close_js(nc, js);
     return s == NATS_OK ? elapsed : -1;
 }

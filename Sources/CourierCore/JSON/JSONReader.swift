@@ -39,7 +39,8 @@ package struct JSONReader {
 
     // MARK: Errors
 
-    package func error(_ reason: String) -> CourierError {
+    package func error(_ reason: @autoclosure () -> String) -> CourierError {
+        let reason = reason()
         var excerpt = ""
         if !bytes.isEmpty {
             let from = max(0, min(index, bytes.count) - 16)
@@ -76,8 +77,8 @@ package struct JSONReader {
         return bytes[index]
     }
 
-    private mutating func expect(_ byte: UInt8, _ what: String) throws {
-        guard try peek() == byte else { throw error("expected \(what)") }
+    private mutating func expect(_ byte: UInt8, _ what: @autoclosure () -> String) throws {
+        guard try peek() == byte else { throw error("expected \(what())") }
         index += 1
     }
 
@@ -191,12 +192,14 @@ package struct JSONReader {
         guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string") }
         index += 1
         let start = index
-        // Fast path: no escapes.
+        // Fast path: no escapes. ASCII needs no UTF-8 validation.
+        var highBits: UInt8 = 0
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
+                if highBits < 0x80 { return String(decoding: slice, as: UTF8.self) }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     index = start
                     throw error("string is not valid UTF-8")
@@ -205,6 +208,7 @@ package struct JSONReader {
             }
             if byte == UInt8(ascii: "\\") { break }
             if byte < 0x20 { throw error("unescaped control character in string") }
+            highBits |= byte
             index += 1
         }
         var scratch = Array(UnsafeBufferPointer(rebasing: bytes[start..<index]))

@@ -209,33 +209,33 @@ extension Event {
                         throw Event.fieldError(key, "a string", error)
                     }
                 }
-                switch key {
-                case "id": id = try string()
-                case "subject": subject = try string()
-                case "category": category = try string()
-                case "eventType": eventType = try reader.consumeNull() ? "" : try string()
-                case "summary": summary = try reader.consumeNull() ? "" : try string()
-                case "source": source = try reader.consumeNull() ? "" : try string()
-                case "payload": payload = try reader.readValue()
-                case "version":
+                switch Event.member(key) {
+                case .id: id = try string()
+                case .subject: subject = try string()
+                case .category: category = try string()
+                case .eventType: eventType = try reader.consumeNull() ? "" : try string()
+                case .summary: summary = try reader.consumeNull() ? "" : try string()
+                case .source: source = try reader.consumeNull() ? "" : try string()
+                case .payload: payload = try reader.readValue()
+                case .version:
                     if try reader.consumeNull() { break }
                     guard let v = try? reader.readNumber().intValue, let int = Int(exactly: v) else {
                         throw Event.fieldError(key, "an integer", nil)
                     }
                     version = int
-                case "timestamp":
+                case .timestamp:
                     guard let v = try? reader.readNumber().intValue else {
                         throw Event.fieldError(key, "an integer (Unix milliseconds)", nil)
                     }
                     timestamp = v
-                case "metadata":
+                case .metadata:
                     if try reader.consumeNull() { break }
                     do {
                         try reader.readObject { reader, name in metadata[name] = try reader.readString() }
                     } catch {
                         throw Event.fieldError(key, "an object of strings", error)
                     }
-                default:
+                case .other:
                     try reader.skipValue()
                 }
             }
@@ -256,6 +256,39 @@ extension Event {
                 timestamp: timestamp,
                 metadata: metadata
             )
+        }
+    }
+
+    /// The envelope members of the wire form.
+    private enum Member {
+        case id, subject, category, eventType, version, payload, summary, source, timestamp, metadata, other
+    }
+
+    /// Which member `key` names: cheaper than comparing it with every member name, and this
+    /// runs for every member of every decoded event.
+    @inline(__always)
+    private static func member(_ key: String) -> Member {
+        var key = key
+        return key.withUTF8 { bytes -> Member in
+            func equals(_ name: StaticString) -> Bool {
+                guard name.utf8CodeUnitCount == bytes.count else { return false }
+                return name.withUTF8Buffer { expected in
+                    for i in 0..<bytes.count where expected[i] != bytes[i] { return false }
+                    return true
+                }
+            }
+            switch bytes.count {
+            case 2: return equals("id") ? .id : .other
+            case 6: return equals("source") ? .source : .other
+            case 7:
+                if equals("subject") { return .subject }
+                if equals("payload") { return .payload }
+                if equals("summary") { return .summary }
+                return equals("version") ? .version : .other
+            case 8: return equals("category") ? .category : (equals("metadata") ? .metadata : .other)
+            case 9: return equals("eventType") ? .eventType : (equals("timestamp") ? .timestamp : .other)
+            default: return .other
+            }
         }
     }
 

@@ -30,15 +30,6 @@ public enum AckAction: Sendable, Hashable {
     case inProgress
     /// Never deliver again; dead-letter with `reason` when one is given.
     case term(reason: String?)
-
-    var name: String {
-        switch self {
-        case .ack: "ack"
-        case .nak: "nak"
-        case .inProgress: "inProgress"
-        case .term: "term"
-        }
-    }
 }
 
 /// The provider side of one delivery. Providers subclass it and implement ``perform(_:)``.
@@ -47,8 +38,8 @@ public enum AckAction: Sendable, Hashable {
 /// a second finalisation throws ``CourierError/Code/alreadyFinalized`` without reaching the
 /// provider. ``AckAction/inProgress`` may be sent any number of times before that.
 open class DeliveryHandle: @unchecked Sendable {
-    private let finalized = Atomic<Bool>(false)
-    private let finalAction = Mutex<String>("")
+    /// 0 while open, else the finalising action: 1 ack, 2 nak, 3 term.
+    private let finalized = Atomic<UInt8>(0)
 
     /// The stream sequence of the delivery, for error messages.
     public let sequence: UInt64
@@ -64,22 +55,31 @@ open class DeliveryHandle: @unchecked Sendable {
     }
 
     /// Whether the delivery was already finalised.
-    public var isFinalized: Bool { finalized.load(ordering: .acquiring) }
+    public var isFinalized: Bool { finalized.load(ordering: .acquiring) != 0 }
+
+    private var finalActionName: String {
+        switch finalized.load(ordering: .acquiring) {
+        case 1: "ack"
+        case 2: "nak"
+        default: "term"
+        }
+    }
 
     /// Sends `action`, enforcing exactly-once finalisation.
     public final func finalize(_ action: AckAction) async throws {
-        if case .inProgress = action {
-            guard !isFinalized else {
-                throw CourierError.alreadyFinalized(sequence: sequence, by: finalAction.withLock { $0 })
-            }
+        let code: UInt8
+        switch action {
+        case .inProgress:
+            guard !isFinalized else { throw CourierError.alreadyFinalized(sequence: sequence, by: finalActionName) }
             try await perform(action)
             return
+        case .ack: code = 1
+        case .nak: code = 2
+        case .term: code = 3
         }
-        guard finalized.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        else {
-            throw CourierError.alreadyFinalized(sequence: sequence, by: finalAction.withLock { $0 })
+        guard finalized.compareExchange(expected: 0, desired: code, ordering: .acquiringAndReleasing).exchanged else {
+            throw CourierError.alreadyFinalized(sequence: sequence, by: finalActionName)
         }
-        finalAction.withLock { $0 = action.name }
         try await perform(action)
     }
 }

@@ -81,29 +81,34 @@ final class BatchCollector: Sendable {
 ///
 /// Every message is registered (keyed by its `natsMsg` address) before it is sent, so the ack
 /// handler, which runs on a cnats thread, finds its completion. A bounded ``AsyncWindow`` keeps
-/// at most `window` publishes in flight, so the cnats call never stalls. A publish whose ack
-/// times out, or which fails retryably (no responders during a restart, a lost connection), is
-/// sent again with the same `Nats-Msg-Id` after a short backoff until its deadline, so it is
-/// stored exactly once or fails with a retryable error: never lost silently.
+/// at most `window` publishes in flight, so the cnats call never stalls. A publish that fails
+/// retryably (no responders during a restart, a lost connection) is sent again with the same
+/// `Nats-Msg-Id` after a short backoff until its deadline.
+///
+/// Lost acknowledgements are found by a watchdog rather than by cnats' per-message `MaxWait`
+/// timers (which cost a third of the throughput in 3.4.1): when the oldest publish has waited
+/// longer than the request timeout, the watchdog takes every pending message back from cnats
+/// (`js_PublishAsyncGetPendingList`) and sends each again with its id, or fails it once its
+/// deadline passed. So a publish is stored exactly once or fails with a retryable error: never
+/// lost silently.
 final class AsyncPublisher: @unchecked Sendable {
-    enum Sink {
-        case single(CheckedContinuation<PublishAck, any Error>)
-        case batch(BatchCollector, Int)
-    }
-
     struct Entry {
-        let sink: Sink
+        let collector: BatchCollector
+        let index: Int
         let subject: String
         let messageID: String
         let expectedLastSequence: UInt64?
         let deadline: ContinuousClock.Instant
         var attempts: Int
+        /// When the current attempt was sent, for the lost-ack watchdog.
+        var sentAt: ContinuousClock.Instant = .now
     }
 
     private struct State {
         var pending: [Int: Entry] = [:]
         /// Publish calls (single or batch) still running: a batch may be between sends.
         var operations = 0
+        var watchdogRunning = false
         var idleWaiters: [CheckedContinuation<Void, Never>] = []
 
         var isIdle: Bool { pending.isEmpty && operations == 0 }
@@ -158,50 +163,49 @@ final class AsyncPublisher: @unchecked Sendable {
 
     // MARK: Publishing
 
-    /// Publishes one message and waits for the stream's acknowledgement.
-    func publish(_ message: OutgoingMessage, timeout: Duration) async throws -> PublishAck {
-        beginOperation()
-        defer { endOperation() }
-        let msg = try makeMessage(message)
-        let deadline = ContinuousClock.now + timeout
-        await window.acquire()
-        return try await withCheckedThrowingContinuation { continuation in
-            let entry = Entry(
-                sink: .single(continuation),
-                subject: message.subject,
-                messageID: message.messageID,
-                expectedLastSequence: message.expectedLastSequence,
-                deadline: deadline,
-                attempts: 1
-            )
-            send(msg, entry)
-        }
-    }
-
     /// Publishes every message with at most `window` in flight and returns each one's result,
     /// in order.
     func publishBatch(_ messages: [OutgoingMessage], timeout: Duration) async -> [Result<PublishAck, CourierError>] {
-        guard !messages.isEmpty else { return [] }
+        await publish(count: messages.count, timeout: timeout) { index in
+            let message = messages[index]
+            return (try makeNATSMessage(message), message.subject, message.messageID, message.expectedLastSequence)
+        }
+    }
+
+    /// What one publish needs: its `natsMsg` (owned by the publisher from then on), its subject
+    /// and dedupe id, and the expected last sequence if any.
+    typealias Prepared = (msg: OpaquePointer, subject: String, messageID: String, expectedLastSequence: UInt64?)
+
+    /// Publishes `count` messages made one at a time by `prepare` (so serialising the next one
+    /// overlaps with acknowledgements of the previous ones) with at most `window` in flight, and
+    /// returns each one's result in order. A `prepare` failure is that message's result.
+    func publish(
+        count: Int,
+        timeout: Duration,
+        prepare: (Int) throws -> Prepared
+    ) async -> [Result<PublishAck, CourierError>] {
+        guard count > 0 else { return [] }
         beginOperation()
         defer { endOperation() }
-        let collector = BatchCollector(count: messages.count)
+        let collector = BatchCollector(count: count)
         let deadline = ContinuousClock.now + timeout
-        for (index, message) in messages.enumerated() {
-            let msg: OpaquePointer
+        for index in 0..<count {
+            let prepared: Prepared
             do {
-                msg = try makeMessage(message)
+                prepared = try prepare(index)
             } catch {
                 collector.resolve(index, .failure(error as? CourierError ?? CourierError(.providerError, "\(error)")))
                 continue
             }
             await window.acquire()
             send(
-                msg,
+                prepared.msg,
                 Entry(
-                    sink: .batch(collector, index),
-                    subject: message.subject,
-                    messageID: message.messageID,
-                    expectedLastSequence: message.expectedLastSequence,
+                    collector: collector,
+                    index: index,
+                    subject: prepared.subject,
+                    messageID: prepared.messageID,
+                    expectedLastSequence: prepared.expectedLastSequence,
                     deadline: deadline,
                     attempts: 1
                 )
@@ -243,38 +247,59 @@ final class AsyncPublisher: @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    // MARK: Internals
+    // MARK: Lost acknowledgements
 
-    private func makeMessage(_ message: OutgoingMessage) throws -> OpaquePointer {
-        var msg: OpaquePointer?
-        let status = message.payload.withUnsafeBufferPointer { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { chars in
-                natsMsg_Create(&msg, message.subject, nil, chars.baseAddress, Int32(chars.count))
+    private func startWatchdogTask() {
+        Task.detached { [self] in
+            while true {
+                try? await Task.sleep(for: min(requestTimeout / 4, .milliseconds(250)))
+                let (overdue, empty) = state.withLock { state -> (Bool, Bool) in
+                    if state.pending.isEmpty {
+                        state.watchdogRunning = false
+                        return (false, true)
+                    }
+                    let oldest = state.pending.values.lazy.map(\.sentAt).min() ?? .now
+                    return (ContinuousClock.now - oldest > requestTimeout, false)
+                }
+                if empty { return }
+                if overdue { _ = try? await Blocking.run { self.reclaimPending() } }
             }
         }
-        guard status == NATS_OK, let msg else {
-            throw CourierError.nats(status, "cannot create a message for '\(message.subject)'", input: message.subject, detail: natsLastErrorText())
-        }
-        for (name, value) in message.headers {
-            let headerStatus = natsMsgHeader_Add(msg, name, value)
-            guard headerStatus == NATS_OK else {
-                natsMsg_Destroy(msg)
-                throw CourierError.nats(headerStatus, "cannot set header '\(name)'", input: name, detail: natsLastErrorText())
-            }
-        }
-        return msg
     }
+
+    /// Takes every pending message back from cnats and sends each again with its id (or fails
+    /// it when its deadline passed). Blocking-call thread only.
+    private func reclaimPending() {
+        var list = natsMsgList()
+        guard js_PublishAsyncGetPendingList(&list, context) == NATS_OK else { return }
+        defer { natsMsgList_Destroy(&list) }
+        logger.warning("publish acknowledgements overdue; resending pending messages with their ids", metadata: ["count": "\(list.Count)"])
+        for i in 0..<Int(list.Count) {
+            guard let msg = list.Msgs[i] else { continue }
+            let key = Int(bitPattern: UnsafeRawPointer(msg))
+            guard let entry = state.withLock({ $0.pending.removeValue(forKey: key) }) else { continue }
+            list.Msgs[i] = nil  // ours again: natsMsgList_Destroy must not free it
+            fail(msg, entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0), detail: "no acknowledgement within \(requestTimeout)")
+        }
+    }
+
+    // MARK: Internals
 
     /// Registers and sends `msg`. On an immediate failure the entry is resolved (or retried).
     /// The caller holds a window slot for it.
     private func send(_ msg: OpaquePointer, _ entry: Entry) {
         let key = Int(bitPattern: UnsafeRawPointer(msg))
-        state.withLock { $0.pending[key] = entry }
-        let remaining = entry.deadline - ContinuousClock.now
-        let wait = max(Int64(1), min(requestTimeout, remaining).milliseconds)
+        var entry = entry
+        entry.sentAt = .now
+        let startWatchdog = state.withLock { state -> Bool in
+            state.pending[key] = entry
+            guard !state.watchdogRunning else { return false }
+            state.watchdogRunning = true
+            return true
+        }
+        if startWatchdog { startWatchdogTask() }
         var options = jsPubOptions()
         jsPubOptions_Init(&options)
-        options.MaxWait = wait
         if let expected = entry.expectedLastSequence { options.ExpectLastSeq = expected }
         let status = entry.messageID.withCString { id -> natsStatus in
             options.MsgId = id
@@ -302,7 +327,7 @@ final class AsyncPublisher: @unchecked Sendable {
             let stream = strcmp(ack.pointee.Stream, streamNameC) == 0 ? streamName : String(cString: ack.pointee.Stream)
             natsMsg_Destroy(msg)
             window.release()
-            complete(entry.sink, .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate)))
+            entry.collector.resolve(entry.index, .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate)))
             return
         }
         let status = failure?.pointee.Err ?? NATS_ERR
@@ -340,15 +365,34 @@ final class AsyncPublisher: @unchecked Sendable {
             jsCode: jsCode,
             detail: detail
         )
-        complete(entry.sink, .failure(error))
+        entry.collector.resolve(entry.index, .failure(error))
     }
+}
 
-    private func complete(_ sink: Sink, _ result: Result<PublishAck, CourierError>) {
-        switch sink {
-        case .single(let continuation): continuation.resume(with: result.mapError { $0 as any Error })
-        case .batch(let collector, let index): collector.resolve(index, result)
+/// A `natsMsg` for `message` with its headers (the caller owns it).
+func makeNATSMessage(_ message: OutgoingMessage) throws -> OpaquePointer {
+    try makeNATSMessage(subject: message.subject, payload: message.payload, headers: message.headers)
+}
+
+/// A `natsMsg` with a copy of `payload` and `headers` (the caller owns it).
+func makeNATSMessage(subject: String, payload: [UInt8], headers: [(String, String)]) throws -> OpaquePointer {
+    var msg: OpaquePointer?
+    let status = payload.withUnsafeBufferPointer { bytes in
+        bytes.withMemoryRebound(to: CChar.self) { chars in
+            natsMsg_Create(&msg, subject, nil, chars.baseAddress, Int32(chars.count))
         }
     }
+    guard status == NATS_OK, let msg else {
+        throw CourierError.nats(status, "cannot create a message for '\(subject)'", input: subject, detail: natsLastErrorText())
+    }
+    for (name, value) in headers {
+        let headerStatus = natsMsgHeader_Add(msg, name, value)
+        guard headerStatus == NATS_OK else {
+            natsMsg_Destroy(msg)
+            throw CourierError.nats(headerStatus, "cannot set header '\(name)'", input: name, detail: natsLastErrorText())
+        }
+    }
+    return msg
 }
 
 /// The cnats async-publish ack handler. Runs on the JetStream context's reply-subscription

@@ -4,6 +4,10 @@ import Synchronization
 
 /// A counting semaphore for async code: bounds how many publishes are in flight so cnats'
 /// `js_PublishMsgAsync` never stalls a cooperative thread waiting for room.
+///
+/// Once the window is full, a waiting publisher is resumed only after a quarter of the window
+/// (at most 256 slots) is free again, so a full window costs one task switch per batch of
+/// acknowledgements rather than one per message.
 final class AsyncWindow: Sendable {
     private struct State {
         var available: Int
@@ -14,8 +18,12 @@ final class AsyncWindow: Sendable {
     /// The window size.
     let size: Int
 
+    /// Free slots needed before a waiter is resumed.
+    private let resumeAt: Int
+
     init(size: Int) {
         self.size = size
+        self.resumeAt = max(1, min(size / 4, 256))
         self.state = Mutex(State(available: size))
     }
 
@@ -43,9 +51,10 @@ final class AsyncWindow: Sendable {
     /// Returns a slot, handing it straight to the longest waiter if there is one.
     func release() {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if let waiter = state.waiters.popFirst() { return waiter }
             state.available += 1
-            return nil
+            guard state.available >= resumeAt, let waiter = state.waiters.popFirst() else { return nil }
+            state.available -= 1  // handed to the waiter
+            return waiter
         }
         waiter?.resume()
     }

@@ -57,7 +57,7 @@ private func connectedURL(_ nc: OpaquePointer?) -> String {
     guard let nc else { return "" }
     var buffer = [CChar](repeating: 0, count: 256)
     guard natsConnection_GetConnectedUrl(nc, &buffer, buffer.count) == NATS_OK else { return "" }
-    return String(cString: buffer)
+    return buffer.withUnsafeBufferPointer { String(cString: $0.baseAddress!) }
 }
 
 private func events(_ closure: UnsafeMutableRawPointer?) -> ConnectionEvents {
@@ -119,6 +119,7 @@ final class NATSConnection: @unchecked Sendable {
         try check(natsOptions_SetReconnectWait(opts, max(1, configuration.reconnect.wait.milliseconds)), "invalid reconnect wait", "reconnect.wait")
         try check(natsOptions_SetReconnectBufSize(opts, Int32(configuration.reconnect.bufferBytes)), "invalid reconnect buffer", "reconnect.bufferBytes")
         try check(natsOptions_SetMaxPendingMsgs(opts, 1 << 20), "invalid pending limit", "maxPendingMsgs")
+        if getenv("COURIER_SEND_ASAP") != nil { try check(natsOptions_SetSendAsap(opts, true), "x", "x") }
         switch configuration.authentication.kind {
         case .none: break
         case .token(let token): try check(natsOptions_SetToken(opts, token), "invalid token", "authentication")
@@ -218,25 +219,50 @@ final class NATSConnection: @unchecked Sendable {
     /// The server's maximum message size.
     var maxPayload: Int { Int(natsConnection_GetMaxPayload(connection)) }
 
-    /// Publishes raw bytes on the core connection (acks to `$JS.ACK…` reply subjects). Never
-    /// blocks for long: cnats buffers the write.
-    func publishCore(subject: String, body: StaticString) throws {
-        let status = body.withUTF8Buffer { bytes in
-            natsConnection_Publish(connection, subject, bytes.baseAddress, Int32(bytes.count))
+    /// Publishes `body` to a delivery's reply subject (an acknowledgement). Never blocks for
+    /// long: cnats buffers the write.
+    func acknowledge(_ message: NATSMessage, _ body: StaticString) throws {
+        let status = message.withReply { reply in
+            body.withUTF8Buffer { bytes in natsConnection_Publish(connection, reply, bytes.baseAddress, Int32(bytes.count)) }
         }
         guard status == NATS_OK else {
-            throw CourierError.nats(status, "cannot send acknowledgement", input: subject, detail: natsLastErrorText())
+            throw CourierError.nats(status, "cannot send acknowledgement '\(body)'", input: message.replyText, detail: natsLastErrorText())
         }
     }
 
-    /// Publishes raw bytes on the core connection.
-    func publishCore(subject: String, bytes: [UInt8]) throws {
-        let status = bytes.withUnsafeBytes { raw in
-            natsConnection_Publish(connection, subject, raw.baseAddress, Int32(raw.count))
+    /// Publishes `body` to a delivery's reply subject (an acknowledgement with a payload).
+    func acknowledge(_ message: NATSMessage, bytes body: [UInt8]) throws {
+        let status = message.withReply { reply in
+            body.withUnsafeBytes { raw in natsConnection_Publish(connection, reply, raw.baseAddress, Int32(raw.count)) }
         }
         guard status == NATS_OK else {
-            throw CourierError.nats(status, "cannot send acknowledgement", input: subject, detail: natsLastErrorText())
+            throw CourierError.nats(status, "cannot send acknowledgement", input: message.replyText, detail: natsLastErrorText())
         }
+    }
+
+    /// Publishes `message` and waits for the stream's acknowledgement, at most `wait` (blocking:
+    /// call it on a ``BlockingExecutor`` thread). cnats flushes a request at once, where an
+    /// async publish would sit in the write buffer for up to a millisecond.
+    func publishSync(_ message: OutgoingMessage, msg: OpaquePointer, wait: Duration) -> Result<PublishAck, CourierError> {
+        var options = jsPubOptions()
+        jsPubOptions_Init(&options)
+        options.MaxWait = max(1, wait.milliseconds)
+        if let expected = message.expectedLastSequence { options.ExpectLastSeq = expected }
+        var ack: UnsafeMutablePointer<jsPubAck>?
+        var jerr = jsErrCode(0)
+        let status = message.messageID.withCString { id -> natsStatus in
+            options.MsgId = id
+            return js_PublishMsg(&ack, context, msg, &options, &jerr)
+        }
+        guard status == NATS_OK, let ack else {
+            let detail = natsLastErrorText()
+            return .failure(
+                CourierError.nats(status, "publish of '\(message.messageID)' to '\(message.subject)' failed", input: message.subject, jsCode: jerr, detail: detail)
+            )
+        }
+        defer { jsPubAck_Destroy(ack) }
+        let stream = String(cString: ack.pointee.Stream)
+        return .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate))
     }
 
     /// Flushes and closes (blocking).

@@ -9,11 +9,13 @@
 /// (Re)creates `stream` capturing `subjects` with memory (0) or file (1) storage.
 int cb_reset_stream(const char *url, const char *stream, const char *subjects, int file_storage);
 
-/// Async publish with a window of `window` outstanding acks; `with_msg_id` sets a unique Nats-Msg-Id.
-double cb_async_publish(const char *url, const char *subject, int count, int size, int window, int with_msg_id);
+/// Async publish of `body` `count` times with a window of `window` outstanding acks;
+/// `with_msg_id` sets a unique Nats-Msg-Id on each message.
+double cb_async_publish(const char *url, const char *subject, const void *body, int size, int count, int window, int with_msg_id);
 
-/// Synchronous publish: one request/ack round trip per message.
-double cb_sync_publish(const char *url, const char *subject, int count, int size);
+/// Synchronous publish of `body` `count` times: one request/ack round trip per message;
+/// `with_msg_id` sets a unique Nats-Msg-Id on each message.
+double cb_sync_publish(const char *url, const char *subject, const void *body, int size, int count, int with_msg_id);
 
 /// Pull consumer: natsSubscription_Fetch in batches of `batch`, natsMsg_Ack each message.
 double cb_fetch_ack(const char *url, const char *stream, const char *durable, const char *filter, int count, int batch);

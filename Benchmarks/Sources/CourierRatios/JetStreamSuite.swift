@@ -1,0 +1,138 @@
+import CNATSBaseline
+import Courier
+
+/// Courier against raw cnats C on the same server. Both sides send the same bytes: the baselines
+/// publish the wire JSON of the events Courier publishes (128-byte payloads), with a unique
+/// `Nats-Msg-Id` each, as Courier always does.
+func jetStreamPairs(url: String) -> [Pair] {
+    let asyncCount = 100_000
+    let syncCount = 4_000
+    let consumeCount = 100_000
+    let window = 4096
+    let payload: JSONValue = ["data": .string(String(repeating: "x", count: 118))]
+    var pairs: [Pair] = []
+
+    for (name, storage, file) in [("memory", JetStreamProvider.Storage.memory, Int32(0)), ("file", .file, 1)] {
+        let stream = "BENCH_\(name.uppercased())"
+        let prefix = "bench\(name)"
+        func reset() { precondition(cb_reset_stream(url, stream, "\(prefix).>", file) == 0, "cannot reset stream") }
+        func provider() async throws -> JetStreamProvider {
+            var configuration = JetStreamProvider.Configuration(url: url)
+            configuration.stream = stream
+            configuration.subjectPrefix = prefix
+            configuration.storage = storage
+            configuration.publishWindow = window
+            configuration.requestTimeout = .seconds(30)
+            return try await JetStreamProvider.connect(configuration)
+        }
+        func events(_ count: Int) -> [Event] {
+            (0..<count).map { _ in Event(subject: "\(prefix).market.fx", category: "market", payload: payload) }
+        }
+        let wire = events(1)[0].wireJSON()
+
+        pairs.append(
+            Pair(
+                name: "async publish, \(name) storage",
+                baseline: "cnats js_PublishAsync, window \(window)",
+                courier: "publishBatch(Event), window \(window)",
+                target: 0.9,
+                measureBaseline: {
+                    reset()
+                    let elapsed = wire.withUnsafeBytes { cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(asyncCount), Int32(window), 1) }
+                    precondition(elapsed > 0, "baseline failed")
+                    return Double(asyncCount) / elapsed
+                },
+                measureCourier: {
+                    reset()
+                    let provider = try await provider()
+                    let batch = events(asyncCount)
+                    let result = await timed(asyncCount) {
+                        let results = await provider.publishBatch(batch)
+                        precondition(results.allSatisfy { if case .success = $0 { true } else { false } })
+                    }
+                    await provider.shutdown()
+                    return result
+                }
+            )
+        )
+        pairs.append(
+            Pair(
+                name: "sync publish, \(name) storage",
+                baseline: "cnats js_Publish loop",
+                courier: "publish(Event) loop on provider.executor",
+                target: 0.95,
+                measureBaseline: {
+                    reset()
+                    let elapsed = wire.withUnsafeBytes { cb_sync_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(syncCount), 1) }
+                    precondition(elapsed > 0, "baseline failed")
+                    return Double(syncCount) / elapsed
+                },
+                measureCourier: {
+                    reset()
+                    let provider = try await provider()
+                    let batch = events(syncCount)
+                    let result = try await Task.detached {
+                        try await withTaskExecutorPreference(provider.executor) {
+                            try await timed(syncCount) { for event in batch { try await provider.publish(event) } }
+                        }
+                    }.value
+                    await provider.shutdown()
+                    return result
+                }
+            )
+        )
+        let consume: () async throws -> Double = {
+            reset()
+            let provider = try await provider()
+            _ = await provider.publishBatch(events(consumeCount))
+            let subscription = try await provider.subscribeDurable(
+                consumer: "bench", filter: "\(prefix).>", options: SubscribeOptions(maxAckPending: 1000))
+            let result = try await Task.detached {
+                try await timed(consumeCount) {
+                    var received = 0
+                    while received < consumeCount, let pending = try await subscription.next() {
+                        try await pending.ack()
+                        received += 1
+                    }
+                    precondition(received == consumeCount)
+                }
+            }.value
+            await subscription.close()
+            await provider.shutdown()
+            return result
+        }
+        pairs.append(
+            Pair(
+                name: "durable consume + ack, \(name) storage",
+                baseline: "cnats pull Fetch(256) + natsMsg_Ack",
+                courier: "subscribeDurable, manual ack",
+                target: 0.9,
+                measureBaseline: {
+                    reset()
+                    precondition(wire.withUnsafeBytes { cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount), Int32(window), 0) } > 0)
+                    let elapsed = cb_fetch_ack(url, stream, "fetch", "\(prefix).>", Int32(consumeCount), 256)
+                    precondition(elapsed > 0, "baseline failed")
+                    return Double(consumeCount) / elapsed
+                },
+                measureCourier: consume
+            )
+        )
+        pairs.append(
+            Pair(
+                name: "durable consume + ack, \(name) storage",
+                baseline: "cnats push subscription + natsMsg_Ack in the callback",
+                courier: "subscribeDurable, manual ack",
+                target: nil,
+                measureBaseline: {
+                    reset()
+                    precondition(wire.withUnsafeBytes { cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount), Int32(window), 0) } > 0)
+                    let elapsed = cb_push_ack(url, stream, "push", "\(prefix).>", Int32(consumeCount), 1000)
+                    precondition(elapsed > 0, "baseline failed")
+                    return Double(consumeCount) / elapsed
+                },
+                measureCourier: consume
+            )
+        )
+    }
+    return pairs
+}

@@ -1,0 +1,85 @@
+import Foundation
+
+/// One comparison: a baseline and the Courier code doing the same work, measured alternately
+/// in the same process against the same server, each sample in operations per second.
+struct Pair {
+    let name: String
+    let baseline: String
+    let courier: String
+    /// The ratio the issue asks for, shown next to the figure.
+    let target: Double?
+    let measureBaseline: () async throws -> Double
+    let measureCourier: () async throws -> Double
+}
+
+/// The outcome of one pair over several rounds.
+struct PairResult {
+    let pair: Pair
+    let baselineSamples: [Double]
+    let courierSamples: [Double]
+
+    var baselineMedian: Double { median(baselineSamples) }
+    var courierMedian: Double { median(courierSamples) }
+    var ratio: Double { courierMedian / baselineMedian }
+}
+
+func median(_ values: [Double]) -> Double {
+    let sorted = values.sorted()
+    guard !sorted.isEmpty else { return .nan }
+    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+}
+
+/// Operations per second for `count` operations taking `elapsed`.
+func rate(_ count: Int, _ elapsed: Duration) -> Double {
+    let (seconds, attoseconds) = elapsed.components
+    return Double(count) / (Double(seconds) + Double(attoseconds) / 1e18)
+}
+
+/// Times `body` (which performs `count` operations) and returns operations per second.
+func timed(_ count: Int, _ body: () async throws -> Void) async rethrows -> Double {
+    let started = ContinuousClock.now
+    try await body()
+    return rate(count, ContinuousClock.now - started)
+}
+
+/// Runs each pair `rounds` times, alternating which side goes first.
+func run(_ pairs: [Pair], rounds: Int, log: (String) -> Void) async throws -> [PairResult] {
+    var results: [PairResult] = []
+    for pair in pairs {
+        var baseline: [Double] = []
+        var courier: [Double] = []
+        for round in 0..<rounds {
+            if round % 2 == 0 {
+                baseline.append(try await pair.measureBaseline())
+                courier.append(try await pair.measureCourier())
+            } else {
+                courier.append(try await pair.measureCourier())
+                baseline.append(try await pair.measureBaseline())
+            }
+        }
+        let result = PairResult(pair: pair, baselineSamples: baseline, courierSamples: courier)
+        log(String(format: "%@: baseline %.0f/s, Courier %.0f/s, ratio %.2f×", pair.name, result.baselineMedian, result.courierMedian, result.ratio))
+        results.append(result)
+    }
+    return results
+}
+
+/// A markdown table of results.
+func markdown(_ results: [PairResult], title: String) -> String {
+    var lines = [
+        "### \(title)", "",
+        "| Benchmark | Baseline | Baseline ops/s | Courier | Courier ops/s | Ratio | Target |",
+        "| --- | --- | ---: | --- | ---: | ---: | ---: |",
+    ]
+    for result in results {
+        let target = result.pair.target.map { String(format: "≥ %.2f×", $0) } ?? "—"
+        lines.append(
+            String(
+                format: "| %@ | %@ | %.0f | %@ | %.0f | **%.2f×** | %@ |",
+                result.pair.name, result.pair.baseline, result.baselineMedian, result.pair.courier, result.courierMedian,
+                result.ratio, target
+            )
+        )
+    }
+    return lines.joined(separator: "\n")
+}

@@ -1,0 +1,53 @@
+import Courier
+import CourierTesting
+import Foundation
+
+// Paired benchmarks: each Courier figure next to a baseline measured alternately in the same
+// run. Usage: CourierRatios [--suite NAME]... [--rounds N] [--markdown FILE]
+// A nats-server is taken from $COURIER_BENCH_NATS_URL or started here.
+
+var suites: [String] = []
+var rounds = 5
+var markdownPath: String?
+var arguments = CommandLine.arguments.dropFirst()
+while let argument = arguments.popFirst() {
+    switch argument {
+    case "--suite": suites.append(arguments.popFirst() ?? "")
+    case "--rounds": rounds = Int(arguments.popFirst() ?? "") ?? rounds
+    case "--markdown": markdownPath = arguments.popFirst()
+    default:
+        FileHandle.standardError.write(Data("unknown argument \(argument)\n".utf8))
+        exit(2)
+    }
+}
+if suites.isEmpty { suites = ["memory", "jetstream"] }
+
+func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
+
+var server: NATSServerHarness?
+@MainActor func natsURL() async throws -> String {
+    if let url = ProcessInfo.processInfo.environment["COURIER_BENCH_NATS_URL"] { return url }
+    if let server { return server.url }
+    let started = try await NATSServerHarness.start()
+    server = started
+    return started.url
+}
+
+var sections: [String] = []
+for suite in suites {
+    switch suite {
+    case "memory":
+        sections.append(markdown(try await run(memoryPairs(), rounds: rounds, log: log), title: "Embedded provider"))
+    case "jetstream":
+        let url = try await natsURL()
+        sections.append(markdown(try await run(jetStreamPairs(url: url), rounds: rounds, log: log), title: "JetStream (nats-server 2.9.10, same server, 128-byte payloads)"))
+    default:
+        log("unknown suite \(suite)")
+        exit(2)
+    }
+}
+let output = sections.joined(separator: "\n\n") + "\n"
+print(output)
+if let markdownPath { try output.write(toFile: markdownPath, atomically: true, encoding: .utf8) }
+server?.stop()
+server?.cleanUp()
