@@ -154,5 +154,13 @@ let package = Package(
             ],
             swiftSettings: strictSwift
         ),
+        .testTarget(
+            name: "CourierCryptoTests",
+            dependencies: [
+                "CourierCore", "CourierTesting",
+                .target(name: "CourierCrypto", condition: .when(traits: ["Encryption"])),
+            ],
+            swiftSettings: strictSwift
+        ),
     ]
 )

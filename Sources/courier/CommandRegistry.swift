@@ -5,6 +5,9 @@ enum CommandRegistry {
     static var all: [any ParsableCommand.Type] {
         var commands: [any ParsableCommand.Type] = [DemoCommand.self]
         commands += natsCommands
+        #if Encryption
+        commands.append(KeygenCommand.self)
+        #endif
         return commands
     }
 

@@ -41,6 +41,11 @@ struct PubCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print one JSON object per event with sequence and duplicate.")
     var json = false
 
+    #if Encryption
+    @Option(name: .long, help: "Encrypt payloads with the key in this file (AES-256-GCM).")
+    var encryptKey: String?
+    #endif
+
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
         guard version >= 1 else { throw ValidationError("--version must be at least 1") }
@@ -67,8 +72,14 @@ struct PubCommand: AsyncParsableCommand {
                 source: source
             )
         }
+        var layers = EventBus.Configuration()
+        #if Encryption
+        if let encryptKey {
+            layers.encryptor = AESGCMEncryptor(keyRing: try KeyRing([EncryptionKey.load(file: encryptKey)]))
+        }
+        #endif
         let provider = try await connection.connect()
-        let bus = EventBus(provider: provider)
+        let bus = EventBus(provider: provider, configuration: layers)
         do {
             for event in events {
                 let ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))

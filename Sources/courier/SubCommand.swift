@@ -34,6 +34,10 @@ struct SubCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print each event as one line of wire JSON.")
     var json = false
 
+    #if Encryption
+    @OptionGroup var keys: KeyOptions
+    #endif
+
     func validate() throws {
         if let count, count < 1 { throw ValidationError("--count must be at least 1") }
         if let timeout, timeout <= 0 { throw ValidationError("--timeout must be positive") }
@@ -44,11 +48,12 @@ struct SubCommand: AsyncParsableCommand {
         let provider = try await connection.connect()
         let subscription: EventSubscription
         do {
+            let bus = EventBus(provider: provider, configuration: try busLayers())
             subscription =
                 if let durable {
-                    try await provider.subscribeDurable(consumer: durable, filter: filter, options: SubscribeOptions())
+                    try await bus.subscribeDurable(consumer: durable, filter: filter)
                 } else {
-                    try await provider.subscribe(filter, options: SubscribeOptions())
+                    try await bus.subscribe(filter)
                 }
         } catch {
             await provider.shutdown()
@@ -72,6 +77,14 @@ struct SubCommand: AsyncParsableCommand {
         }
         await subscription.close()
         await provider.shutdown()
+    }
+
+    private func busLayers() throws -> EventBus.Configuration {
+        var layers = EventBus.Configuration()
+        #if Encryption
+        layers.encryptor = try keys.encryptor()
+        #endif
+        return layers
     }
 
     private func print(_ pending: PendingEvent) {
@@ -102,11 +115,19 @@ struct HistoryCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Print each event as one line of wire JSON.")
     var json = false
 
+    #if Encryption
+    @OptionGroup var keys: KeyOptions
+    #endif
+
     func run() async throws {
         global.bootstrapLogging()
+        var layers = EventBus.Configuration()
+        #if Encryption
+        layers.encryptor = try keys.encryptor()
+        #endif
         let provider = try await connection.connect()
         do {
-            let events = try await EventBus(provider: provider).listEvents(category: category, limit: limit)
+            let events = try await EventBus(provider: provider, configuration: layers).listEvents(category: category, limit: limit)
             for event in events {
                 emit(json ? wireText(event) : "\(event.subject) \(event.summary) \(event.payload)")
             }

@@ -20,7 +20,7 @@ while let argument = arguments.popFirst() {
         exit(2)
     }
 }
-if suites.isEmpty { suites = ["memory", "jetstream"] }
+if suites.isEmpty { suites = ["memory", "jetstream", "crypto", "schema"] }
 
 func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
@@ -38,6 +38,10 @@ for suite in suites {
     switch suite {
     case "memory":
         sections.append(markdown(try await run(memoryPairs(), rounds: rounds, log: log), title: "Embedded provider"))
+    case "crypto":
+        sections.append(markdown(try await run(cryptoPairs(), rounds: rounds, log: log), title: "Encryption (AES-256-GCM, OpenSSL EVP)"))
+    case "schema":
+        sections.append(markdown(try await run(validationPairs(), rounds: rounds, log: log), title: "Schema validation"))
     case "jetstream":
         let url = try await natsURL()
         sections.append(markdown(try await run(jetStreamPairs(url: url), rounds: rounds, log: log), title: "JetStream (nats-server 2.9.10, same server, 128-byte payloads)"))

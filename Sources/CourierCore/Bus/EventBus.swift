@@ -242,31 +242,50 @@ public final class EventBus: Sendable {
         guard let filter = subscription(subscriberID) else {
             throw CourierError(.notFound, "no subscription registered for '\(subscriberID)'", input: subscriberID)
         }
-        var options = filter.options ?? SubscribeOptions()
-        let handler = CountingDlqHandler(
-            base: options.deadLetterHandler ?? configuration.deadLetterHandler ?? provider.deadLetters,
-            metrics: metrics
-        )
-        options.deadLetterHandler = handler
+        let options = filter.options ?? SubscribeOptions()
         var opened: [EventSubscription] = []
         do {
             for subject in filter.subjects {
-                let subscription =
+                opened.append(
                     filter.durable
-                    ? try await provider.subscribeDurable(
-                        consumer: ConsumerName.forSubscriber(subscriberID, filter: subject),
-                        filter: subject,
-                        options: options
-                    )
-                    : try await provider.subscribe(subject, options: options)
-                opened.append(wrap(subscription, deadLetters: handler))
-                metrics.recordSubscribe()
+                        ? try await subscribeDurable(
+                            consumer: ConsumerName.forSubscriber(subscriberID, filter: subject), filter: subject, options: options)
+                        : try await subscribe(subject, options: options)
+                )
             }
         } catch {
             for subscription in opened { await subscription.close() }
             throw error
         }
         return opened
+    }
+
+    /// An ephemeral subscription whose deliveries are decrypted, counted, and dead-lettered
+    /// through the bus's handler.
+    public func subscribe(_ filter: String, options: SubscribeOptions = SubscribeOptions()) async throws -> EventSubscription {
+        let subscription = try await provider.subscribe(filter, options: busOptions(options))
+        metrics.recordSubscribe()
+        return wrap(subscription)
+    }
+
+    /// A durable subscription whose deliveries are decrypted, counted, and dead-lettered through
+    /// the bus's handler.
+    public func subscribeDurable(consumer: String, filter: String, options: SubscribeOptions = SubscribeOptions()) async throws
+        -> EventSubscription
+    {
+        let subscription = try await provider.subscribeDurable(consumer: consumer, filter: filter, options: busOptions(options))
+        metrics.recordSubscribe()
+        return wrap(subscription)
+    }
+
+    /// `options` with the bus's dead-letter handler (counted in ``metrics``) unless it names one.
+    private func busOptions(_ options: SubscribeOptions) -> SubscribeOptions {
+        var options = options
+        options.deadLetterHandler = CountingDlqHandler(
+            base: options.deadLetterHandler ?? configuration.deadLetterHandler ?? provider.deadLetters,
+            metrics: metrics
+        )
+        return options
     }
 
     /// Removes `subscriberID`'s registration and deletes its durable consumers.
@@ -302,7 +321,9 @@ public final class EventBus: Sendable {
         }
     }
 
-    private func wrap(_ subscription: EventSubscription, deadLetters: any DlqHandler) -> EventSubscription {
+    /// Decrypts deliveries; one that cannot be decrypted is terminated with the reason, which
+    /// dead-letters it through the subscription's handler instead of redelivering it forever.
+    private func wrap(_ subscription: EventSubscription) -> EventSubscription {
         let metrics = self.metrics
         let logger = configuration.logger
         return subscription.mapDeliveries { [self] pending in

@@ -9,60 +9,89 @@ public enum Base64 {
 
     /// Encodes `bytes`.
     public static func encode(_ bytes: some Collection<UInt8>) -> String {
-        let input = Array(bytes)
-        var out: [UInt8] = []
-        out.reserveCapacity((input.count + 2) / 3 * 4)
-        var i = 0
-        while i + 3 <= input.count {
-            let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(alphabet[Int(n >> 6 & 63)])
-            out.append(alphabet[Int(n & 63)])
-            i += 3
+        if let encoded = bytes.withContiguousStorageIfAvailable({ encode(buffer: $0) }) { return encoded }
+        return Array(bytes).withUnsafeBufferPointer { encode(buffer: $0) }
+    }
+
+    private static func encode(buffer input: UnsafeBufferPointer<UInt8>) -> String {
+        let outputLength = (input.count + 2) / 3 * 4
+        guard outputLength > 0 else { return "" }
+        return alphabet.withUnsafeBufferPointer { table in
+            String(unsafeUninitializedCapacity: outputLength) { out in
+                var i = 0
+                var o = 0
+                while i + 3 <= input.count {
+                    let n = UInt32(input[i]) << 16 | UInt32(input[i + 1]) << 8 | UInt32(input[i + 2])
+                    out[o] = table[Int(n >> 18 & 63)]
+                    out[o + 1] = table[Int(n >> 12 & 63)]
+                    out[o + 2] = table[Int(n >> 6 & 63)]
+                    out[o + 3] = table[Int(n & 63)]
+                    i += 3
+                    o += 4
+                }
+                let rest = input.count - i
+                if rest > 0 {
+                    let n = UInt32(input[i]) << 16 | (rest == 2 ? UInt32(input[i + 1]) << 8 : 0)
+                    out[o] = table[Int(n >> 18 & 63)]
+                    out[o + 1] = table[Int(n >> 12 & 63)]
+                    out[o + 2] = rest == 2 ? table[Int(n >> 6 & 63)] : UInt8(ascii: "=")
+                    out[o + 3] = UInt8(ascii: "=")
+                    o += 4
+                }
+                return o
+            }
         }
-        let rest = input.count - i
-        if rest > 0 {
-            let n = UInt32(input[i]) << 16 | (rest == 2 ? UInt32(input[i + 1]) << 8 : 0)
-            out.append(alphabet[Int(n >> 18 & 63)])
-            out.append(alphabet[Int(n >> 12 & 63)])
-            out.append(rest == 2 ? alphabet[Int(n >> 6 & 63)] : UInt8(ascii: "="))
-            out.append(UInt8(ascii: "="))
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 
     /// Decodes standard padded base64; `nil` when `text` is not exactly that.
     public static func decode(_ text: String) -> [UInt8]? {
-        let input = Array(text.utf8)
+        var text = text
+        return text.withUTF8 { decode(buffer: $0) }
+    }
+
+    private static func decode(buffer input: UnsafeBufferPointer<UInt8>) -> [UInt8]? {
         guard input.count % 4 == 0 else { return nil }
-        var out: [UInt8] = []
-        out.reserveCapacity(input.count / 4 * 3)
-        var i = 0
-        while i < input.count {
-            let last = i + 4 == input.count
-            var n: UInt32 = 0
-            var padding = 0
-            for j in 0..<4 {
-                let c = input[i + j]
-                if c == UInt8(ascii: "=") {
-                    // Padding only at the end, only in the last two positions, and nothing after it.
-                    guard last, j >= 2 else { return nil }
-                    padding += 1
-                    n <<= 6
-                    continue
+        guard !input.isEmpty else { return [] }
+        var padding = 0
+        if input[input.count - 1] == UInt8(ascii: "=") { padding += 1 }
+        if input[input.count - 2] == UInt8(ascii: "=") { padding += 1 }
+        let outputLength = input.count / 4 * 3 - padding
+        var valid = true
+        let output = reverse.withUnsafeBufferPointer { table in
+            [UInt8](unsafeUninitializedCapacity: outputLength) { out, count in
+                var o = 0
+                var i = 0
+                while i < input.count {
+                    let last = i + 4 == input.count
+                    let a = table[Int(input[i])]
+                    let b = table[Int(input[i + 1])]
+                    var c = table[Int(input[i + 2])]
+                    var d = table[Int(input[i + 3])]
+                    if last {
+                        // Padding only in the final group's last two positions, and "x=y=" is not valid.
+                        if padding == 2 {
+                            guard input[i + 2] == UInt8(ascii: "="), input[i + 3] == UInt8(ascii: "=") else { valid = false; break }
+                            c = 0
+                            d = 0
+                        } else if padding == 1 {
+                            d = 0
+                        }
+                    }
+                    guard a | b | c | d != 0xFF, a < 64, b < 64, c < 64, d < 64 else {
+                        valid = false
+                        break
+                    }
+                    let n = UInt32(a) << 18 | UInt32(b) << 12 | UInt32(c) << 6 | UInt32(d)
+                    out[o] = UInt8(n >> 16 & 0xFF)
+                    if o + 1 < outputLength { out[o + 1] = UInt8(n >> 8 & 0xFF) }
+                    if o + 2 < outputLength { out[o + 2] = UInt8(n & 0xFF) }
+                    o += 3
+                    i += 4
                 }
-                guard padding == 0 else { return nil }
-                let v = reverse[Int(c)]
-                guard v != 0xFF else { return nil }
-                n = n << 6 | UInt32(v)
+                count = valid ? outputLength : 0
             }
-            out.append(UInt8(n >> 16 & 0xFF))
-            if padding < 2 { out.append(UInt8(n >> 8 & 0xFF)) }
-            if padding < 1 { out.append(UInt8(n & 0xFF)) }
-            i += 4
         }
-        return out
+        return valid ? output : nil
     }
 }
 
