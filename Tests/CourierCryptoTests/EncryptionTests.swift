@@ -70,19 +70,22 @@ struct EncryptionTests {
     @Test("rotating keys while publishing concurrently loses nothing")
     func concurrentRotation() async throws {
         let (encryptor, ring) = try Self.encryptor()
+        // Four tasks encrypt concurrently; each also rotates the ring twice while the others run.
         let events = try await withThrowingTaskGroup(of: [Event].self) { group in
-            for _ in 0..<4 {
+            for task in 0..<4 {
                 group.addTask {
-                    try (0..<250).map { i in try encryptor.encrypt(Self.event(["i": .int(Int64(i))])) }
+                    var sealed: [Event] = []
+                    for i in 0..<250 {
+                        if i == 50 || i == 150 { try ring.rotate(to: EncryptionKey.generate(id: "t\(task)-\(i)")) }
+                        sealed.append(try encryptor.encrypt(Self.event(["i": .int(Int64(i))])))
+                    }
+                    return sealed
                 }
-            }
-            group.addTask {
-                for round in 2..<12 { try ring.rotate(to: EncryptionKey.generate(id: "k\(round)")) }
-                return []
             }
             return try await group.reduce(into: [Event]()) { $0 += $1 }
         }
         #expect(events.count == 1000)
+        #expect(ring.keyIDs.count == 9)
         #expect(Set(events.compactMap { $0.payload["keyId"]?.stringValue }).count > 1)
         for event in events { #expect(try encryptor.decrypt(event).payload["i"] != nil) }
     }
