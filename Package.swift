@@ -98,7 +98,10 @@ let package = Package(
         ),
         .target(
             name: "CourierCloudEvents",
-            dependencies: ["CourierCore"],
+            dependencies: [
+                "CourierCore",
+                .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
+            ],
             swiftSettings: strictSwift
         ),
         .target(
@@ -152,6 +155,16 @@ let package = Package(
                 "CourierCore", "CourierTesting",
                 .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
             ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "CourierCloudEventsTests",
+            dependencies: [
+                "CourierCore", "CourierTesting",
+                .target(name: "CourierCloudEvents", condition: .when(traits: ["CloudEvents"])),
+                .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
+            ],
+            exclude: ["Vectors"],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -9,7 +9,7 @@ work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 "$nats_server" -js -a 127.0.0.1 -p "$port" -sd "$work/store" -l "$work/server.log" &
 server_pid=$!
-trap 'kill "$server_pid" 2>/dev/null; wait "$server_pid" 2>/dev/null; rm -rf "$work"' EXIT
+trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || true; rm -rf "$work"' EXIT
 for _ in $(seq 1 200); do grep -q "Server is ready" "$work/server.log" 2>/dev/null && break; sleep 0.05; done
 swift build -c release --product CourierRatios >&2
 COURIER_BENCH_NATS_URL="nats://127.0.0.1:$port" .build/release/CourierRatios "$@" 2> >(grep -v " info courier\| notice courier" >&2)

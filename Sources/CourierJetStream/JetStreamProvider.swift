@@ -95,6 +95,18 @@ public final class JetStreamProvider: EventProvider {
         return try await publishAcknowledged(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
     }
 
+    /// Publishes one pre-serialised message (with its own headers and dedupe id) and waits for
+    /// the stream's acknowledgement, retrying retryable failures like ``publish(_:options:)``.
+    public func publish(message: OutgoingMessage, timeout: Duration = defaultPublishTimeout) async throws -> PublishAck {
+        try ensureOpen()
+        let limit = connection.maxPayload
+        if message.payload.count + headerEstimate(message.messageID, message.headers) > limit {
+            throw tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
+        }
+        try Subjects.validate(message.subject)
+        return try await publishAcknowledged(message, timeout: timeout)
+    }
+
     func publishAcknowledged(_ message: OutgoingMessage, timeout: Duration) async throws -> PublishAck {
         let msg = try makeNATSMessage(message)
         defer { natsMsg_Destroy(msg) }
@@ -253,9 +265,35 @@ public final class JetStreamProvider: EventProvider {
         return narrowed == subjectPrefix + ".>" ? nil : narrowed
     }
 
-    private func bind(_ config: ConsumerSettings, options: SubscribeOptions, consumerName: String) async throws -> JetStreamSubscription {
+    /// A subscription that delivers raw messages with their headers instead of decoded events:
+    /// to the durable consumer `consumer`, or ephemeral (new messages only by default) when `nil`.
+    public func subscribeMessages(consumer: String?, filter: String, options: SubscribeOptions = SubscribeOptions()) async throws
+        -> MessageSubscription
+    {
+        try ensureOpen()
+        let parsed = try validatedFilter(filter)
+        try options.validate()
+        let name = try consumer.map { try ConsumerName.sanitize($0) }
+        let config = ConsumerSettings(
+            durable: name,
+            filter: streamFilter(parsed),
+            options: options,
+            policy: try await resolved(options.deliverPolicy ?? (name == nil ? .new : .all)),
+            stream: configuration.stream
+        )
+        if name != nil { try await Blocking.run { try self.ensureDurable(config, requested: filter) } }
+        let source = try await bind(config, options: options, consumerName: name ?? "ephemeral", wantsHeaders: true)
+        return MessageSubscription(source: source)
+    }
+
+    private func bind(
+        _ config: ConsumerSettings,
+        options: SubscribeOptions,
+        consumerName: String,
+        wantsHeaders: Bool = false
+    ) async throws -> JetStreamSubscription {
         let connection = self.connection
-        let inbox = DeliveryInbox { message in
+        let inbox = DeliveryInbox(wantsHeaders: wantsHeaders) { message in
             try? connection.acknowledge(message, bytes: nakBody(delay: Self.handBackDelay))
         }
         let handle = try await Blocking.run { try self.subscribeNative(config, inbox: inbox) }

@@ -115,7 +115,43 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
                 deliveryCount: count,
                 stream: stream
             )
-            return PendingEvent(received: received, handle: JetStreamDelivery(subscription: self, delivery: delivery, received: received))
+            let handle = JetStreamDelivery(subscription: self, delivery: delivery) { [self] reason, attempts in
+                letter(for: event, delivery, attempts: attempts, reason: reason)
+            }
+            return PendingEvent(received: received, handle: handle)
+        }
+        return nil
+    }
+
+    /// The next delivery as a raw message with its headers (no event decoding).
+    func nextMessage() async -> PendingMessage? {
+        while let delivery = await inbox.take() {
+            let count = delivery.metadata.deliveryCount
+            let rawLetter: @Sendable (String, Int) -> DeadLetterEvent = { [self] reason, attempts in
+                DeadLetterEvent.undecodable(
+                    subject: delivery.message.subject ?? "",
+                    raw: delivery.message.data,
+                    reason: reason,
+                    attempts: attempts,
+                    consumer: durable ? consumer : nil,
+                    streamSequence: delivery.metadata.streamSequence,
+                    messageID: delivery.message.headers["nats-msg-id"],
+                    prefix: prefix
+                )
+            }
+            if let maxDeliver, count > maxDeliver {
+                await deadLetterAndTerm(delivery, rawLetter("maximum deliveries (\(maxDeliver)) exhausted", maxDeliver))
+                continue
+            }
+            return PendingMessage(
+                subject: delivery.message.subject ?? "",
+                headers: delivery.message.headers,
+                payload: delivery.message.data,
+                sequence: delivery.metadata.streamSequence,
+                deliveryCount: count,
+                stream: stream,
+                handle: JetStreamDelivery(subscription: self, delivery: delivery, letter: rawLetter)
+            )
         }
         return nil
     }
@@ -177,34 +213,33 @@ func nakBody(delay: Duration) -> [UInt8] {
 final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
     let subscription: JetStreamSubscription
     let delivery: IncomingDelivery
-    let received: ReceivedEvent
+    /// The dead letter for this delivery, given the reason and the attempts made.
+    let letter: @Sendable (_ reason: String, _ attempts: Int) -> DeadLetterEvent
 
-    init(subscription: JetStreamSubscription, delivery: IncomingDelivery, received: ReceivedEvent) {
+    init(
+        subscription: JetStreamSubscription,
+        delivery: IncomingDelivery,
+        letter: @escaping @Sendable (_ reason: String, _ attempts: Int) -> DeadLetterEvent
+    ) {
         self.subscription = subscription
         self.delivery = delivery
-        self.received = received
-        super.init(sequence: received.sequence)
+        self.letter = letter
+        super.init(sequence: delivery.metadata.streamSequence)
     }
 
     override func perform(_ action: AckAction) async throws {
         let connection = subscription.connection
         let message = delivery.message
+        let count = delivery.metadata.deliveryCount
         switch action {
         case .ack:
             try connection.acknowledge(message, "+ACK")
         case .inProgress:
             try connection.acknowledge(message, "+WPI")
         case .nak(let delay):
-            if let maxDeliver = subscription.maxDeliver, received.deliveryCount >= maxDeliver {
+            if let maxDeliver = subscription.maxDeliver, count >= maxDeliver {
                 await subscription.deadLetterAndTerm(
-                    delivery,
-                    subscription.letter(
-                        for: received.event,
-                        delivery,
-                        attempts: received.deliveryCount,
-                        reason: "nak'ed on its final delivery (maximum deliveries \(maxDeliver) exhausted)"
-                    )
-                )
+                    delivery, letter("nak'ed on its final delivery (maximum deliveries \(maxDeliver) exhausted)", count))
             } else if let delay, delay > .zero {
                 try connection.acknowledge(message, bytes: nakBody(delay: delay))
             } else {
@@ -212,10 +247,7 @@ final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
             }
         case .term(let reason):
             if let reason {
-                await subscription.deadLetterAndTerm(
-                    delivery,
-                    subscription.letter(for: received.event, delivery, attempts: received.deliveryCount, reason: "terminated: \(reason)")
-                )
+                await subscription.deadLetterAndTerm(delivery, letter("terminated: \(reason)", count))
             } else {
                 try connection.acknowledge(message, "+TERM")
             }

@@ -8,6 +8,9 @@ enum CommandRegistry {
         #if Encryption
         commands.append(KeygenCommand.self)
         #endif
+        #if CloudEvents
+        commands.append(CloudEventCommand.self)
+        #endif
         return commands
     }
 

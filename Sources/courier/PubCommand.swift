@@ -46,7 +46,17 @@ struct PubCommand: AsyncParsableCommand {
     var encryptKey: String?
     #endif
 
+    #if CloudEvents
+    @Option(name: .long, help: "Publish as a CloudEvent in this NATS content mode: binary or structured.")
+    var cloudevent: String?
+    #endif
+
     func validate() throws {
+        #if CloudEvents
+        if let cloudevent, CloudEventMode(named: cloudevent) == nil {
+            throw ValidationError("--cloudevent must be 'binary' or 'structured', got '\(cloudevent)'")
+        }
+        #endif
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
         guard version >= 1 else { throw ValidationError("--version must be at least 1") }
     }
@@ -82,7 +92,17 @@ struct PubCommand: AsyncParsableCommand {
         let bus = EventBus(provider: provider, configuration: layers)
         do {
             for event in events {
-                let ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
+                let ack: PublishAck
+                #if CloudEvents
+                if let mode = cloudevent.flatMap(CloudEventMode.init(named:)) {
+                    let stored = try layers.encryptor?.encrypt(event) ?? event
+                    ack = try await provider.publish(CloudEvent(event: stored), mode: mode, options: PublishOptions(messageID: msgID))
+                } else {
+                    ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
+                }
+                #else
+                ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
+                #endif
                 if json {
                     emit(#"{"sequence":\#(ack.sequence),"duplicate":\#(ack.duplicate),"id":"\#(event.id)","subject":"\#(event.subject)"}"#)
                 } else {

@@ -46,8 +46,12 @@ final class ConnectionEvents: Sendable {
     }
 
     fileprivate func asyncError(_ status: natsStatus, subject: String?) {
-        asyncErrors.add(1, ordering: .relaxed)
         let text = String(cString: natsStatus_GetText(status))
+        if closing.load(ordering: .acquiring) && status == NATS_CONNECTION_CLOSED {
+            logger.debug("subscription closed with the connection", metadata: ["subscription": "\(subject ?? "-")"])
+            return
+        }
+        asyncErrors.add(1, ordering: .relaxed)
         lastAsyncError.withLock { $0 = text }
         logger.error("asynchronous NATS error", metadata: ["error": "\(text)", "subscription": "\(subject ?? "-")"])
     }
