@@ -72,9 +72,16 @@ public enum CloudEventJSON {
             throw CourierError(.invalidCloudEvent, "a CloudEvent must be a JSON object, got \(value.typeName)", input: "event")
         }
         if case .object(let nested)? = object["extensions"] {
-            // a3s-event writes its extensions in a nested object: read them as top-level ones.
+            // a3s-event writes its extensions in a nested object: read them as top-level ones. It
+            // also writes 64-bit integers there (a3stimestamp), which are kept as their text.
             object["extensions"] = nil
-            for (name, value) in nested where object[name] == nil { object[name] = value }
+            for (name, value) in nested where object[name] == nil {
+                if case .int(let number) = value, Int32(exactly: number) == nil {
+                    object[name] = .string(String(number))
+                } else {
+                    object[name] = value
+                }
+            }
         }
         func string(_ name: String) throws -> String? {
             switch object[name] {

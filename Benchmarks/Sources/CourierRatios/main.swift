@@ -20,7 +20,7 @@ while let argument = arguments.popFirst() {
         exit(2)
     }
 }
-if suites.isEmpty { suites = ["memory", "jetstream", "crypto", "schema"] }
+if suites.isEmpty { suites = ["memory", "jetstream", "crypto", "schema", "cloudevents"] }
 
 func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
@@ -40,6 +40,8 @@ for suite in suites {
         sections.append(markdown(try await run(memoryPairs(), rounds: rounds, log: log), title: "Embedded provider"))
     case "crypto":
         sections.append(markdown(try await run(cryptoPairs(), rounds: rounds, log: log), title: "Encryption (AES-256-GCM, OpenSSL EVP)"))
+    case "cloudevents":
+        sections.append(markdown(try await run(cloudEventPairs(), rounds: rounds, log: log), title: "CloudEvents JSON format"))
     case "schema":
         sections.append(markdown(try await run(validationPairs(), rounds: rounds, log: log), title: "Schema validation"))
     case "jetstream":
