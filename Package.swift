@@ -139,6 +139,8 @@ let package = Package(
                 "Courier",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "UnixSignals", package: "swift-service-lifecycle"),
             ],
             swiftSettings: strictSwift
         ),
@@ -165,6 +167,17 @@ let package = Package(
                 .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
             ],
             exclude: ["Vectors"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
+            name: "CourierRoutingTests",
+            dependencies: [
+                "CourierCore", "CourierTesting", "courier",
+                .target(name: "CourierRouting", condition: .when(traits: ["Routing"])),
+                .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -11,6 +11,9 @@ enum CommandRegistry {
         #if CloudEvents
         commands.append(CloudEventCommand.self)
         #endif
+        #if NATS && Routing
+        commands.append(RouteCommand.self)
+        #endif
         return commands
     }
 

@@ -20,7 +20,7 @@ while let argument = arguments.popFirst() {
         exit(2)
     }
 }
-if suites.isEmpty { suites = ["memory", "jetstream", "crypto", "schema", "cloudevents"] }
+if suites.isEmpty { suites = ["memory", "jetstream", "crypto", "schema", "cloudevents", "routing"] }
 
 func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
@@ -42,6 +42,8 @@ for suite in suites {
         sections.append(markdown(try await run(cryptoPairs(), rounds: rounds, log: log), title: "Encryption (AES-256-GCM, OpenSSL EVP)"))
     case "cloudevents":
         sections.append(markdown(try await run(cloudEventPairs(), rounds: rounds, log: log), title: "CloudEvents JSON format"))
+    case "routing":
+        sections.append(markdown(try await run(routingPairs(), rounds: rounds, log: log), title: "Routing (Broker.route, one matching trigger per event)"))
     case "schema":
         sections.append(markdown(try await run(validationPairs(), rounds: rounds, log: log), title: "Schema validation"))
     case "jetstream":

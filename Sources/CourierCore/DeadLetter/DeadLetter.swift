@@ -100,8 +100,9 @@ public struct DeadLetterEvent: Sendable, Hashable, Codable {
     }
 
     /// This dead letter as an event on `<prefix>.dlq.<original subject>`: the original payload,
-    /// the original metadata plus the `dlq_*` keys, and a deterministic id so re-sending it never
-    /// stores it twice.
+    /// the original metadata plus the `dlq_*` keys, and a deterministic id (from the original id
+    /// and the consumer or trigger) so re-sending it never stores it twice, while letters of one
+    /// event from different triggers stay distinct.
     public func asEvent(prefix: String) -> Event {
         var metadata = event.metadata
         metadata[MetadataKey.reason] = reason
@@ -113,7 +114,7 @@ public struct DeadLetterEvent: Sendable, Hashable, Codable {
         if let streamSequence { metadata[MetadataKey.sequence] = String(streamSequence) }
         if let firstFailureAt { metadata[MetadataKey.firstFailureAt] = String(firstFailureAt) }
         return Event(
-            id: "dlq-\(event.id)",
+            id: "dlq-\(event.id)" + (consumer.map { "~\($0)" } ?? ""),
             subject: Self.subject(for: originalSubject, prefix: prefix),
             category: "dlq",
             eventType: event.eventType,
@@ -225,7 +226,8 @@ public struct ProviderDlqHandler: DlqHandler {
     }
 
     public func handle(_ letter: DeadLetterEvent) async throws {
-        _ = try await provider.publish(letter.asEvent(prefix: provider.subjectPrefix), options: PublishOptions())
+        let event = letter.asEvent(prefix: provider.subjectPrefix)
+        _ = try await provider.publish(event, options: PublishOptions(messageID: event.id))
     }
 
     public func list(limit: Int) async throws -> [DeadLetterEvent] {

@@ -1,0 +1,561 @@
+#if Routing
+public import CourierCore
+public import Logging
+public import ServiceLifecycle
+import Synchronization
+
+/// Routes events to the sinks of the triggers whose filters they pass, retrying failing sinks
+/// and dead-lettering what they never take.
+///
+/// A broker runs in one of two modes:
+/// - **inline**: hand it to ``EventBus/Configuration/router`` and every successful publish is
+///   routed right after it is stored (or call ``route(_:)`` yourself);
+/// - **durable**: ``runDurable(_:)`` (or ``run()`` with ``Configuration/durable`` set) reads a
+///   durable subscription and acks an event only once every matching trigger delivered or
+///   dead-lettered it, so routing survives a crash and restart. Brokers with the same
+///   ``Configuration/name`` share one durable consumer and split the work.
+///
+/// Triggers can be added and removed at any time from any task. Matching is indexed (see
+/// ``Configuration/Matching``), so its cost follows the number of candidate triggers, not the
+/// total; with only a few triggers it simply tests them all, which is cheaper. Each matching trigger gets the event once per ``route(_:)``; the sinks of one event
+/// run concurrently and all see the same, unmodified event.
+///
+/// ```swift
+/// let broker = Broker(configuration: .init(deadLetters: SinkDlqHandler(sink: dlqSink)))
+/// try broker.addTrigger(Trigger(name: "paid", filter: .init(eventType: "order.paid"), sink: billing))
+/// let result = await broker.route(event)   // matched, delivered, failed, deadLettered
+/// ```
+public final class Broker: EventRouter, Service {
+    /// Broker settings.
+    public struct Configuration: Sendable {
+        /// The broker's name: its durable consumer name and its metrics dimension.
+        public var name: String
+        /// The subject prefix (dead-letter subjects are `<prefix>.dlq.<subject>`).
+        public var prefix: String
+        /// The delivery policy of triggers that have none of their own.
+        public var delivery: DeliveryPolicy
+        /// Where events go once a trigger's retries are exhausted.
+        public var deadLetters: any DlqHandler
+        /// Publishes reply events returned by sinks; `nil` routes them through this broker
+        /// directly. Use the bus or provider publish so replies are stored like any event.
+        public var publishReply: (@Sendable (Event) async throws -> Void)?
+        /// An event whose hop count (metadata ``Broker/hopsMetadataKey``) reached this limit is
+        /// dead-lettered instead of routed: this stops reply and republish loops.
+        public var hopLimit: Int
+        /// The clock retries wait on (inject a manual clock in tests).
+        public var clock: any Clock<Duration>
+        /// How triggers are matched.
+        public var matching: Matching
+        /// The durable source ``Broker/run()`` reads; `nil` makes `run()` wait for shutdown only.
+        public var durable: Durable?
+        /// Where the broker logs.
+        public var logger: Logger
+
+        /// Creates a configuration.
+        public init(
+            name: String = "courier-broker",
+            prefix: String = Subjects.defaultPrefix,
+            delivery: DeliveryPolicy = DeliveryPolicy(),
+            deadLetters: any DlqHandler = MemoryDlqHandler(),
+            publishReply: (@Sendable (Event) async throws -> Void)? = nil,
+            hopLimit: Int = 16,
+            clock: any Clock<Duration> = ContinuousClock(),
+            matching: Matching = .indexed,
+            durable: Durable? = nil,
+            logger: Logger = Logger(label: "courier.broker")
+        ) {
+            self.name = name
+            self.prefix = prefix
+            self.delivery = delivery
+            self.deadLetters = deadLetters
+            self.publishReply = publishReply
+            self.hopLimit = hopLimit
+            self.clock = clock
+            self.matching = matching
+            self.durable = durable
+            self.logger = logger
+        }
+
+        /// How triggers are found for an event.
+        public struct Matching: Sendable, Hashable {
+            let indexed: Bool
+
+            /// Through the trigger index (the default).
+            public static let indexed = Matching(indexed: true)
+            /// By testing every trigger in turn: the baseline the index is measured against.
+            public static let linearScan = Matching(indexed: false)
+        }
+
+        /// A durable source of events for the broker.
+        public struct Durable: Sendable {
+            /// The provider to read from.
+            public var provider: any EventProvider
+            /// The subject filter to read; `nil` reads `<prefix>.>`.
+            public var filter: String?
+            /// Subscription options. By default deliveries are unbounded (`maxDeliver` `nil`):
+            /// the broker dead-letters per trigger itself and only naks when even that failed.
+            public var options: SubscribeOptions
+            /// How many events are routed at once.
+            public var concurrency: Int
+            /// The redelivery delay of an event that could not be completely routed.
+            public var nakDelay: Duration
+
+            /// Creates a durable source.
+            public init(
+                provider: any EventProvider,
+                filter: String? = nil,
+                options: SubscribeOptions = SubscribeOptions(maxDeliver: nil),
+                concurrency: Int = 32,
+                nakDelay: Duration = .seconds(1)
+            ) {
+                self.provider = provider
+                self.filter = filter
+                self.options = options
+                self.concurrency = concurrency
+                self.nakDelay = nakDelay
+            }
+        }
+    }
+
+    /// A durable source of events for the broker.
+    public typealias Durable = Configuration.Durable
+
+    /// The metadata key of the hop counter: how many times an event was produced by routing
+    /// (a reply or a topic republish).
+    public static let hopsMetadataKey = "courier_hops"
+
+    private struct State {
+        var triggers: [CompiledTrigger] = []
+        var byName: [String: CompiledTrigger] = [:]
+        var index = TriggerIndex()
+        var nextOrder = 0
+    }
+
+    /// The broker's settings.
+    public let configuration: Configuration
+    private let state = Mutex(State())
+
+    /// Creates a broker with no triggers.
+    public init(configuration: Configuration = Configuration()) {
+        self.configuration = configuration
+    }
+
+    // MARK: Triggers
+
+    /// Adds `trigger`.
+    ///
+    /// - Throws: ``CourierError/Code/alreadyExists`` when a trigger of that name exists.
+    public func addTrigger(_ trigger: Trigger) throws {
+        let metrics = TriggerMetrics(broker: configuration.name, trigger: trigger.name)
+        try state.withLock { state in
+            guard state.byName[trigger.name] == nil else {
+                throw CourierError(.alreadyExists, "a trigger named '\(trigger.name)' already exists", input: trigger.name)
+            }
+            let compiled = CompiledTrigger(trigger, order: state.nextOrder, metrics: metrics)
+            state.nextOrder += 1
+            state.triggers.append(compiled)
+            state.byName[trigger.name] = compiled
+            state.index.insert(compiled)
+        }
+    }
+
+    /// Removes the trigger named `name`.
+    ///
+    /// - Throws: ``CourierError/Code/notFound`` when there is none.
+    public func removeTrigger(named name: String) throws {
+        try state.withLock { state in
+            guard let removed = state.byName.removeValue(forKey: name) else {
+                throw CourierError(.notFound, "no trigger named '\(name)'", input: name)
+            }
+            state.triggers.removeAll { $0 === removed }
+            var index = TriggerIndex()
+            for trigger in state.triggers { index.insert(trigger) }
+            state.index = index
+        }
+    }
+
+    /// The triggers, in the order they were added.
+    public var triggers: [Trigger] { state.withLock { $0.triggers.map(\.trigger) } }
+
+    /// The counters of the trigger named `name`, if there is one.
+    public func metrics(forTrigger name: String) -> TriggerMetrics.Snapshot? {
+        state.withLock { $0.byName[name] }?.metrics.snapshot
+    }
+
+    /// The names of the triggers `event` matches, in the order they were added, without
+    /// delivering anything.
+    public func matchingTriggers(for event: Event) -> [String] { matches(event).map(\.trigger.name) }
+
+    /// Below this many triggers the indexed mode scans: testing a handful of filters costs less
+    /// than the index lookups (measured in Benchmarks/, routing suite).
+    static let scanThreshold = 24
+
+    private enum Snapshot {
+        case scan([CompiledTrigger])
+        case index(TriggerIndex)
+    }
+
+    private func matches(_ event: Event) -> [CompiledTrigger] {
+        let indexed = configuration.matching.indexed
+        let snapshot = state.withLock { state -> Snapshot in
+            indexed && state.triggers.count > Self.scanThreshold ? .index(state.index) : .scan(state.triggers)
+        }
+        switch snapshot {
+        case .index(let index): return index.matching(event)
+        case .scan(let triggers): return triggers.filter { $0.matches(event) }
+        }
+    }
+
+    // MARK: Routing
+
+    /// Delivers `event` to every matching trigger, retrying and dead-lettering per delivery
+    /// policy, then publishes the sinks' replies. Never throws: what could not be handled is in
+    /// ``RouteResult/failed`` and ``RouteResult/failures``.
+    public func route(_ event: Event) async -> RouteResult {
+        var result = RouteResult()
+        let hops = Self.hops(of: event)
+        if hops >= configuration.hopLimit {
+            let reason = "hop limit \(configuration.hopLimit) reached (routing loop?)"
+            await deadLetter(event, reason: reason, attempts: 0, consumer: configuration.name, into: &result)
+            return result
+        }
+        let matched = matches(event)
+        guard !matched.isEmpty else { return result }
+        result.matched = matched.map(\.trigger.name)
+        for trigger in matched { trigger.metrics.recordMatched() }
+
+        var outcomes: [Outcome]
+        if matched.count == 1 {
+            outcomes = [await deliver(event, to: matched[0])]
+        } else {
+            outcomes = Array(repeating: .failed(""), count: matched.count)
+            await withTaskGroup(of: (Int, Outcome).self) { group in
+                for (position, trigger) in matched.enumerated() {
+                    group.addTask { (position, await self.deliver(event, to: trigger)) }
+                }
+                for await (position, outcome) in group { outcomes[position] = outcome }
+            }
+        }
+
+        for (trigger, outcome) in zip(matched, outcomes) {
+            switch outcome {
+            case .delivered(nil):
+                result.delivered += 1
+            case .delivered(var reply?):
+                result.delivered += 1
+                reply.metadata[Self.hopsMetadataKey] = String(hops + 1)
+                await publish(reply, from: trigger.trigger.name, into: &result)
+            case .deadLettered:
+                result.deadLettered += 1
+            case .failed(let failure):
+                result.failed += 1
+                result.failures.append(failure)
+            }
+        }
+        return result
+    }
+
+    /// Routes an event the bus just published; throws when any matching trigger neither
+    /// delivered nor dead-lettered it.
+    public func routePublished(_ event: Event) async throws {
+        let result = await route(event)
+        guard result.isComplete else {
+            throw CourierError(
+                .deliveryFailed,
+                "routing event \(event.id) failed for \(result.failed) trigger(s): \(result.failures.joined(separator: "; "))",
+                input: event.id,
+                isRetryable: true
+            )
+        }
+    }
+
+    /// The hop count of `event` (0 when it has none).
+    public static func hops(of event: Event) -> Int {
+        event.metadata[hopsMetadataKey].flatMap { Int($0) } ?? 0
+    }
+
+    private enum Outcome: Sendable {
+        case delivered(Event?)
+        case deadLettered
+        case failed(String)
+    }
+
+    private func deliver(_ event: Event, to compiled: CompiledTrigger) async -> Outcome {
+        let trigger = compiled.trigger
+        let policy = trigger.delivery ?? configuration.delivery
+        let started = ContinuousClock.now
+        let attempts = policy.retries + 1
+        var firstFailureAt: Int64?
+        var lastError: any Error = CourierError(.deliveryFailed, "no attempt made")
+        for attempt in 1...attempts {
+            if attempt > 1 {
+                compiled.metrics.recordRetry()
+                do {
+                    try await configuration.clock.sleep(for: policy.backoff.delay(beforeRetry: attempt - 1))
+                } catch {
+                    compiled.metrics.recordFailed()
+                    return .failed("trigger '\(trigger.name)': cancelled before retry \(attempt - 1)")
+                }
+            }
+            do {
+                let reply = try await attemptDelivery(event, to: trigger.sink, timeout: policy.attemptTimeout)
+                compiled.metrics.recordDelivered(nanoseconds: (ContinuousClock.now - started).nanosecondsClamped)
+                return .delivered(reply)
+            } catch {
+                if firstFailureAt == nil { firstFailureAt = Event.currentTimestamp() }
+                lastError = error
+                if Task.isCancelled {
+                    compiled.metrics.recordFailed()
+                    return .failed("trigger '\(trigger.name)': cancelled during attempt \(attempt): \(error)")
+                }
+                configuration.logger.warning(
+                    "sink failed",
+                    metadata: [
+                        "trigger": "\(trigger.name)", "sink": "\(trigger.sink.description)", "event": "\(event.id)",
+                        "attempt": "\(attempt)/\(attempts)", "error": "\(error)",
+                    ]
+                )
+            }
+        }
+        let letter = DeadLetterEvent(
+            event: event,
+            reason: "trigger '\(trigger.name)': sink \(trigger.sink.description) failed \(attempts) time(s): \(lastError)",
+            attempts: attempts,
+            consumer: trigger.name,
+            firstFailureAt: firstFailureAt
+        )
+        do {
+            try await configuration.deadLetters.handle(letter)
+            compiled.metrics.recordDeadLettered()
+            return .deadLettered
+        } catch {
+            compiled.metrics.recordFailed()
+            configuration.logger.error(
+                "dead-lettering failed; the event is not handled",
+                metadata: ["trigger": "\(trigger.name)", "event": "\(event.id)", "error": "\(error)"]
+            )
+            return .failed("trigger '\(trigger.name)': sink failed (\(lastError)) and dead-lettering failed (\(error))")
+        }
+    }
+
+    private func attemptDelivery(_ event: Event, to sink: any EventSink, timeout: Duration?) async throws -> Event? {
+        guard let timeout else { return try await sink.deliver(event) }
+        return try await withDeadline(timeout, clock: configuration.clock, what: "sink \(sink.description)") {
+            try await sink.deliver(event)
+        }
+    }
+
+    private func publish(_ reply: Event, from trigger: String, into result: inout RouteResult) async {
+        if Self.hops(of: reply) >= configuration.hopLimit {
+            let reason = "reply of trigger '\(trigger)': hop limit \(configuration.hopLimit) reached (routing loop?)"
+            await deadLetter(reply, reason: reason, attempts: 0, consumer: trigger, into: &result)
+            return
+        }
+        guard let publishReply = configuration.publishReply else {
+            let nested = await route(reply)
+            result.replies += 1
+            result.failed += nested.failed
+            result.failures += nested.failures
+            return
+        }
+        do {
+            try await publishReply(reply)
+            result.replies += 1
+        } catch {
+            await deadLetter(
+                reply,
+                reason: "reply of trigger '\(trigger)' could not be published: \(error)",
+                attempts: 1,
+                consumer: trigger,
+                into: &result
+            )
+        }
+    }
+
+    private func deadLetter(_ event: Event, reason: String, attempts: Int, consumer: String, into result: inout RouteResult) async {
+        configuration.logger.warning("dead-lettering", metadata: ["event": "\(event.id)", "reason": "\(reason)"])
+        do {
+            try await configuration.deadLetters.handle(
+                DeadLetterEvent(event: event, reason: reason, attempts: attempts, consumer: consumer)
+            )
+            result.deadLettered += 1
+        } catch {
+            result.failed += 1
+            result.failures.append("\(reason); dead-lettering failed: \(error)")
+        }
+    }
+
+    // MARK: Durable mode
+
+    /// Runs the broker until graceful shutdown: the durable loop when ``Configuration/durable``
+    /// is set, else nothing but waiting (inline routing needs no loop).
+    public func run() async throws {
+        if let durable = configuration.durable {
+            try await runDurable(durable)
+        } else {
+            try await gracefulShutdown()
+        }
+    }
+
+    /// Reads `durable` through the durable consumer ``Configuration/name`` until graceful
+    /// shutdown or cancellation, routing each event and acking it only once it is completely
+    /// routed; an incompletely routed event is nak'ed and comes back after
+    /// ``Configuration/Durable/nakDelay``. Dead-letter events (`<prefix>.dlq.…`) are acked
+    /// without routing. While an event is being routed its ack deadline is extended.
+    public func runDurable(_ durable: Durable) async throws {
+        guard durable.concurrency >= 1 else {
+            throw CourierError(.invalidConfiguration, "durable concurrency must be at least 1", input: "concurrency")
+        }
+        let consumer = try ConsumerName.sanitize(configuration.name)
+        let filter = durable.filter ?? "\(configuration.prefix).>"
+        let subscription = try await durable.provider.subscribeDurable(consumer: consumer, filter: filter, options: durable.options)
+        configuration.logger.info("durable broker started", metadata: ["consumer": "\(consumer)", "filter": "\(filter)"])
+        defer { configuration.logger.info("durable broker stopped", metadata: ["consumer": "\(consumer)"]) }
+        do {
+            try await withGracefulShutdownHandler {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    var running = 0
+                    for try await pending in subscription.manualAck {
+                        if running >= durable.concurrency {
+                            try await group.next()
+                            running -= 1
+                        }
+                        group.addTask { await self.handle(pending, durable: durable) }
+                        running += 1
+                    }
+                    try await group.waitForAll()
+                }
+            } onGracefulShutdown: {
+                Task { await subscription.close() }
+            }
+        } catch {
+            await subscription.close()
+            throw error
+        }
+        await subscription.close()
+    }
+
+    private func handle(_ pending: PendingEvent, durable: Durable) async {
+        let event = pending.event
+        if event.subject.hasPrefix("\(configuration.prefix).dlq.") {
+            try? await pending.ack()
+            return
+        }
+        let heartbeat = durable.options.ackWait / 2
+        let result = await withTaskGroup(of: RouteResult?.self) { group in
+            group.addTask {
+                while true {
+                    do { try await Task.sleep(for: heartbeat) } catch { return nil }
+                    try? await pending.inProgress()
+                }
+            }
+            group.addTask { await self.route(event) }
+            var routed = RouteResult()
+            for await outcome in group {
+                if let outcome {
+                    routed = outcome
+                    group.cancelAll()
+                }
+            }
+            return routed
+        }
+        do {
+            if result.isComplete {
+                try await pending.ack()
+            } else {
+                configuration.logger.warning(
+                    "event not completely routed; it will be redelivered",
+                    metadata: ["event": "\(event.id)", "failures": "\(result.failures)"]
+                )
+                try await pending.nak(delay: durable.nakDelay)
+            }
+        } catch {
+            configuration.logger.error("could not settle delivery", metadata: ["event": "\(event.id)", "error": "\(error)"])
+        }
+    }
+}
+
+extension Duration {
+    /// The duration in nanoseconds, clamped to `Int64`.
+    var nanosecondsClamped: Int64 {
+        let (seconds, attoseconds) = components
+        guard seconds < Int64.max / 1_000_000_000 else { return .max }
+        return seconds * 1_000_000_000 + attoseconds / 1_000_000_000
+    }
+}
+
+/// Runs `body`, failing with ``CourierError/Code/timeout`` when it takes longer than `limit` on
+/// `clock`. A body that overruns is cancelled and abandoned, so an uncooperative sink cannot
+/// hold the caller.
+func withDeadline<T: Sendable>(
+    _ limit: Duration,
+    clock: any Clock<Duration>,
+    what: String,
+    _ body: @escaping @Sendable () async throws -> T
+) async throws -> T {
+    let race = DeadlineRace<T>()
+    return try await withTaskCancellationHandler {
+        try await withCheckedThrowingContinuation { continuation in
+            race.start(continuation)
+            let timer = Task {
+                do { try await clock.sleep(for: limit) } catch { return }
+                race.finish(.failure(CourierError(.timeout, "\(what) took longer than \(limit)", input: what, isRetryable: true)))
+            }
+            let work = Task {
+                do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
+            }
+            race.attach(timer: timer, work: work)
+        }
+    } onCancel: {
+        race.finish(.failure(CancellationError()))
+    }
+}
+
+/// The one-shot state of ``withDeadline(_:clock:what:_:)``: whichever of the body, the timer and
+/// cancellation finishes first resumes the caller and cancels the others.
+private final class DeadlineRace<T: Sendable>: Sendable {
+    private struct State {
+        var continuation: CheckedContinuation<T, any Error>?
+        var pending: Result<T, any Error>?
+        var timer: Task<Void, Never>?
+        var work: Task<Void, Never>?
+        var done = false
+    }
+
+    private let state = Mutex(State())
+
+    func start(_ continuation: CheckedContinuation<T, any Error>) {
+        let early = state.withLock { state -> Result<T, any Error>? in
+            if let pending = state.pending { return pending }
+            state.continuation = continuation
+            return nil
+        }
+        if let early { continuation.resume(with: early) }
+    }
+
+    func attach(timer: Task<Void, Never>, work: Task<Void, Never>) {
+        let cancel = state.withLock { state -> Bool in
+            state.timer = timer
+            state.work = work
+            return state.done
+        }
+        if cancel {
+            timer.cancel()
+            work.cancel()
+        }
+    }
+
+    func finish(_ result: Result<T, any Error>) {
+        let (continuation, timer, work) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
+            guard !state.done else { return (nil, nil, nil) }
+            state.done = true
+            if state.continuation == nil { state.pending = result }
+            defer { state.continuation = nil }
+            return (state.continuation, state.timer, state.work)
+        }
+        timer?.cancel()
+        work?.cancel()
+        continuation?.resume(with: result)
+    }
+}
+#endif
