@@ -47,3 +47,34 @@ PY
 stored=$("$courier" info --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["messages"])')
 [ "$stored" = "$((n + 1))" ] || { echo "expected $((n + 1)) stored messages, found $stored" >&2; exit 1; }
 echo "cli-roundtrip: stream holds $stored messages"
+
+# courier route with the example routing file: events published with `courier pub` reach the
+# topic sink (events.audit.orders) and the log sink (paid orders), and SIGTERM stops it cleanly.
+"$courier" route --config Examples/routing/route.json > "$work/route.out" 2> "$work/route.err" &
+route_pid=$!
+trap 'kill "$route_pid" 2>/dev/null || true; kill "$server_pid" 2>/dev/null || true; wait 2>/dev/null || true; rm -rf "$work"' EXIT
+"$courier" pub orders created --summary "created o-7" --payload '{"order":"o-7"}' --json > /dev/null
+"$courier" pub orders paid --type order.paid --summary "paid o-7" --payload '{"order":"o-7"}' --json > /dev/null
+# The broker routed the $n + 1 earlier orders too: wait (bounded) for all $n + 3 audit copies.
+for _ in $(seq 1 200); do
+    audited=$("$courier" history audit --limit 1000 --json | wc -l)
+    [ "$audited" -ge $((n + 3)) ] && break
+    sleep 0.1
+done
+"$courier" history audit --limit 1000 --json > "$work/audit.jsonl"
+kill -TERM "$route_pid"
+for _ in $(seq 1 100); do kill -0 "$route_pid" 2>/dev/null || break; sleep 0.1; done
+wait "$route_pid"   # exit status 0 after a graceful shutdown (set -e fails otherwise)
+python3 - "$work" $((n + 3)) <<'PY'
+import json, sys
+work, expected = sys.argv[1], int(sys.argv[2])
+audit = [json.loads(l) for l in open(f"{work}/audit.jsonl")]
+assert len(audit) == expected, (len(audit), expected)
+assert all(e["subject"] == "events.audit.orders" and e["metadata"]["courier_routed_from"].startswith("events.orders.") for e in audit)
+assert len({e["metadata"]["courier_original_id"] for e in audit}) == expected, "each original routed once"
+log = open(f"{work}/route.err").read()
+assert "routed event" in log and "paid o-7" in log, log
+assert "created o-7" not in log, "the log sink takes paid orders only"
+assert "broker stopped" in open(f"{work}/route.out").read()
+print(f"cli-roundtrip: courier route sent {len(audit)} events to the topic sink and the paid order to the log sink")
+PY
