@@ -66,6 +66,10 @@ public struct CourierError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let storageFailed = Code("storageFailed")
         /// The server or library reported an error that fits no other code.
         public static let providerError = Code("providerError")
+        /// A failure that may pass (an adapter asks to be retried).
+        public static let transient = Code("transient")
+        /// A failure that will not pass (an adapter asks not to be retried).
+        public static let fatal = Code("fatal")
 
         public var description: String { raw }
     }

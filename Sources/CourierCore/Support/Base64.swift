@@ -108,6 +108,12 @@ public enum Hex {
         return String(decoding: out, as: UTF8.self)
     }
 
+    /// `value` as 16 lowercase hex digits.
+    public static func encode64(_ value: UInt64) -> String {
+        let digits = String(value, radix: 16)
+        return String(repeating: "0", count: 16 - digits.count) + digits
+    }
+
     /// Decodes hex (either case); `nil` when `text` is not an even number of hex digits.
     public static func decode(_ text: String) -> [UInt8]? {
         let input = Array(text.utf8)

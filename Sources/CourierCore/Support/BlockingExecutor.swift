@@ -1,13 +1,12 @@
-#if NATS
 import DequeModule
 
 #if canImport(Glibc)
 import Glibc
 #endif
 
-/// A `TaskExecutor` backed by a few dedicated threads, for tasks that make blocking cnats calls
-/// (a synchronous publish waits for the server's acknowledgement) without occupying Swift's
-/// cooperative pool.
+/// A `TaskExecutor` backed by a few dedicated threads, for tasks that make blocking calls (a
+/// synchronous cnats publish waits for the server's acknowledgement; an ingest worker parks
+/// while its ring is empty) without occupying Swift's cooperative pool.
 ///
 /// A task that prefers this executor for a whole loop (`withTaskExecutorPreference`) makes its
 /// blocking calls with no thread hop at all, which is how a single publisher reaches raw cnats
@@ -91,4 +90,3 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
 extension Int32 {
     fileprivate var boolValue: Bool { self != 0 }
 }
-#endif

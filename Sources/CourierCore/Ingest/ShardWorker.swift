@@ -1,0 +1,192 @@
+import Logging
+import Synchronization
+
+/// The memory of every ring of a bus, freed when the bus and its last worker are gone.
+final class RingTable: @unchecked Sendable {
+    let rings: UnsafeMutablePointer<IngestRing>
+    let capacity: Int
+    let initialized = Atomic<Int>(0)
+
+    init(capacity: Int) {
+        self.capacity = capacity
+        rings = .allocate(capacity: capacity)
+    }
+
+    deinit {
+        let count = initialized.load(ordering: .acquiring)
+        for shard in 0..<count { rings[shard].deallocate() }
+        rings.deinitialize(count: count)
+        rings.deallocate()
+    }
+}
+
+/// One shard's worker: a task pinned to its own thread that drains the ring into batches and
+/// hands them to the adapter, retrying retryable failures within the budget.
+final class ShardWorker: @unchecked Sendable {
+    let shard: Int
+    private let ring: IngestRing
+    private let table: RingTable
+    private let configuration: IngestBus.Configuration
+    private let nonce: UInt64
+    private let executor = BlockingExecutor(threads: 1)
+    private let stopRequested = Atomic<Bool>(false)
+    private let abandoned = Atomic<Bool>(false)
+    private let detached = Atomic<Bool>(false)
+    private let task = Mutex<Task<Void, Never>?>(nil)
+    /// The next shard sequence number; touched only by the worker task (and read after it ended).
+    private(set) var nextSequence: UInt64
+
+    init(shard: Int, table: RingTable, configuration: IngestBus.Configuration, nonce: UInt64, sequenceStart: UInt64) {
+        self.shard = shard
+        self.table = table
+        self.ring = table.rings[shard]
+        self.configuration = configuration
+        self.nonce = nonce
+        self.nextSequence = sequenceStart
+    }
+
+    func start() {
+        let running = Task(executorPreference: executor) { await self.run() }
+        task.withLock { $0 = running }
+    }
+
+    /// Asks the worker to exit once its ring is closed and empty; with `abandon`, to stop
+    /// dispatching and count what is left as dropped.
+    func requestStop(abandon: Bool) {
+        if abandon { abandoned.store(true, ordering: .relaxed) }
+        stopRequested.store(true, ordering: .releasing)
+        ring.wake()
+    }
+
+    /// Waits for the worker to exit and stops its thread.
+    func finish() async {
+        let running = task.withLock { $0 }
+        await running?.value
+        executor.shutdown()
+    }
+
+    /// For a bus going away without a shutdown: the worker stops its own thread when it exits.
+    func detach() {
+        detached.store(true, ordering: .releasing)
+        requestStop(abandon: true)
+    }
+
+    private func run() async {
+        let maxEvents = configuration.batch.maxEvents
+        let maxDelay = configuration.batch.maxDelay
+        let idle = max(.milliseconds(1), min(maxDelay, .milliseconds(5)))
+        var buffer: [RawEvent] = []
+        buffer.reserveCapacity(maxEvents)
+        while true {
+            if abandoned.load(ordering: .relaxed) {
+                dropRemaining()
+                break
+            }
+            if ring.dequeue(into: &buffer, limit: maxEvents) == 0 {
+                if stopRequested.load(ordering: .acquiring), ring.isClosed, ring.unaccounted == 0 { break }
+                ring.park(timeout: idle)
+                continue
+            }
+            if (buffer.count < maxEvents), (maxDelay > .zero), !stopRequested.load(ordering: .relaxed) {
+                let deadline = ContinuousClock.now + maxDelay
+                while buffer.count < maxEvents {
+                    if ring.dequeue(into: &buffer, limit: maxEvents - buffer.count) > 0 { continue }
+                    let now = ContinuousClock.now
+                    if now >= deadline || ring.park(timeout: deadline - now, returnEarlyOnWake: true) { break }
+                }
+            }
+            await dispatch(buffer)
+            buffer.removeAll(keepingCapacity: true)
+        }
+        if detached.load(ordering: .acquiring) { executor.shutdown() }
+    }
+
+    /// Counts everything still in the ring as dropped at shutdown, waiting out producers that
+    /// claimed a slot but have not written it yet.
+    private func dropRemaining() {
+        var rounds = 0
+        while ring.unaccounted > 0, rounds < 100_000 {
+            var dropped: UInt64 = 0
+            ring.drainRemaining { _ in dropped += 1 }
+            if dropped > 0 { ring.add(.droppedAtShutdown, dropped) } else { rounds += 1 }
+        }
+    }
+
+    private func dispatch(_ events: [RawEvent]) async {
+        let batch = Batch(shardID: shard, events: events, sequenceStart: nextSequence, producerNonce: nonce)
+        nextSequence += UInt64(events.count)
+        let adapter = configuration.adapter
+        let started = ContinuousClock.now
+        var attempt = 0
+        var backoff = configuration.retryBackoff
+        while true {
+            do {
+                if adapter.needsTimeoutGuard {
+                    try await Self.guarded(configuration.adapterTimeout, adapter: adapter) { try await adapter.onBatch(batch) }
+                } else {
+                    try await adapter.onBatch(batch)
+                }
+                ring.add(.dispatched, UInt64(events.count))
+                ring.add(.batches, 1)
+                let elapsed = (ContinuousClock.now - started).components
+                ring.counter(.lastDispatchNanos).pointee.store(
+                    UInt64(max(0, elapsed.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.attoseconds) / 1_000_000_000),
+                    ordering: .relaxed
+                )
+                return
+            } catch {
+                let failure = Self.normalise(error)
+                if failure.isRetryable, attempt < configuration.retryBudget, !abandoned.load(ordering: .relaxed) {
+                    attempt += 1
+                    ring.add(.retries, 1)
+                    configuration.logger.warning(
+                        "ingest batch failed; retrying",
+                        metadata: [
+                            "shard": "\(shard)", "sequenceStart": "\(batch.sequenceStart)", "events": "\(events.count)",
+                            "attempt": "\(attempt)/\(configuration.retryBudget)", "error": "\(failure)",
+                        ]
+                    )
+                    try? await Task.sleep(for: backoff)
+                    backoff = min(backoff * 2, .seconds(1))
+                    continue
+                }
+                ring.add(.droppedInBatches, UInt64(events.count))
+                configuration.logger.error(
+                    "ingest batch dropped",
+                    metadata: [
+                        "shard": "\(shard)", "sequenceStart": "\(batch.sequenceStart)", "events": "\(events.count)",
+                        "attempts": "\(attempt + 1)", "error": "\(failure)",
+                    ]
+                )
+                await configuration.onDroppedBatch?(batch, failure)
+                return
+            }
+        }
+    }
+
+    /// Runs `body` in a child task (which stays on the worker's thread) raced against a timer;
+    /// the loser is cancelled. An adapter must honour cancellation for the timeout to end it.
+    private static func guarded(_ limit: Duration, adapter: any Adapter, _ body: @escaping @Sendable () async throws -> Void) async throws {
+        try await withThrowingTaskGroup(of: Bool.self) { group in
+            group.addTask {
+                try await body()
+                return true
+            }
+            group.addTask {
+                try await Task.sleep(for: limit)
+                return false
+            }
+            defer { group.cancelAll() }
+            guard let finished = try await group.next(), finished else {
+                throw CourierError(.transient, "adapter \(adapter.name) took longer than \(limit)", input: adapter.name, isRetryable: true)
+            }
+        }
+    }
+
+    /// Adapter errors as ``CourierError``s; anything else is fatal.
+    static func normalise(_ error: any Error) -> CourierError {
+        if let error = error as? CourierError { return error }
+        if error is CancellationError { return CourierError(.shutdown, "cancelled") }
+        return CourierError(.fatal, "\(error)")
+    }
+}
