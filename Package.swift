@@ -156,6 +156,7 @@ let package = Package(
             dependencies: [
                 "CourierCore", "CourierTesting",
                 .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
+                .product(name: "Logging", package: "swift-log"),
             ],
             swiftSettings: strictSwift
         ),

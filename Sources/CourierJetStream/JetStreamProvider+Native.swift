@@ -422,4 +422,59 @@ extension JetStreamProvider {
         return events
     }
 }
+
+extension JetStreamProvider {
+    /// Reads up to `limit` stored messages from stream sequence `sequence` on, with an ordered
+    /// consumer (blocking).
+    func readStored(from sequence: UInt64, limit: Int) throws -> [StoredMessage] {
+        let stream = try streamState()
+        guard stream.messages > 0, sequence <= stream.lastSequence, limit > 0 else { return [] }
+        let arena = CStringArena()
+        var options = jsSubOptions()
+        jsSubOptions_Init(&options)
+        options.Stream = arena.c(configuration.stream)
+        options.Ordered = true
+        options.Config.DeliverPolicy = js_DeliverByStartSequence
+        options.Config.OptStartSeq = max(1, sequence)
+        var sub: OpaquePointer?
+        var jerr = jsErrCode(0)
+        let subject = subjectPrefix + ".>"
+        let status = js_SubscribeSync(&sub, connection.context, subject, nil, &options, &jerr)
+        guard status == NATS_OK, let sub else {
+            throw CourierError.nats(status, "cannot read stream \(configuration.stream)", input: configuration.stream, jsCode: jerr, detail: natsLastErrorText())
+        }
+        defer {
+            natsSubscription_Unsubscribe(sub)
+            natsSubscription_Destroy(sub)
+        }
+        var messages: [StoredMessage] = []
+        messages.reserveCapacity(min(limit, 4096))
+        let wait = max(1, configuration.requestTimeout.milliseconds)
+        while messages.count < limit {
+            var msg: OpaquePointer?
+            let next = natsSubscription_NextMsg(&msg, sub, wait)
+            guard next == NATS_OK, let msg else {
+                if next == NATS_TIMEOUT { break }
+                throw CourierError.nats(next, "cannot read stream \(configuration.stream)", input: configuration.stream, detail: natsLastErrorText())
+            }
+            defer { natsMsg_Destroy(msg) }
+            guard let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: reply) else { continue }
+            var value: UnsafePointer<CChar>?
+            let messageID = natsMsgHeader_Get(msg, "Nats-Msg-Id", &value) == NATS_OK ? value.map { String(cString: $0) } : nil
+            let length = Int(natsMsg_GetDataLength(msg))
+            let payload = Array(UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: length).bindMemory(to: UInt8.self))
+            messages.append(
+                StoredMessage(
+                    sequence: meta.streamSequence,
+                    subject: String(cString: natsMsg_GetSubject(msg)),
+                    messageID: messageID,
+                    payload: payload,
+                    timestamp: meta.timestamp
+                )
+            )
+            if meta.pending == 0 { break }
+        }
+        return messages
+    }
+}
 #endif

@@ -344,6 +344,19 @@ public final class JetStreamProvider: EventProvider {
         return try await Blocking.run { try self.readHistory(filter: subjectFilter, limit: limit) }
     }
 
+    /// Waits until every publish in flight was acknowledged (or failed); `false` if `timeout`
+    /// passed first.
+    public func waitForPublishes(timeout: Duration) async -> Bool {
+        await connection.publisher.waitUntilIdle(timeout: timeout)
+    }
+
+    /// Up to `limit` stored messages from stream sequence `sequence` on, oldest first, with their
+    /// dedupe ids: what the ingest adapter reads back.
+    public func readStored(from sequence: UInt64, limit: Int) async throws -> [StoredMessage] {
+        try ensureOpen()
+        return try await Blocking.run { try self.readStored(from: sequence, limit: limit) }
+    }
+
     public func info() async throws -> ProviderInfo {
         try ensureOpen()
         let stream = try await Blocking.run { try self.streamState() }
