@@ -3,7 +3,7 @@ import ArgumentParser
 /// The subcommands compiled into this build (some need a trait).
 enum CommandRegistry {
     static var all: [any ParsableCommand.Type] {
-        var commands: [any ParsableCommand.Type] = [DemoCommand.self]
+        var commands: [any ParsableCommand.Type] = [DemoCommand.self, BenchCommand.self]
         commands += natsCommands
         #if Encryption
         commands.append(KeygenCommand.self)

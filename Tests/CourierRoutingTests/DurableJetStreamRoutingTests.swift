@@ -26,7 +26,7 @@ final class RouteProcess: @unchecked Sendable {
 
     init(config: String, server: String, stream: String, directory: String, tag: String) throws {
         output = "\(directory)/route-\(tag).log"
-        FileManager.default.createFile(atPath: output, contents: nil)
+        _ = FileManager.default.createFile(atPath: output, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.executableURL = URL(fileURLWithPath: try courierExecutable())
         process.arguments = ["route", "--config", config, "--server", server, "--stream", stream, "--log-level", "info"]
