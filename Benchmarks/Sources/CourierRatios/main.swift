@@ -20,7 +20,7 @@ while let argument = arguments.popFirst() {
         exit(2)
     }
 }
-if suites.isEmpty { suites = ["memory", "jetstream", "crypto", "schema", "cloudevents", "routing"] }
+if suites.isEmpty { suites = ["memory", "jetstream", "crypto", "schema", "cloudevents", "routing", "ingest"] }
 
 func log(_ line: String) { FileHandle.standardError.write(Data((line + "\n").utf8)) }
 
@@ -42,6 +42,13 @@ for suite in suites {
         sections.append(markdown(try await run(cryptoPairs(), rounds: rounds, log: log), title: "Encryption (AES-256-GCM, OpenSSL EVP)"))
     case "cloudevents":
         sections.append(markdown(try await run(cloudEventPairs(), rounds: rounds, log: log), title: "CloudEvents JSON format"))
+    case "ingest":
+        sections.append(markdown(try await run(ingestPairs(), rounds: rounds, log: log), title: "Ingest core (no adapter I/O)"))
+        let url = try await natsURL()
+        sections.append(markdown(try await run(ingestJetStreamPairs(url: url), rounds: rounds, log: log), title: "Ingest into JetStream (nats-server 2.9.10, same server)"))
+    case "ingest-jetstream":
+        let url = try await natsURL()
+        sections.append(markdown(try await run(ingestJetStreamPairs(url: url), rounds: rounds, log: log), title: "Ingest into JetStream"))
     case "routing":
         sections.append(markdown(try await run(routingPairs(), rounds: rounds, log: log), title: "Routing (Broker.route, one matching trigger per event)"))
     case "schema":

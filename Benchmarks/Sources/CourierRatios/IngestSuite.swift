@@ -1,0 +1,141 @@
+import CNATSBaseline
+import Courier
+import Foundation
+import Synchronization
+
+/// `ingestRaw` into `NoopAdapter` with 1 and 2 producer threads. The baseline copies the same
+/// pre-built `RawEvent`s into a preallocated array on one thread: the cost of touching each
+/// event once, with no hashing, no sharing and no second thread.
+func ingestPairs() throws -> [Pair] {
+    let count = 4_000_000
+    let events = (0..<1024).map { i in
+        RawEvent(subject: "events.market.s\(i % 97)", bytes: Array(repeating: UInt8(ascii: "x"), count: 128))
+    }
+    func baseline() -> Double {
+        var sink: [RawEvent] = []
+        sink.reserveCapacity(65_536)
+        let started = ContinuousClock.now
+        for n in 0..<count {
+            if sink.count == 65_536 { sink.removeAll(keepingCapacity: true) }
+            sink.append(events[n & 1023])
+        }
+        let rate = rate(count, ContinuousClock.now - started)
+        precondition(sink.count > 0)
+        return rate
+    }
+    func ingest(producers: Int) throws -> Double {
+        let bus = try IngestBus(
+            configuration: .init(shards: 2, backpressure: .block(timeout: .seconds(10)), adapter: NoopAdapter())
+        )
+        let perProducer = count / producers
+        let started = ContinuousClock.now
+        try runThreads(producers) { producer in
+            for n in 0..<perProducer { try bus.ingestRaw(events[(n &+ producer &* 512) & 1023]) }
+        }
+        let blocking = semaphoreRun { await bus.shutdown() }
+        let elapsed = ContinuousClock.now - started
+        guard blocking.eventsDispatched == UInt64(perProducer * producers), blocking.eventsDropped == 0 else {
+            throw CourierError(.deliveryFailed, "ingest benchmark lost events: \(blocking)")
+        }
+        return rate(perProducer * producers, elapsed)
+    }
+    return [1, 2].map { producers in
+        Pair(
+            name: "ingestRaw → NoopAdapter, \(producers) producer thread\(producers == 1 ? "" : "s") (events/s)",
+            baseline: "copy the same events into an array, 1 thread",
+            courier: "IngestBus.ingestRaw, 2 shards, .block, drained",
+            target: nil,
+            measureBaseline: { baseline() },
+            measureCourier: { try ingest(producers: producers) }
+        )
+    }
+}
+
+/// Runs `body(index)` on `count` new threads and waits for all; rethrows the first error.
+func runThreads(_ count: Int, _ body: @escaping @Sendable (Int) throws -> Void) throws {
+    let errors = ErrorBox()
+    let done = DispatchGroup()
+    for index in 0..<count {
+        done.enter()
+        Thread.detachNewThread {
+            do { try body(index) } catch { errors.errors.withLock { $0.append(error) } }
+            done.leave()
+        }
+    }
+    done.wait()
+    if let error = errors.errors.withLock({ $0.first }) { throw error }
+}
+
+/// Errors collected from threads.
+final class ErrorBox: Sendable {
+    let errors = Mutex<[any Error]>([])
+}
+
+/// A value handed from a task to a waiting thread.
+final class ResultBox<T: Sendable>: Sendable {
+    let value = Mutex<T?>(nil)
+}
+
+/// Runs async `body` from synchronous code and returns its result.
+func semaphoreRun<T: Sendable>(_ body: @escaping @Sendable () async -> T) -> T {
+    let result = ResultBox<T>()
+    let done = DispatchSemaphore(value: 0)
+    Task {
+        let value = await body()
+        result.value.withLock { $0 = value }
+        done.signal()
+    }
+    done.wait()
+    return result.value.withLock { $0! }
+}
+
+/// Ingest → `JetStreamAdapter` end to end (ingested, batched, published pipelined, every ack
+/// received) against raw cnats `js_PublishAsync` of the same bytes with the same window.
+func ingestJetStreamPairs(url: String) -> [Pair] {
+    let count = 100_000
+    let window = 4096
+    let stream = "BENCH_INGEST"
+    let prefix = "benchingest"
+    let payload: JSONValue = ["data": .string(String(repeating: "x", count: 118))]
+    func reset() { precondition(cb_reset_stream(url, stream, "\(prefix).>", 0) == 0, "cannot reset stream") }
+    let wire = Event(subject: "\(prefix).market.fx", category: "market", payload: payload).wireJSON()
+    return [
+        Pair(
+            name: "ingest → JetStreamAdapter, memory storage (events/s)",
+            baseline: "cnats js_PublishAsync, window \(window)",
+            courier: "IngestBus.ingestRaw → JetStreamAdapter, 2 shards, shut down",
+            target: 0.9,
+            measureBaseline: {
+                reset()
+                let elapsed = wire.withUnsafeBytes {
+                    cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), Int32(window), 1)
+                }
+                precondition(elapsed > 0, "baseline failed")
+                return Double(count) / elapsed
+            },
+            measureCourier: {
+                reset()
+                var configuration = JetStreamProvider.Configuration(url: url)
+                configuration.stream = stream
+                configuration.subjectPrefix = prefix
+                configuration.storage = .memory
+                configuration.publishWindow = window
+                configuration.requestTimeout = .seconds(30)
+                let provider = try await JetStreamProvider.connect(configuration)
+                let events = (0..<count).map { _ in
+                    RawEvent(Event(subject: "\(prefix).market.fx", category: "market", payload: payload))
+                }
+                let bus = try IngestBus(
+                    configuration: .init(shards: 2, backpressure: .block(timeout: .seconds(60)), adapter: JetStreamAdapter(provider: provider))
+                )
+                let started = ContinuousClock.now
+                for event in events { try bus.ingestRaw(event) }
+                let stats = await bus.shutdown(deadline: .seconds(120))
+                let elapsed = ContinuousClock.now - started
+                precondition(stats.eventsDispatched == UInt64(count), "lost events: \(stats)")
+                await provider.shutdown()
+                return rate(count, elapsed)
+            }
+        )
+    ]
+}
