@@ -109,6 +109,7 @@ let package = Package(
             dependencies: [
                 "CourierCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 .product(name: "CoreMetrics", package: "swift-metrics"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ],
@@ -130,6 +131,7 @@ let package = Package(
             dependencies: [
                 "CourierCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
             ],
             swiftSettings: strictSwift
         ),
@@ -148,7 +150,11 @@ let package = Package(
         // MARK: Tests
         .testTarget(
             name: "CourierCoreTests",
-            dependencies: ["CourierCore", "CourierTesting"],
+            dependencies: [
+                "CourierCore", "CourierTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
             swiftSettings: strictSwift
         ),
         .testTarget(

@@ -43,6 +43,9 @@ extension JetStreamProvider {
         /// Where exhausted or undecodable deliveries go unless a subscription names its own;
         /// `nil` publishes them to `<prefix>.dlq.<original subject>` in the stream.
         public var deadLetterHandler: (any DlqHandler)? = nil
+        /// How long graceful shutdown (``JetStreamProvider/run()`` as a `Service`) waits for
+        /// in-flight publishes and acknowledgements.
+        public var shutdownDrainTimeout: Duration = .seconds(10)
         /// The logger for connection events and diagnostics.
         public var logger: Logger = Logger(label: "courier.jetstream")
 

@@ -91,7 +91,8 @@ public final class JetStreamProvider: EventProvider {
     /// throws a retryable error. The wait blocks one of ``executor``'s threads, never the
     /// cooperative pool; for many events use ``publishBatch(_:timeout:)``.
     public func publish(_ event: Event, options: PublishOptions) async throws -> PublishAck {
-        let message = try outgoing(event, messageID: options.messageID, expectedLastSequence: options.expectedLastSequence)
+        let message = try outgoing(
+            event, messageID: options.messageID, expectedLastSequence: options.expectedLastSequence, headers: event.traceHeaders)
         return try await publishAcknowledged(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
     }
 
@@ -159,10 +160,11 @@ public final class JetStreamProvider: EventProvider {
             try checkPublishable(event)
             scratch.removeAll(keepingCapacity: true)
             event.writeWireJSON(into: &scratch)
-            if scratch.count + headerEstimate(event.id, []) > limit {
+            let headers = event.traceHeaders
+            if scratch.count + headerEstimate(event.id, headers) > limit {
                 throw tooLarge(subject: event.subject, size: scratch.count, limit: limit)
             }
-            let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: [])
+            let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: headers)
             return (msg, event.subject, event.id, nil)
         }
     }
@@ -420,6 +422,21 @@ public final class JetStreamProvider: EventProvider {
             events.disconnects.load(ordering: .relaxed), events.reconnects.load(ordering: .relaxed),
             events.asyncErrors.load(ordering: .relaxed)
         )
+    }
+}
+#endif
+
+#if NATS
+public import ServiceLifecycle
+
+extension JetStreamProvider: Service {
+    /// Keeps the connection until graceful shutdown (or cancellation), then shuts down with
+    /// ``Configuration/shutdownDrainTimeout``: in-flight publishes are awaited, subscriptions
+    /// closed with their buffered deliveries handed back, and pending acknowledgements flushed
+    /// before the connection closes.
+    public func run() async throws {
+        try? await gracefulShutdown()
+        await shutdown(drainTimeout: configuration.shutdownDrainTimeout)
     }
 }
 #endif

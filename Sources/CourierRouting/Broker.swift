@@ -2,7 +2,9 @@
 public import CourierCore
 public import Logging
 public import ServiceLifecycle
+import ServiceContextModule
 import Synchronization
+import Tracing
 
 /// Routes events to the sinks of the triggers whose filters they pass, retrying failing sinks
 /// and dead-lettering what they never take.
@@ -211,7 +213,25 @@ public final class Broker: EventRouter, Service {
     /// Delivers `event` to every matching trigger, retrying and dead-lettering per delivery
     /// policy, then publishes the sinks' replies. Never throws: what could not be handled is in
     /// ``RouteResult/failed`` and ``RouteResult/failures``.
+    ///
+    /// Routing runs in a `route <subject>` span, a child of the task's trace or else of the trace
+    /// the event carries; sinks receive the event carrying the route span's context.
     public func route(_ event: Event) async -> RouteResult {
+        let parent = ServiceContext.current ?? event.traceContext
+        return await withSpan("route \(event.subject)", context: parent, ofKind: .consumer) { span in
+            EventTracing.describe(span, event: event, system: "courier", operation: "route")
+            let result = await routeTraced(event.carryingTraceContext(span.context))
+            span.attributes["courier.route.matched"] = result.matched.count
+            span.attributes["courier.route.delivered"] = result.delivered
+            span.attributes["courier.route.dead_lettered"] = result.deadLettered
+            if !result.isComplete {
+                span.setStatus(SpanStatus(code: .error, message: result.failures.joined(separator: "; ")))
+            }
+            return result
+        }
+    }
+
+    private func routeTraced(_ event: Event) async -> RouteResult {
         var result = RouteResult()
         let hops = Self.hops(of: event)
         if hops >= configuration.hopLimit {

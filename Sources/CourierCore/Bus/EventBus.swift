@@ -1,4 +1,6 @@
 public import Logging
+import ServiceContextModule
+import Tracing
 import Synchronization
 
 /// The application-facing API: publish, list and count events, and manage named subscribers,
@@ -124,6 +126,16 @@ public final class EventBus: Sendable {
     ///   published and counts in ``EventMetrics/Snapshot/validationErrors``), or the provider's error.
     @discardableResult
     public func publishEvent(_ event: Event, options: PublishOptions = PublishOptions()) async throws -> PublishAck {
+        // A task with a trace continues it; otherwise the event's own context (a re-published
+        // event) does. The span's context travels in the event's metadata.
+        let parent = ServiceContext.current ?? event.traceContext
+        return try await withSpan("publish \(event.subject)", context: parent, ofKind: .producer) { span in
+            EventTracing.describe(span, event: event, system: provider.name, operation: "publish")
+            return try await publishTraced(event.carryingTraceContext(span.context), options: options)
+        }
+    }
+
+    private func publishTraced(_ event: Event, options: PublishOptions) async throws -> PublishAck {
         let started = ContinuousClock.now
         do {
             if let registry = configuration.schemaRegistry {
@@ -340,7 +352,14 @@ public final class EventBus: Sendable {
                 return nil
             }
             metrics.recordConsume(latencyNanoseconds: (Event.currentTimestamp() - event.timestamp) * 1_000_000)
-            return pending.replacingEvent(event)
+            // The consume span is the parent of whatever the handler does with the event: its
+            // context replaces the publisher's in the delivered event's metadata.
+            let span = startSpan("consume \(event.subject)", context: event.traceContext, ofKind: .consumer)
+            EventTracing.describe(span, event: event, system: provider.name, operation: "receive")
+            span.attributes["messaging.courier.delivery_count"] = Int(pending.deliveryCount)
+            span.attributes["messaging.courier.sequence"] = Int(truncatingIfNeeded: pending.sequence)
+            defer { span.end() }
+            return pending.replacingEvent(event.carryingTraceContext(span.context))
         }
     }
 }

@@ -51,6 +51,8 @@ public final class IngestBus: @unchecked Sendable {
         public var maxShards: Int
         /// Called with each batch the adapter never took, after it was counted as dropped.
         public var onDroppedBatch: (@Sendable (Batch, CourierError) async -> Void)?
+        /// How long ``IngestBus/run()`` (graceful shutdown of the service) may spend draining.
+        public var shutdownDeadline: Duration = .seconds(30)
         /// Where the bus logs.
         public var logger: Logger
 

@@ -1,0 +1,74 @@
+public import Instrumentation
+import ServiceContextModule
+public import Tracing
+
+/// How Courier carries distributed-tracing context with an event.
+///
+/// The bootstrapped instrument (`InstrumentationSystem.bootstrap(_:)`, e.g. swift-otel's W3C
+/// propagator) injects the context into the event's `metadata`, which travels with the event on
+/// every provider. W3C trace context (`traceparent`, `tracestate`) is also mirrored into NATS
+/// message headers by the JetStream provider and into the CloudEvents distributed-tracing
+/// extension by the CloudEvents layer, so a trace continues from publisher to subscriber to sink.
+///
+/// Spans Courier starts: `publish <subject>` (producer) in ``EventBus/publishEvent(_:options:)``,
+/// `consume <subject>` (consumer) as a bus subscription hands a delivery out, and
+/// `route <subject>` in the broker, with OpenTelemetry messaging attributes.
+public enum EventTracing {
+    /// The W3C trace-context keys mirrored into NATS headers and CloudEvents extensions.
+    public static let propagatedKeys = ["traceparent", "tracestate"]
+
+    /// Sets the OpenTelemetry messaging attributes of a span about `event`.
+    public static func describe(_ span: any Span, event: Event, system: String, operation: String) {
+        span.attributes["messaging.system"] = system
+        span.attributes["messaging.operation"] = operation
+        span.attributes["messaging.destination.name"] = event.subject
+        span.attributes["messaging.message.id"] = event.id
+        if !event.eventType.isEmpty { span.attributes["courier.event.type"] = event.eventType }
+    }
+}
+
+extension Event {
+    /// The trace context this event carries, extracted from its metadata by the bootstrapped
+    /// instrument (a top-level context when it carries none). Continue a trace in a handler with
+    /// `withSpan("handle", context: event.traceContext) { … }`.
+    public var traceContext: ServiceContext {
+        var context = ServiceContext.topLevel
+        InstrumentationSystem.instrument.extract(metadata, into: &context, using: MetadataCarrier())
+        return context
+    }
+
+    /// A copy of the event carrying `context` in its metadata (as the bootstrapped instrument
+    /// injects it), replacing any trace context it carried before.
+    public func carryingTraceContext(_ context: ServiceContext) -> Event {
+        var copy = self
+        InstrumentationSystem.instrument.inject(context, into: &copy.metadata, using: MetadataCarrier())
+        return copy
+    }
+
+    /// A copy with the W3C trace-context `headers` (lowercased names) copied into metadata
+    /// where the event does not carry them already: how a provider restores context that came in
+    /// message headers.
+    public func addingTraceHeaders(_ headers: [String: String]) -> Event {
+        var copy = self
+        for key in EventTracing.propagatedKeys where copy.metadata[key] == nil {
+            if let value = headers[key] { copy.metadata[key] = value }
+        }
+        return copy
+    }
+
+    /// The W3C trace-context entries of the metadata, as message headers.
+    public var traceHeaders: [(String, String)] {
+        EventTracing.propagatedKeys.compactMap { key in metadata[key].map { (key, $0) } }
+    }
+}
+
+/// Reads and writes trace-context entries of an event's metadata.
+struct MetadataCarrier: Injector, Extractor {
+    func inject(_ value: String, forKey key: String, into carrier: inout [String: String]) {
+        carrier[key] = value
+    }
+
+    func extract(key: String, from carrier: [String: String]) -> String? {
+        carrier[key]
+    }
+}
