@@ -1,0 +1,20 @@
+// swift-tools-version: 6.1
+
+import PackageDescription
+
+let package = Package(
+    name: "encrypted-events",
+    platforms: [.macOS(.v15)],
+    dependencies: [
+        .package(name: "courier", path: "../.."),
+    ],
+    targets: [
+        .executableTarget(
+            name: "EncryptedEventsExample",
+            dependencies: [
+                .product(name: "Courier", package: "courier"),
+            ],
+            swiftSettings: [.swiftLanguageMode(.v6)]
+        )
+    ]
+)

@@ -1,0 +1,37 @@
+import Courier
+import Foundation
+
+// Broker/Trigger routing: the triggers and sinks come from the same routing file that
+// `courier route --config Examples/routing/route.json` runs. This example routes inline (each
+// published event is routed as it is published) and adds an in-process sink of its own.
+
+let provider = try await ProviderSelection.provider(connectionName: "example-routing")
+let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let file = ProviderSelection.value(of: "--config") ?? here.appendingPathComponent("route.json").path
+let routing = try RoutingConfiguration.parse(Array(try Data(contentsOf: URL(fileURLWithPath: file))), source: file)
+let broker = try routing.makeBroker(provider: provider)
+
+let shipped = CollectorSink("shipping")
+try broker.addTrigger(Trigger(name: "ship-paid", filter: TriggerFilter(eventType: "order.paid"), sink: shipped))
+
+var configuration = EventBus.Configuration()
+configuration.router = broker
+let bus = EventBus(provider: provider, configuration: configuration)
+print("routing with \(broker.triggers.count) triggers from \(file)")
+
+for (index, type) in ["order.created", "order.paid", "order.cancelled"].enumerated() {
+    try await bus.publish(
+        category: "orders", topic: String(type.split(separator: ".")[1]), eventType: type, version: 1,
+        summary: "\(type) #\(index)", source: "example-routing", payload: ["index": .int(Int64(index))]
+    )
+}
+
+let audit = try await provider.history(filter: "\(provider.subjectPrefix).audit.>", limit: 100)
+print("audit topic holds \(audit.count) routed events")
+print("shipping sink received: \(shipped.events.map(\.eventType))")
+for name in broker.triggers.map(\.name) {
+    if let metrics = broker.metrics(forTrigger: name) {
+        print("trigger \(name): matched \(metrics.matched), delivered \(metrics.delivered), dead-lettered \(metrics.deadLettered)")
+    }
+}
+await provider.shutdown()
