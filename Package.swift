@@ -40,6 +40,9 @@ let package = Package(
         .library(name: "Courier", targets: ["Courier"]),
         .library(name: "CourierTesting", targets: ["CourierTesting"]),
         .executable(name: "courier", targets: ["courier"]),
+        .executable(name: "courier-eventschema", targets: ["courier-eventschema"]),
+        .plugin(name: "EventSchemaPlugin", targets: ["EventSchemaPlugin"]),
+        .plugin(name: "CourierDevServer", targets: ["CourierDevServer"]),
     ],
     traits: traits,
     dependencies: [
@@ -147,7 +150,24 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: Plugins and the schema generator they run
+        .target(name: "CourierEventSchema", swiftSettings: strictSwift),
+        .executableTarget(name: "courier-eventschema", dependencies: ["CourierEventSchema"], swiftSettings: strictSwift),
+        .plugin(name: "EventSchemaPlugin", capability: .buildTool(), dependencies: ["courier-eventschema"]),
+        .plugin(
+            name: "CourierDevServer",
+            capability: .command(
+                intent: .custom(verb: "courier-dev-server", description: "Start, stop or show a local nats-server -js for development")
+            )
+        ),
+
         // MARK: Tests
+        .testTarget(
+            name: "CourierEventSchemaTests",
+            dependencies: ["CourierEventSchema", "CourierCore", "CourierTesting"],
+            swiftSettings: strictSwift,
+            plugins: [.plugin(name: "EventSchemaPlugin")]
+        ),
         .testTarget(
             name: "CourierCoreTests",
             dependencies: [

@@ -14,7 +14,9 @@ let package = Package(
             dependencies: [
                 .product(name: "Courier", package: "courier"),
             ],
-            swiftSettings: [.swiftLanguageMode(.v6)]
+            swiftSettings: [.swiftLanguageMode(.v6)],
+            // Generates the typed `OrderCreated` event from OrderCreated.eventschema.json.
+            plugins: [.plugin(name: "EventSchemaPlugin", package: "courier")]
         )
     ]
 )

@@ -1,28 +1,28 @@
 import Courier
 
-/// A typed payload: any `Encodable` value becomes the event's JSON payload.
-struct OrderCreated: Codable, Sendable {
-    var orderID: String
-    var amountCents: Int
-    var currency: String
-}
-
+// `OrderCreated` is generated at build time from OrderCreated.eventschema.json by the
+// EventSchemaPlugin: a struct whose required fields are non-optional, with its event type,
+// version, subject and schema. Registering the schema makes the bus validate every publish.
 let provider = try await ProviderSelection.provider(connectionName: "example-publisher")
-let bus = EventBus(provider: provider)
+let registry = MemorySchemaRegistry()
+try registry.register(OrderCreated.self)
+var configuration = EventBus.Configuration()
+configuration.schemaRegistry = registry
+let bus = EventBus(provider: provider, configuration: configuration)
 print("publishing on \(provider.name)")
 
 for index in 1...5 {
-    let order = OrderCreated(orderID: "ord-\(index)", amountCents: 1999 * index, currency: "EUR")
-    let event = try await bus.publish(
-        category: "orders",
-        topic: "created",
-        eventType: "order.created",
-        version: 1,
-        summary: "order \(order.orderID) for \(order.amountCents) cents",
-        source: "example-publisher",
-        payload: order
-    )
-    print("published \(event.id) on \(event.subject)")
+    let order = OrderCreated(amountCents: 1999 * index, currency: "EUR", orderID: "ord-\(index)", couponCode: index == 2 ? "WELCOME" : nil)
+    let event = try await bus.publish(order, summary: "order \(order.orderID) for \(order.amountCents) cents", source: "example-publisher")
+    print("published \(event.id) on \(event.subject) (\(OrderCreated.eventType) v\(OrderCreated.version))")
+}
+
+// The registry refuses an untyped event that breaks the schema: a typed error names the field.
+do {
+    let broken = Event(subject: "events.orders.created", category: "orders", eventType: "order.created", payload: ["orderID": 42], source: "example")
+    try await bus.publishEvent(broken)
+} catch let error as CourierError {
+    print("schema refused: \(error.code) — \(error.message)")
 }
 
 // Retrying a publish with the same message id never stores the event twice.
