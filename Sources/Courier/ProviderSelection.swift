@@ -4,7 +4,7 @@ import CourierJetStream
 #endif
 
 /// Picks a provider from a program's command line: NATS JetStream when `--server URL` is given
-/// (stream `--stream NAME`, default `EVENTS`), otherwise an embedded ``MemoryProvider``. The
+/// (stream `--stream NAME`, default `EVENTS`), otherwise an embedded `MemoryProvider`. The
 /// examples use it so that each runs on the embedded provider by default and against a real
 /// nats-server with `--server`.
 public enum ProviderSelection {
@@ -16,8 +16,8 @@ public enum ProviderSelection {
 
     /// Connects the provider the arguments ask for.
     ///
-    /// - Throws: ``CourierError`` naming the URL when `--server` is given and no server answers,
-    ///   or ``CourierError/Code/invalidConfiguration`` when `--server` is given to a build without
+    /// - Throws: `CourierError` naming the URL when `--server` is given and no server answers,
+    ///   or `invalidConfiguration` when `--server` is given to a build without
     ///   the `NATS` trait.
     public static func provider(
         arguments: [String] = CommandLine.arguments,

@@ -5,8 +5,8 @@ public import CourierCore
 ///
 /// Build one, call ``validate()`` (the JSON format and bindings do it for you), and encode it with
 /// ``CloudEventJSON`` or ``NATSBinding``. Attribute names and rules follow the CloudEvents 1.0
-/// specification exactly; every violation is a ``CourierError`` with code
-/// ``CourierError/Code/invalidCloudEvent`` naming the attribute.
+/// specification exactly; every violation is a `CourierError` with code
+/// `CourierError/Code/invalidCloudEvent` naming the attribute.
 ///
 /// ```swift
 /// var event = CloudEvent(id: "A234-1234-1234", source: "/orders", type: "com.example.order.created")
@@ -119,7 +119,7 @@ public struct CloudEventTime: Sendable, Hashable, CustomStringConvertible {
 
     /// Parses RFC 3339 text (`2018-04-05T17:31:00Z`, `2018-04-05T18:31:00.123456789+01:00`).
     ///
-    /// - Throws: ``CourierError/Code/invalidCloudEvent`` naming `attribute`.
+    /// - Throws: `CourierError/Code/invalidCloudEvent` naming `attribute`.
     public init(rfc3339 text: String, attribute: String = "time") throws {
         guard let (seconds, nanoseconds) = RFC3339.parse(text) else {
             throw CourierError(.invalidCloudEvent, "attribute '\(attribute)' is not an RFC 3339 timestamp: '\(text)'", input: attribute)

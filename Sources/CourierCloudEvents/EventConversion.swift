@@ -1,7 +1,7 @@
 #if CloudEvents
 public import CourierCore
 
-/// Lossless conversion between Courier ``Event``s and CloudEvents.
+/// Lossless conversion between Courier `Event`s and CloudEvents.
 ///
 /// | Event | CloudEvent |
 /// | --- | --- |
@@ -58,7 +58,7 @@ extension Event {
     /// valid subject under `prefix`, else `<prefix>.<category>.<type>` with the type's
     /// characters made subject-safe.
     ///
-    /// - Throws: ``CourierError/Code/invalidCloudEvent`` when an `a3s*` extension is malformed.
+    /// - Throws: `CourierError/Code/invalidCloudEvent` when an `a3s*` extension is malformed.
     public init(cloudEvent: CloudEvent, prefix: String = Subjects.defaultPrefix) throws {
         var extensions = cloudEvent.extensions
         func take(_ name: String) -> CloudEventExtension? { extensions.removeValue(forKey: name) }

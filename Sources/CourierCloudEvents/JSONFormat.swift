@@ -60,8 +60,8 @@ public enum CloudEventJSON {
 
     /// Reads and validates one event.
     ///
-    /// - Throws: ``CourierError/Code/invalidCloudEvent`` naming the attribute, or
-    ///   ``CourierError/Code/invalidJSON`` for malformed JSON.
+    /// - Throws: `CourierError/Code/invalidCloudEvent` naming the attribute, or
+    ///   `CourierError/Code/invalidJSON` for malformed JSON.
     public static func decode(_ bytes: some Collection<UInt8>) throws -> CloudEvent {
         try decode(value: JSONValue(parsing: bytes))
     }
@@ -138,7 +138,7 @@ public enum CloudEventJSON {
 
     /// Reads and validates a batch.
     ///
-    /// - Throws: ``CourierError/Code/invalidCloudEvent`` naming the element and the attribute.
+    /// - Throws: `CourierError/Code/invalidCloudEvent` naming the element and the attribute.
     public static func decodeBatch(_ bytes: some Collection<UInt8>) throws -> [CloudEvent] {
         guard case .array(let elements) = try JSONValue(parsing: bytes) else {
             throw CourierError(.invalidCloudEvent, "a CloudEvents batch must be a JSON array", input: "batch")

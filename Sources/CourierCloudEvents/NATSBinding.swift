@@ -86,7 +86,7 @@ public enum NATSBinding {
 
     /// Reads a CloudEvent from a message's headers and payload.
     ///
-    /// - Throws: ``CourierError/Code/invalidCloudEvent`` naming the attribute.
+    /// - Throws: `CourierError/Code/invalidCloudEvent` naming the attribute.
     public static func decode(headers: [String: String], payload: [UInt8]) throws -> CloudEvent {
         if mode(of: headers) == .structured {
             let contentType = header("content-type", in: headers)?.lowercased() ?? ""

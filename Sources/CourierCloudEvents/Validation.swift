@@ -7,7 +7,7 @@ extension CloudEvent {
     /// absolute URI, `source` a URI-reference, `datacontenttype` an RFC 2046 media type, integers
     /// within 32 bits, and no forbidden control characters or noncharacters in strings.
     ///
-    /// - Throws: ``CourierError/Code/invalidCloudEvent`` naming the attribute.
+    /// - Throws: `CourierError/Code/invalidCloudEvent` naming the attribute.
     public func validate() throws {
         guard !specversion.isEmpty else { throw CloudEventRules.missing("specversion") }
         guard specversion == "1.0" else {

@@ -30,7 +30,7 @@ public enum AESGCM {
 
     /// Encrypts `plaintext` and returns the ciphertext with the 16-byte tag appended.
     ///
-    /// - Throws: ``CourierError/Code/encryptionFailed`` (never with key material in the message).
+    /// - Throws: `CourierError/Code/encryptionFailed` (never with key material in the message).
     public static func seal(
         _ plaintext: UnsafeRawBufferPointer,
         key: [UInt8],
@@ -82,7 +82,7 @@ public enum AESGCM {
 
     /// Decrypts `sealed` (ciphertext with the tag appended) and verifies the tag.
     ///
-    /// - Throws: ``CourierError/Code/decryptionFailed`` when the input is too short or the tag
+    /// - Throws: `CourierError/Code/decryptionFailed` when the input is too short or the tag
     ///   does not verify (wrong key, altered ciphertext, tag, nonce or associated data).
     public static func open(
         _ sealed: UnsafeRawBufferPointer,

@@ -15,7 +15,7 @@ public struct EncryptionKey: Sendable, CustomStringConvertible {
     /// Wraps 32 key bytes. Without an id, the id is `k` and the first 8 hex digits of the key's
     /// SHA-256 (a fingerprint that reveals nothing usable about the key).
     ///
-    /// - Throws: ``CourierError/Code/invalidKey`` when the key is not 32 bytes or the id is empty.
+    /// - Throws: `CourierError/Code/invalidKey` when the key is not 32 bytes or the id is empty.
     public init(bytes: [UInt8], id: String? = nil) throws {
         guard bytes.count == AESGCM.keyLength else {
             throw CourierError(.invalidKey, "an AES-256 key must be 32 bytes, got \(bytes.count)", input: id ?? "key")
@@ -109,7 +109,7 @@ public final class KeyRing: Sendable {
 
     /// Adds a key for decryption; the first key added becomes active.
     ///
-    /// - Throws: ``CourierError/Code/alreadyExists`` for an id already present with other bytes.
+    /// - Throws: `CourierError/Code/alreadyExists` for an id already present with other bytes.
     public func add(_ key: EncryptionKey) throws {
         try state.withLock { state in
             if let existing = state.keys[key.id], existing.bytes != key.bytes {
@@ -123,7 +123,7 @@ public final class KeyRing: Sendable {
 
     /// Makes `id` the key that encrypts from now on.
     ///
-    /// - Throws: ``CourierError/Code/notFound`` for an unknown or retired id.
+    /// - Throws: `CourierError/Code/notFound` for an unknown or retired id.
     public func rotate(to id: String) throws {
         try state.withLock { state in
             guard state.keys[id] != nil, !state.retired.contains(id) else {
@@ -141,7 +141,7 @@ public final class KeyRing: Sendable {
 
     /// Stops `id` from decrypting (and encrypting). The active key cannot be retired.
     ///
-    /// - Throws: ``CourierError/Code/notFound`` or ``CourierError/Code/invalidKey``.
+    /// - Throws: `CourierError/Code/notFound` or `CourierError/Code/invalidKey`.
     public func retire(_ id: String) throws {
         try state.withLock { state in
             guard state.keys[id] != nil else {

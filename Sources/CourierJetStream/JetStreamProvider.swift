@@ -47,7 +47,7 @@ public final class JetStreamProvider: EventProvider {
 
     /// Connects, then creates or reconciles the stream.
     ///
-    /// - Throws: ``CourierError`` naming the URL when no server answers within the connect
+    /// - Throws: `CourierError` naming the URL when no server answers within the connect
     ///   timeout, the field when the existing stream is incompatible, or the bad setting.
     public static func connect(_ configuration: Configuration) async throws -> JetStreamProvider {
         try configuration.validate()
@@ -147,7 +147,7 @@ public final class JetStreamProvider: EventProvider {
     /// How long a publish keeps retrying (with the same message id) before it fails retryably.
     public static let defaultPublishTimeout: Duration = .seconds(30)
 
-    /// Publishes many events pipelined (at most ``Configuration/publishWindow`` in flight) and
+    /// Publishes many events pipelined (at most `Configuration/publishWindow` in flight) and
     /// returns each one's result in order. Each event's dedupe id is its id, so calling this
     /// again with events that failed never stores any of them twice.
     public func publishBatch(_ events: [Event], timeout: Duration = defaultPublishTimeout) async -> [Result<PublishAck, CourierError>] {
@@ -431,7 +431,7 @@ public import ServiceLifecycle
 
 extension JetStreamProvider: Service {
     /// Keeps the connection until graceful shutdown (or cancellation), then shuts down with
-    /// ``Configuration/shutdownDrainTimeout``: in-flight publishes are awaited, subscriptions
+    /// `Configuration/shutdownDrainTimeout`: in-flight publishes are awaited, subscriptions
     /// closed with their buffered deliveries handed back, and pending acknowledgements flushed
     /// before the connection closes.
     public func run() async throws {

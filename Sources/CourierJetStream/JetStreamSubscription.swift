@@ -31,7 +31,7 @@ final class SubscriptionHandle: @unchecked Sendable {
     }
 }
 
-/// A push-consumer subscription: the source behind an ``EventSubscription`` from the JetStream
+/// A push-consumer subscription: the source behind an `EventSubscription` from the JetStream
 /// provider.
 ///
 /// Deliveries arrive through ``DeliveryInbox``. Acknowledgements are published directly to each

@@ -1,7 +1,7 @@
 #if NATS
 import CourierCore
 
-/// A JetStream message with its headers, delivered without decoding it as an ``Event``
+/// A JetStream message with its headers, delivered without decoding it as an `Event`
 /// (for CloudEvents in binary mode, or any other payload).
 public struct PendingMessage: Sendable {
     /// The subject it was published on.

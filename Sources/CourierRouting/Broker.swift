@@ -10,15 +10,15 @@ import Tracing
 /// and dead-lettering what they never take.
 ///
 /// A broker runs in one of two modes:
-/// - **inline**: hand it to ``EventBus/Configuration/router`` and every successful publish is
+/// - **inline**: hand it to `EventBus/Configuration/router` and every successful publish is
 ///   routed right after it is stored (or call ``route(_:)`` yourself);
-/// - **durable**: ``runDurable(_:)`` (or ``run()`` with ``Configuration/durable`` set) reads a
+/// - **durable**: ``runDurable(_:)`` (or ``run()`` with `Configuration/durable` set) reads a
 ///   durable subscription and acks an event only once every matching trigger delivered or
 ///   dead-lettered it, so routing survives a crash and restart. Brokers with the same
-///   ``Configuration/name`` share one durable consumer and split the work.
+///   `Configuration/name` share one durable consumer and split the work.
 ///
 /// Triggers can be added and removed at any time from any task. Matching is indexed (see
-/// ``Configuration/Matching``), so its cost follows the number of candidate triggers, not the
+/// `Configuration/Matching`), so its cost follows the number of candidate triggers, not the
 /// total; with only a few triggers it simply tests them all, which is cheaper. Each matching trigger gets the event once per ``route(_:)``; the sinks of one event
 /// run concurrently and all see the same, unmodified event.
 ///
@@ -146,7 +146,7 @@ public final class Broker: EventRouter, Service {
 
     /// Adds `trigger`.
     ///
-    /// - Throws: ``CourierError/Code/alreadyExists`` when a trigger of that name exists.
+    /// - Throws: `CourierError/Code/alreadyExists` when a trigger of that name exists.
     public func addTrigger(_ trigger: Trigger) throws {
         let metrics = TriggerMetrics(broker: configuration.name, trigger: trigger.name)
         try state.withLock { state in
@@ -163,7 +163,7 @@ public final class Broker: EventRouter, Service {
 
     /// Removes the trigger named `name`.
     ///
-    /// - Throws: ``CourierError/Code/notFound`` when there is none.
+    /// - Throws: `CourierError/Code/notFound` when there is none.
     public func removeTrigger(named name: String) throws {
         try state.withLock { state in
             guard let removed = state.byName.removeValue(forKey: name) else {
@@ -407,7 +407,7 @@ public final class Broker: EventRouter, Service {
 
     // MARK: Durable mode
 
-    /// Runs the broker until graceful shutdown: the durable loop when ``Configuration/durable``
+    /// Runs the broker until graceful shutdown: the durable loop when `Configuration/durable`
     /// is set, else nothing but waiting (inline routing needs no loop).
     public func run() async throws {
         if let durable = configuration.durable {
@@ -417,10 +417,10 @@ public final class Broker: EventRouter, Service {
         }
     }
 
-    /// Reads `durable` through the durable consumer ``Configuration/name`` until graceful
+    /// Reads `durable` through the durable consumer `Configuration/name` until graceful
     /// shutdown or cancellation, routing each event and acking it only once it is completely
     /// routed; an incompletely routed event is nak'ed and comes back after
-    /// ``Configuration/Durable/nakDelay``. Dead-letter events (`<prefix>.dlq.…`) are acked
+    /// `Configuration/Durable/nakDelay`. Dead-letter events (`<prefix>.dlq.…`) are acked
     /// without routing. While an event is being routed its ack deadline is extended.
     public func runDurable(_ durable: Durable) async throws {
         guard durable.concurrency >= 1 else {

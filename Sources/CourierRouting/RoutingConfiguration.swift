@@ -199,7 +199,7 @@ public struct RoutingConfiguration: Sendable, Codable {
 
     /// Parses and checks a routing file's contents; `source` names it in errors.
     ///
-    /// - Throws: ``CourierError/Code/invalidConfiguration`` (or ``CourierError/Code/invalidFilter``)
+    /// - Throws: `CourierError/Code/invalidConfiguration` (or `CourierError/Code/invalidFilter`)
     ///   naming the file and the offending field.
     public static func parse(_ bytes: [UInt8], source: String) throws -> RoutingConfiguration {
         let configuration: RoutingConfiguration

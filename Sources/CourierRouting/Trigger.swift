@@ -25,7 +25,7 @@ public struct Trigger: Sendable {
 
     /// Creates a trigger, checking its name, filter and policy.
     ///
-    /// - Throws: ``CourierError/Code/invalidFilter`` or ``CourierError/Code/invalidConfiguration``
+    /// - Throws: `CourierError/Code/invalidFilter` or `CourierError/Code/invalidConfiguration`
     ///   naming what is wrong.
     public init(name: String, filter: TriggerFilter = TriggerFilter(), sink: any EventSink, delivery: DeliveryPolicy? = nil) throws {
         guard !name.isEmpty, !name.contains(where: \.isWhitespace) else {

@@ -39,7 +39,7 @@ public struct TriggerFilter: Sendable, Hashable, Codable {
 
     /// Checks the filter; the error says what is wrong.
     ///
-    /// - Throws: ``CourierError/Code/invalidFilter``.
+    /// - Throws: `CourierError/Code/invalidFilter`.
     public func validate() throws {
         if let subjectPattern {
             do {

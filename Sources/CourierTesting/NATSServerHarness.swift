@@ -48,6 +48,7 @@ public final class NATSServerHarness: @unchecked Sendable {
     /// - Parameters:
     ///   - configuration: nats-server configuration text (TLS, authorization, …), optional.
     ///   - arguments: extra command-line arguments.
+    ///   - timeout: how long to wait for the server to report it is ready.
     public static func start(
         configuration: String? = nil,
         arguments: [String] = [],

@@ -64,7 +64,7 @@ public struct ConformanceContext: Sendable {
 /// Creates the provider for one conformance case, on subject prefix `prefix`.
 public typealias ProviderFactory = @Sendable (_ prefix: String) async throws -> any EventProvider
 
-/// One behavioural check every ``EventProvider`` must pass.
+/// One behavioural check every `EventProvider` must pass.
 public struct ProviderConformanceCase: Sendable, CustomTestStringConvertible {
     /// The behaviour checked.
     public let name: String
@@ -86,7 +86,7 @@ public struct ProviderConformanceCase: Sendable, CustomTestStringConvertible {
     }
 }
 
-/// The provider conformance suite: ``MemoryProvider`` and the JetStream provider both pass it.
+/// The provider conformance suite: `MemoryProvider` and the JetStream provider both pass it.
 ///
 /// Use it from a test target with a parameterised test:
 ///

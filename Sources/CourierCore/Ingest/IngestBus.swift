@@ -11,7 +11,7 @@ import Glibc
 ///
 /// Guarantees:
 /// - events with the same subject (hash) land on the same shard and reach the adapter in the
-///   order they were ingested, also across ``addShards(_:)`` / ``removeShards(_:)``;
+///   order they were ingested, also across ``addShards(_:timeout:)`` / ``removeShards(_:timeout:)``;
 /// - every event is accounted for: after ``shutdown(deadline:)``,
 ///   `eventsDispatched + eventsDropped == eventsIngested` (see ``IngestStats``);
 /// - a retried batch carries the same dedupe ids, so an adapter stores it once.
@@ -47,7 +47,7 @@ public final class IngestBus: @unchecked Sendable {
         public var retryBudget: Int
         /// The wait before the first retry; it doubles each time, up to one second.
         public var retryBackoff: Duration
-        /// The most shards ``IngestBus/addShards(_:)`` can reach.
+        /// The most shards ``IngestBus/addShards(_:timeout:)`` can reach.
         public var maxShards: Int
         /// Called with each batch the adapter never took, after it was counted as dropped.
         public var onDroppedBatch: (@Sendable (Batch, CourierError) async -> Void)?

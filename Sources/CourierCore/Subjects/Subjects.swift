@@ -37,7 +37,9 @@ public enum Subjects {
 
     /// Checks one token (a category, for example): non-empty, no `.`, no whitespace, no wildcard.
     ///
-    /// - Parameter role: what the token is, for the error message (`"category"`, `"topic"`, …).
+    /// - Parameters:
+    ///   - token: the token to check.
+    ///   - role: what the token is, for the error message (`"category"`, `"topic"`, …).
     public static func validateToken(_ token: String, role: String) throws {
         do {
             try validate(token)

@@ -245,7 +245,7 @@ final class NATSConnection: @unchecked Sendable {
     }
 
     /// Publishes `message` and waits for the stream's acknowledgement, at most `wait` (blocking:
-    /// call it on a ``BlockingExecutor`` thread). cnats flushes a request at once, where an
+    /// call it on a `BlockingExecutor` thread). cnats flushes a request at once, where an
     /// async publish would sit in the write buffer for up to a millisecond.
     func publishSync(_ message: OutgoingMessage, msg: OpaquePointer, wait: Duration) -> Result<PublishAck, CourierError> {
         var options = jsPubOptions()
