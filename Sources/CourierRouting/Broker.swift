@@ -217,6 +217,7 @@ public final class Broker: EventRouter, Service {
     /// Routing runs in a `route <subject>` span, a child of the task's trace or else of the trace
     /// the event carries; sinks receive the event carrying the route span's context.
     public func route(_ event: Event) async -> RouteResult {
+        guard EventTracing.isActive else { return await routeTraced(event) }
         let parent = ServiceContext.current ?? event.traceContext
         return await withSpan("route \(event.subject)", context: parent, ofKind: .consumer) { span in
             EventTracing.describe(span, event: event, system: "courier", operation: "route")

@@ -128,6 +128,7 @@ public final class EventBus: Sendable {
     public func publishEvent(_ event: Event, options: PublishOptions = PublishOptions()) async throws -> PublishAck {
         // A task with a trace continues it; otherwise the event's own context (a re-published
         // event) does. The span's context travels in the event's metadata.
+        guard EventTracing.isActive else { return try await publishTraced(event, options: options) }
         let parent = ServiceContext.current ?? event.traceContext
         return try await withSpan("publish \(event.subject)", context: parent, ofKind: .producer) { span in
             EventTracing.describe(span, event: event, system: provider.name, operation: "publish")
@@ -135,6 +136,7 @@ public final class EventBus: Sendable {
         }
     }
 
+    /// Publishes `event`, which already carries its trace context when tracing is active.
     private func publishTraced(_ event: Event, options: PublishOptions) async throws -> PublishAck {
         let started = ContinuousClock.now
         do {
@@ -352,6 +354,7 @@ public final class EventBus: Sendable {
                 return nil
             }
             metrics.recordConsume(latencyNanoseconds: (Event.currentTimestamp() - event.timestamp) * 1_000_000)
+            guard EventTracing.isActive else { return pending.replacingEvent(event) }
             // The consume span is the parent of whatever the handler does with the event: its
             // context replaces the publisher's in the delivered event's metadata.
             let span = startSpan("consume \(event.subject)", context: event.traceContext, ofKind: .consumer)

@@ -14,6 +14,12 @@ public import Tracing
 /// `consume <subject>` (consumer) as a bus subscription hands a delivery out, and
 /// `route <subject>` in the broker, with OpenTelemetry messaging attributes.
 public enum EventTracing {
+    /// Whether an instrument or tracer has been bootstrapped. Without one, Courier skips span
+    /// and context work entirely, so untraced applications pay one type check per operation.
+    public static var isActive: Bool {
+        !(InstrumentationSystem.instrument is NoOpInstrument)
+    }
+
     /// The W3C trace-context keys mirrored into NATS headers and CloudEvents extensions.
     public static let propagatedKeys = ["traceparent", "tracestate"]
 
