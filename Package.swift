@@ -154,12 +154,15 @@ let package = Package(
 
         // MARK: Plugins and the schema generator they run
         .target(name: "CourierEventSchema", swiftSettings: strictSwift),
-        .executableTarget(name: "courier-eventschema", dependencies: ["CourierEventSchema"], swiftSettings: strictSwift),
+        .executableTarget(
+            name: "courier-eventschema", dependencies: ["CourierEventSchema"], swiftSettings: strictSwift),
         .plugin(name: "EventSchemaPlugin", capability: .buildTool(), dependencies: ["courier-eventschema"]),
         .plugin(
             name: "CourierDevServer",
             capability: .command(
-                intent: .custom(verb: "courier-dev-server", description: "Start, stop or show a local nats-server -js for development")
+                intent: .custom(
+                    verb: "courier-dev-server",
+                    description: "Start, stop or show a local nats-server -js for development")
             )
         ),
 

@@ -6,13 +6,13 @@ let package = Package(
     name: "ingest-firehose",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(name: "courier", path: "../.."),
+        .package(name: "courier", path: "../..")
     ],
     targets: [
         .executableTarget(
             name: "IngestFirehoseExample",
             dependencies: [
-                .product(name: "Courier", package: "courier"),
+                .product(name: "Courier", package: "courier")
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         )

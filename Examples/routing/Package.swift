@@ -6,13 +6,13 @@ let package = Package(
     name: "routing",
     platforms: [.macOS(.v15)],
     dependencies: [
-        .package(name: "courier", path: "../.."),
+        .package(name: "courier", path: "../..")
     ],
     targets: [
         .executableTarget(
             name: "RoutingExample",
             dependencies: [
-                .product(name: "Courier", package: "courier"),
+                .product(name: "Courier", package: "courier")
             ],
             swiftSettings: [.swiftLanguageMode(.v6)]
         )

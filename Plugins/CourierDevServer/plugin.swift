@@ -34,7 +34,8 @@ struct DevServer {
 
     /// The PID of the running server, if the PID file names a live process.
     var runningPID: Int32? {
-        guard let text = try? String(contentsOf: pidFile, encoding: .utf8), let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+        guard let text = try? String(contentsOf: pidFile, encoding: .utf8),
+            let pid = Int32(text.trimmingCharacters(in: .whitespacesAndNewlines)),
             kill(pid, 0) == 0
         else { return nil }
         return pid
@@ -42,9 +43,11 @@ struct DevServer {
 
     func executable() throws -> String {
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
-        let candidates = path.split(separator: ":").map { "\($0)/nats-server" } + ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
+        let candidates =
+            path.split(separator: ":").map { "\($0)/nats-server" } + ["/usr/sbin/nats-server", "/usr/bin/nats-server"]
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
-            throw DevServerError("nats-server not found; install it with `sudo apt-get install nats-server` (or scripts/bootstrap.sh)")
+            throw DevServerError(
+                "nats-server not found; install it with `sudo apt-get install nats-server` (or scripts/bootstrap.sh)")
         }
         return found
     }
@@ -61,7 +64,8 @@ struct DevServer {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/bin/bash")
         process.arguments = [
-            "-c", #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec setsid "$0" "$@" </dev/null >/dev/null 2>&1"#,
+            "-c",
+            #"for fd in $(ls /proc/$$/fd); do [ "$fd" -gt 2 ] && eval "exec $fd>&-"; done; exec setsid "$0" "$@" </dev/null >/dev/null 2>&1"#,
             try executable(), "-js", "-a", "127.0.0.1", "-p", String(port),
             "-sd", directory.appendingPathComponent("store").path, "-l", logFile.path, "-P", pidFile.path,
         ]
@@ -74,7 +78,9 @@ struct DevServer {
             if log.contains("Server is ready") {
                 let url = "nats://127.0.0.1:\(port)"
                 try Data((url + "\n").utf8).write(to: urlFile)
-                print("nats-server -js running (pid \(runningPID.map(String.init) ?? "?"), store \(directory.appendingPathComponent("store").path))")
+                print(
+                    "nats-server -js running (pid \(runningPID.map(String.init) ?? "?"), store \(directory.appendingPathComponent("store").path))"
+                )
                 print(url)
                 return
             }

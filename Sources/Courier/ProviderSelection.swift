@@ -1,4 +1,5 @@
 import CourierCore
+
 #if NATS
 import CourierJetStream
 #endif
@@ -10,7 +11,9 @@ import CourierJetStream
 public enum ProviderSelection {
     /// The value following `flag` in `arguments`, if any.
     public static func value(of flag: String, in arguments: [String] = CommandLine.arguments) -> String? {
-        guard let index = arguments.firstIndex(of: flag), arguments.index(after: index) < arguments.endIndex else { return nil }
+        guard let index = arguments.firstIndex(of: flag), arguments.index(after: index) < arguments.endIndex else {
+            return nil
+        }
         return arguments[arguments.index(after: index)]
     }
 

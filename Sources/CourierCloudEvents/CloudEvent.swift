@@ -62,7 +62,8 @@ public struct CloudEvent: Sendable, Hashable {
 
     /// The names of the core context attributes (never usable as extension names).
     public static let coreAttributes: Set<String> = [
-        "specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data", "data_base64",
+        "specversion", "id", "source", "type", "datacontenttype", "dataschema", "subject", "time", "data",
+        "data_base64",
     ]
 }
 
@@ -122,7 +123,9 @@ public struct CloudEventTime: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: `CourierError/Code/invalidCloudEvent` naming `attribute`.
     public init(rfc3339 text: String, attribute: String = "time") throws {
         guard let (seconds, nanoseconds) = RFC3339.parse(text) else {
-            throw CourierError(.invalidCloudEvent, "attribute '\(attribute)' is not an RFC 3339 timestamp: '\(text)'", input: attribute)
+            throw CourierError(
+                .invalidCloudEvent, "attribute '\(attribute)' is not an RFC 3339 timestamp: '\(text)'", input: attribute
+            )
         }
         self.seconds = seconds
         self.nanoseconds = nanoseconds
@@ -170,10 +173,12 @@ enum RFC3339 {
         }
         guard b.count >= 20, let year = digits(0, 4), b[4] == UInt8(ascii: "-"), let month = digits(5, 2),
             b[7] == UInt8(ascii: "-"), let day = digits(8, 2), b[10] == UInt8(ascii: "T") || b[10] == UInt8(ascii: "t"),
-            let hour = digits(11, 2), b[13] == UInt8(ascii: ":"), let minute = digits(14, 2), b[16] == UInt8(ascii: ":"),
+            let hour = digits(11, 2), b[13] == UInt8(ascii: ":"), let minute = digits(14, 2),
+            b[16] == UInt8(ascii: ":"),
             let second = digits(17, 2)
         else { return nil }
-        guard (1...12).contains(month), day >= 1, day <= daysIn(month, year), hour <= 23, minute <= 59, second <= 60 else {
+        guard (1...12).contains(month), day >= 1, day <= daysIn(month, year), hour <= 23, minute <= 59, second <= 60
+        else {
             return nil
         }
         var index = 19
@@ -215,7 +220,8 @@ enum RFC3339 {
             let text = String(value)
             return String(repeating: "0", count: max(0, width - text.count)) + text
         }
-        return "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2)):\(pad(secondsOfDay % 60, 2)).\(pad(milliseconds, 3))Z"
+        return
+            "\(pad(year, 4))-\(pad(month, 2))-\(pad(day, 2))T\(pad(secondsOfDay / 3600, 2)):\(pad(secondsOfDay / 60 % 60, 2)):\(pad(secondsOfDay % 60, 2)).\(pad(milliseconds, 3))Z"
     }
 
     private static func daysIn(_ month: Int, _ year: Int) -> Int {

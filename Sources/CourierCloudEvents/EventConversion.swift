@@ -66,7 +66,9 @@ extension Event {
         var version = 1
         if let value = take("a3sversion") {
             guard let number = Int(value.canonicalString) else {
-                throw CourierError(.invalidCloudEvent, "extension 'a3sversion' must be an integer, got '\(value)'", input: "a3sversion")
+                throw CourierError(
+                    .invalidCloudEvent, "extension 'a3sversion' must be an integer, got '\(value)'", input: "a3sversion"
+                )
             }
             version = number
         }
@@ -76,14 +78,17 @@ extension Event {
         var timestamp = cloudEvent.time?.unixMilliseconds ?? Event.currentTimestamp()
         if let value = take("a3stimestamp") {
             guard let millis = Int64(value.canonicalString) else {
-                throw CourierError(.invalidCloudEvent, "extension 'a3stimestamp' must be an integer, got '\(value)'", input: "a3stimestamp")
+                throw CourierError(
+                    .invalidCloudEvent, "extension 'a3stimestamp' must be an integer, got '\(value)'",
+                    input: "a3stimestamp")
             }
             timestamp = millis
         }
         var metadata: [String: String] = [:]
         if let value = take("a3smetadata") {
             guard case .object(let object) = try? JSONValue(parsing: value.canonicalString) else {
-                throw CourierError(.invalidCloudEvent, "extension 'a3smetadata' must hold a JSON object", input: "a3smetadata")
+                throw CourierError(
+                    .invalidCloudEvent, "extension 'a3smetadata' must hold a JSON object", input: "a3smetadata")
             }
             for (key, entry) in object { metadata[key] = entry.stringValue ?? entry.description }
         }
@@ -102,10 +107,13 @@ extension Event {
         case nil: payload = .null
         }
         let subject: String
-        if let candidate = cloudEvent.subject, candidate.hasPrefix(prefix + "."), (try? Subjects.validate(candidate)) != nil {
+        if let candidate = cloudEvent.subject, candidate.hasPrefix(prefix + "."),
+            (try? Subjects.validate(candidate)) != nil
+        {
             subject = candidate
         } else {
-            let safeType = String(cloudEvent.type.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
+            let safeType = String(
+                cloudEvent.type.map { $0.isLetter || $0.isNumber || $0 == "-" || $0 == "_" ? $0 : "_" })
             subject = "\(prefix).\(category).\(safeType.isEmpty ? "event" : safeType)"
         }
         self.init(

@@ -69,7 +69,8 @@ public enum CloudEventJSON {
     /// Reads and validates one event from a JSON value.
     public static func decode(value: JSONValue) throws -> CloudEvent {
         guard case .object(var object) = value else {
-            throw CourierError(.invalidCloudEvent, "a CloudEvent must be a JSON object, got \(value.typeName)", input: "event")
+            throw CourierError(
+                .invalidCloudEvent, "a CloudEvent must be a JSON object, got \(value.typeName)", input: "event")
         }
         if case .object(let nested)? = object["extensions"] {
             // a3s-event writes its extensions in a nested object: read them as top-level ones. It
@@ -125,11 +126,13 @@ public enum CloudEventJSON {
                 event.extensions[name] = .integer(small)
             case .double(let number):
                 guard let small = Int32(exactly: number) else {
-                    throw CloudEventRules.invalid(name, "extension values must be booleans, 32-bit integers or strings, got \(number)")
+                    throw CloudEventRules.invalid(
+                        name, "extension values must be booleans, 32-bit integers or strings, got \(number)")
                 }
                 event.extensions[name] = .integer(small)
             case .array, .object:
-                throw CloudEventRules.invalid(name, "extension values must be booleans, 32-bit integers or strings, got \(value.typeName)")
+                throw CloudEventRules.invalid(
+                    name, "extension values must be booleans, 32-bit integers or strings, got \(value.typeName)")
             }
         }
         try event.validate()
@@ -147,7 +150,8 @@ public enum CloudEventJSON {
             do {
                 return try decode(value: element)
             } catch let error as CourierError {
-                throw CourierError(error.code, "batch element \(index): \(error.message)", input: error.input, isRetryable: false)
+                throw CourierError(
+                    error.code, "batch element \(index): \(error.message)", input: error.input, isRetryable: false)
             }
         }
     }
@@ -155,7 +159,8 @@ public enum CloudEventJSON {
     /// Whether `contentType` is JSON (`application/json`, `text/json`, `…+json`), parameters ignored.
     public static func isJSON(_ contentType: String?) -> Bool {
         guard let contentType else { return true }
-        let essence = contentType.split(separator: ";").first.map { String($0).trimmingCharacters(in: " \t").lowercased() } ?? ""
+        let essence =
+            contentType.split(separator: ";").first.map { String($0).trimmingCharacters(in: " \t").lowercased() } ?? ""
         return essence == "application/json" || essence == "text/json" || essence.hasSuffix("+json")
     }
 

@@ -27,7 +27,9 @@ public struct CloudEventSubscription: Sendable {
     public func next() async throws -> PendingCloudEvent? {
         while let message = await messages.next() {
             do {
-                return PendingCloudEvent(cloudEvent: try NATSBinding.decode(headers: message.headers, payload: message.payload), message: message)
+                return PendingCloudEvent(
+                    cloudEvent: try NATSBinding.decode(headers: message.headers, payload: message.payload),
+                    message: message)
             } catch let error as CourierError {
                 try await message.term(reason: "not a valid CloudEvent: \(error.message)")
             }
@@ -42,7 +44,9 @@ public struct CloudEventSubscription: Sendable {
             let message = await messages.next(timeout: remaining)
         {
             do {
-                return PendingCloudEvent(cloudEvent: try NATSBinding.decode(headers: message.headers, payload: message.payload), message: message)
+                return PendingCloudEvent(
+                    cloudEvent: try NATSBinding.decode(headers: message.headers, payload: message.payload),
+                    message: message)
             } catch let error as CourierError {
                 try await message.term(reason: "not a valid CloudEvent: \(error.message)")
             }
@@ -88,7 +92,8 @@ extension JetStreamProvider {
         filter: String,
         options: SubscribeOptions = SubscribeOptions()
     ) async throws -> CloudEventSubscription {
-        CloudEventSubscription(messages: try await subscribeMessages(consumer: consumer, filter: filter, options: options))
+        CloudEventSubscription(
+            messages: try await subscribeMessages(consumer: consumer, filter: filter, options: options))
     }
 }
 #endif

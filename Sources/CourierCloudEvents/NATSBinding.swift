@@ -91,7 +91,8 @@ public enum NATSBinding {
         if mode(of: headers) == .structured {
             let contentType = header("content-type", in: headers)?.lowercased() ?? ""
             guard !contentType.hasPrefix(CloudEventJSON.batchContentType) else {
-                throw CourierError(.invalidCloudEvent, "the NATS binding carries single events, not batches", input: "content-type")
+                throw CourierError(
+                    .invalidCloudEvent, "the NATS binding carries single events, not batches", input: "content-type")
             }
             return try CloudEventJSON.decode(payload)
         }
@@ -100,7 +101,8 @@ public enum NATSBinding {
             let lower = name.lowercased()
             guard lower.hasPrefix("ce-") else { continue }
             guard let decoded = percentDecode(value) else {
-                throw CloudEventRules.invalid(String(lower.dropFirst(3)), "header value is not valid percent-encoded UTF-8")
+                throw CloudEventRules.invalid(
+                    String(lower.dropFirst(3)), "header value is not valid percent-encoded UTF-8")
             }
             attributes[String(lower.dropFirst(3))] = decoded
         }
@@ -130,9 +132,12 @@ public enum NATSBinding {
                 do {
                     event.data = .json(try JSONValue(parsing: payload))
                 } catch {
-                    throw CloudEventRules.invalid("data", "content type \(contentType ?? "application/json") but the payload is not JSON")
+                    throw CloudEventRules.invalid(
+                        "data", "content type \(contentType ?? "application/json") but the payload is not JSON")
                 }
-            } else if (contentType ?? "").lowercased().hasPrefix("text/"), let text = String(validating: payload, as: UTF8.self) {
+            } else if (contentType ?? "").lowercased().hasPrefix("text/"),
+                let text = String(validating: payload, as: UTF8.self)
+            {
                 event.data = .text(text)
             } else {
                 event.data = .binary(payload)
@@ -168,7 +173,9 @@ public enum NATSBinding {
         var i = 0
         while i < bytes.count {
             if bytes[i] == UInt8(ascii: "%") {
-                guard i + 2 < bytes.count, let byte = Hex.decode(String(decoding: bytes[(i + 1)...(i + 2)], as: UTF8.self))?.first else {
+                guard i + 2 < bytes.count,
+                    let byte = Hex.decode(String(decoding: bytes[(i + 1)...(i + 2)], as: UTF8.self))?.first
+                else {
                     return nil
                 }
                 out.append(byte)

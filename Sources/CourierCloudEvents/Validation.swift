@@ -40,7 +40,9 @@ extension CloudEvent {
             switch value {
             case .string(let text): try CloudEventRules.checkCharacters(text, name)
             case .uri(let uri):
-                guard CloudEventRules.isAbsoluteURI(uri) else { throw CloudEventRules.invalid(name, "'\(uri)' is not an absolute URI") }
+                guard CloudEventRules.isAbsoluteURI(uri) else {
+                    throw CloudEventRules.invalid(name, "'\(uri)' is not an absolute URI")
+                }
             case .uriReference(let reference):
                 guard CloudEventRules.isURIReference(reference) else {
                     throw CloudEventRules.invalid(name, "'\(reference)' is not a URI-reference")
@@ -79,7 +81,8 @@ enum CloudEventRules {
                 value <= 0x1F || (0x7F...0x9F).contains(value) || (0xFDD0...0xFDEF).contains(value)
                 || (value & 0xFFFE) == 0xFFFE
             if forbidden {
-                throw invalid(attribute, "contains the forbidden character U+\(String(value, radix: 16, uppercase: true))")
+                throw invalid(
+                    attribute, "contains the forbidden character U+\(String(value, radix: 16, uppercase: true))")
             }
         }
     }
@@ -89,7 +92,8 @@ enum CloudEventRules {
     private static func isToken(_ text: Substring) -> Bool {
         !text.isEmpty
             && text.utf8.allSatisfy {
-                (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || tokenExtras.contains($0)
+                (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0)
+                    || tokenExtras.contains($0)
             }
     }
 
@@ -116,9 +120,11 @@ enum CloudEventRules {
     static func isAbsoluteURI(_ text: String) -> Bool {
         guard let colon = text.firstIndex(of: ":") else { return false }
         let scheme = text[..<colon]
-        guard let first = scheme.unicodeScalars.first, ("a"..."z").contains(Character(first)) || ("A"..."Z").contains(Character(first)),
+        guard let first = scheme.unicodeScalars.first,
+            ("a"..."z").contains(Character(first)) || ("A"..."Z").contains(Character(first)),
             scheme.utf8.allSatisfy({
-                (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2B || $0 == 0x2D || $0 == 0x2E
+                (0x30...0x39).contains($0) || (0x41...0x5A).contains($0) || (0x61...0x7A).contains($0) || $0 == 0x2B
+                    || $0 == 0x2D || $0 == 0x2E
             })
         else { return false }
         return hasURICharacters(text)
@@ -142,7 +148,8 @@ enum CloudEventRules {
                 continue
             }
             let allowed =
-                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte) || uriExtras.contains(byte)
+                (0x30...0x39).contains(byte) || (0x41...0x5A).contains(byte) || (0x61...0x7A).contains(byte)
+                || uriExtras.contains(byte)
             guard allowed else { return false }
             i += 1
         }
@@ -151,7 +158,9 @@ enum CloudEventRules {
 }
 
 extension UInt8 {
-    fileprivate var isHexDigit: Bool { (0x30...0x39).contains(self) || (0x41...0x46).contains(self) || (0x61...0x66).contains(self) }
+    fileprivate var isHexDigit: Bool {
+        (0x30...0x39).contains(self) || (0x41...0x46).contains(self) || (0x61...0x66).contains(self)
+    }
 }
 
 extension Substring {

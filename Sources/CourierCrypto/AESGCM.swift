@@ -41,7 +41,8 @@ public enum AESGCM {
             throw CourierError(.encryptionFailed, "AES-256-GCM needs a 32-byte key and a 12-byte nonce", input: "key")
         }
         guard let context = EVP_CIPHER_CTX_new() else {
-            throw CourierError(.encryptionFailed, "cannot allocate an OpenSSL cipher context", input: "EVP_CIPHER_CTX_new")
+            throw CourierError(
+                .encryptionFailed, "cannot allocate an OpenSSL cipher context", input: "EVP_CIPHER_CTX_new")
         }
         defer { EVP_CIPHER_CTX_free(context) }
         var ok = false
@@ -67,17 +68,21 @@ public enum AESGCM {
         guard EVP_EncryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce) == 1 else { return false }
         if !associatedData.isEmpty {
             var ignored: Int32 = 0
-            guard EVP_EncryptUpdate(context, nil, &ignored, associatedData, Int32(associatedData.count)) == 1 else { return false }
+            guard EVP_EncryptUpdate(context, nil, &ignored, associatedData, Int32(associatedData.count)) == 1 else {
+                return false
+            }
         }
         if plaintext.count > 0 {
-            guard EVP_EncryptUpdate(
-                context, out.baseAddress, &written,
-                plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1
+            guard
+                EVP_EncryptUpdate(
+                    context, out.baseAddress, &written,
+                    plaintext.baseAddress!.assumingMemoryBound(to: UInt8.self), Int32(plaintext.count)) == 1
             else { return false }
         }
         var final: Int32 = 0
         guard EVP_EncryptFinal_ex(context, out.baseAddress! + Int(written), &final) == 1 else { return false }
-        return EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_GET_TAG, Int32(tagLength), out.baseAddress! + plaintext.count) == 1
+        return EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_GET_TAG, Int32(tagLength), out.baseAddress! + plaintext.count)
+            == 1
     }
 
     /// Decrypts `sealed` (ciphertext with the tag appended) and verifies the tag.
@@ -94,13 +99,17 @@ public enum AESGCM {
             throw CourierError(.decryptionFailed, "AES-256-GCM needs a 32-byte key", input: "key")
         }
         guard nonce.count == nonceLength else {
-            throw CourierError(.decryptionFailed, "nonce must be \(nonceLength) bytes, got \(nonce.count)", input: "nonce")
+            throw CourierError(
+                .decryptionFailed, "nonce must be \(nonceLength) bytes, got \(nonce.count)", input: "nonce")
         }
         guard sealed.count >= tagLength else {
-            throw CourierError(.decryptionFailed, "ciphertext is \(sealed.count) bytes, shorter than the \(tagLength)-byte tag", input: "ciphertext")
+            throw CourierError(
+                .decryptionFailed, "ciphertext is \(sealed.count) bytes, shorter than the \(tagLength)-byte tag",
+                input: "ciphertext")
         }
         guard let context = EVP_CIPHER_CTX_new() else {
-            throw CourierError(.decryptionFailed, "cannot allocate an OpenSSL cipher context", input: "EVP_CIPHER_CTX_new")
+            throw CourierError(
+                .decryptionFailed, "cannot allocate an OpenSSL cipher context", input: "EVP_CIPHER_CTX_new")
         }
         defer { EVP_CIPHER_CTX_free(context) }
         let bodyLength = sealed.count - tagLength
@@ -108,7 +117,9 @@ public enum AESGCM {
         var tag = Array(UnsafeBufferPointer(start: input + bodyLength, count: tagLength))
         var verified = false
         let output = [UInt8](unsafeUninitializedCapacity: max(bodyLength, 1)) { out, count in
-            verified = open(context, input, bodyLength, tag: &tag, key: key, nonce: nonce, associatedData: associatedData, into: out)
+            verified = open(
+                context, input, bodyLength, tag: &tag, key: key, nonce: nonce, associatedData: associatedData, into: out
+            )
             count = verified ? bodyLength : 0
         }
         guard verified else {
@@ -135,10 +146,14 @@ public enum AESGCM {
         guard EVP_DecryptInit_ex(context, EVP_aes_256_gcm(), nil, key, nonce) == 1 else { return false }
         if !associatedData.isEmpty {
             var ignored: Int32 = 0
-            guard EVP_DecryptUpdate(context, nil, &ignored, associatedData, Int32(associatedData.count)) == 1 else { return false }
+            guard EVP_DecryptUpdate(context, nil, &ignored, associatedData, Int32(associatedData.count)) == 1 else {
+                return false
+            }
         }
         if bodyLength > 0 {
-            guard EVP_DecryptUpdate(context, out.baseAddress, &written, input, Int32(bodyLength)) == 1 else { return false }
+            guard EVP_DecryptUpdate(context, out.baseAddress, &written, input, Int32(bodyLength)) == 1 else {
+                return false
+            }
         }
         guard EVP_CIPHER_CTX_ctrl(context, EVP_CTRL_GCM_SET_TAG, Int32(tagLength), &tag) == 1 else { return false }
         var final: Int32 = 0

@@ -53,7 +53,8 @@ public struct AESGCMEncryptor: EventEncryptor {
     public func decrypt(_ event: Event) throws -> Event {
         guard isEncrypted(event), case .object(let envelope) = event.payload else { return event }
         func failure(_ reason: String, _ input: String) -> CourierError {
-            CourierError(.decryptionFailed, "cannot decrypt event \(event.id) on '\(event.subject)': \(reason)", input: input)
+            CourierError(
+                .decryptionFailed, "cannot decrypt event \(event.id) on '\(event.subject)': \(reason)", input: input)
         }
         guard let keyID = envelope["keyId"]?.stringValue else { throw failure("envelope has no keyId", event.id) }
         guard let nonceText = envelope["nonce"]?.stringValue, let nonce = Base64.decode(nonceText) else {

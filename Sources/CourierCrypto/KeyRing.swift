@@ -39,7 +39,9 @@ public struct EncryptionKey: Sendable, CustomStringConvertible {
         if material.count == AESGCM.keyLength { return try EncryptionKey(bytes: material, id: id) }
         let text = String(decoding: material, as: UTF8.self).trimmingWhitespace
         if text.utf8.count == 64, let bytes = Hex.decode(text) { return try EncryptionKey(bytes: bytes, id: id) }
-        if let bytes = Base64.decode(text), bytes.count == AESGCM.keyLength { return try EncryptionKey(bytes: bytes, id: id) }
+        if let bytes = Base64.decode(text), bytes.count == AESGCM.keyLength {
+            return try EncryptionKey(bytes: bytes, id: id)
+        }
         throw CourierError(
             .invalidKey,
             "key from \(source) is neither 32 raw bytes, 64 hex digits nor base64 of 32 bytes",
@@ -113,7 +115,8 @@ public final class KeyRing: Sendable {
     public func add(_ key: EncryptionKey) throws {
         try state.withLock { state in
             if let existing = state.keys[key.id], existing.bytes != key.bytes {
-                throw CourierError(.alreadyExists, "key id '\(key.id)' is already used by a different key", input: key.id)
+                throw CourierError(
+                    .alreadyExists, "key id '\(key.id)' is already used by a different key", input: key.id)
             }
             state.keys[key.id] = key
             state.retired.remove(key.id)
@@ -148,7 +151,8 @@ public final class KeyRing: Sendable {
                 throw CourierError(.notFound, "cannot retire key '\(id)': it is not in the key ring", input: id)
             }
             guard state.active != id else {
-                throw CourierError(.invalidKey, "cannot retire the active key '\(id)'; rotate to another key first", input: id)
+                throw CourierError(
+                    .invalidKey, "cannot retire the active key '\(id)'; rotate to another key first", input: id)
             }
             state.keys[id] = nil
             state.retired.insert(id)

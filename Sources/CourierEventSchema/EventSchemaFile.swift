@@ -49,7 +49,9 @@ public struct EventSchemaFile: Sendable, Hashable {
     static let scalarTypes: [String: String] = [
         "string": "String", "integer": "Int", "number": "Double", "boolean": "Bool", "object": "JSONValue",
     ]
-    static let keys: Set<String> = ["name", "eventType", "version", "category", "topic", "description", "access", "fields"]
+    static let keys: Set<String> = [
+        "name", "eventType", "version", "category", "topic", "description", "access", "fields",
+    ]
     static let fieldKeys: Set<String> = ["type", "items", "required", "description"]
 
     private struct RawFile: Decodable {
@@ -78,7 +80,9 @@ public struct EventSchemaFile: Sendable, Hashable {
         } catch {
             throw EventSchemaError(source: source, "is not valid JSON: \(error.localizedDescription)")
         }
-        guard let object = root as? [String: Any] else { throw EventSchemaError(source: source, "must be a JSON object") }
+        guard let object = root as? [String: Any] else {
+            throw EventSchemaError(source: source, "must be a JSON object")
+        }
         if let unknown = Set(object.keys).subtracting(Self.keys).sorted().first {
             throw EventSchemaError(source: source, "unknown key '\(unknown)'")
         }
@@ -94,7 +98,9 @@ public struct EventSchemaFile: Sendable, Hashable {
             let path = (context.codingPath.map(\.stringValue) + [key.stringValue]).joined(separator: ".")
             throw EventSchemaError(source: source, "'\(path)' is missing")
         } catch let DecodingError.typeMismatch(type, context) {
-            throw EventSchemaError(source: source, "'\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(Self.jsonName(type))")
+            throw EventSchemaError(
+                source: source,
+                "'\(context.codingPath.map(\.stringValue).joined(separator: "."))' must be \(Self.jsonName(type))")
         } catch {
             throw EventSchemaError(source: source, "\(error)")
         }
@@ -107,14 +113,18 @@ public struct EventSchemaFile: Sendable, Hashable {
         access = raw.access ?? "public"
         guard version >= 1 else { throw EventSchemaError(source: source, "'version' must be ≥ 1") }
         guard Self.isIdentifier(name), name.first?.isUppercase == true else {
-            throw EventSchemaError(source: source, "'name' \(name.debugDescription) must be a Swift type name (UpperCamelCase)")
+            throw EventSchemaError(
+                source: source, "'name' \(name.debugDescription) must be a Swift type name (UpperCamelCase)")
         }
         guard !eventType.isEmpty, !eventType.contains(where: { $0.isWhitespace }) else {
             throw EventSchemaError(source: source, "'eventType' must be non-empty without whitespace")
         }
         for (key, token) in [("category", category), ("topic", topic)] {
-            guard !token.isEmpty, token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
-                throw EventSchemaError(source: source, "'\(key)' \(token.debugDescription) must be one subject token ([A-Za-z0-9_-])")
+            guard !token.isEmpty,
+                token.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") })
+            else {
+                throw EventSchemaError(
+                    source: source, "'\(key)' \(token.debugDescription) must be one subject token ([A-Za-z0-9_-])")
             }
         }
         guard access == "public" || access == "internal" else {
@@ -131,19 +141,24 @@ public struct EventSchemaFile: Sendable, Hashable {
             let spec = raw.fields[name]!
             let label = "field '\(name)'"
             guard Self.isIdentifier(name), name.first?.isLowercase == true || name.first == "_" else {
-                throw EventSchemaError(source: source, "\(label): the name must be a Swift property name (lowerCamelCase)")
+                throw EventSchemaError(
+                    source: source, "\(label): the name must be a Swift property name (lowerCamelCase)")
             }
             guard spec.type == "array" || Self.scalarTypes[spec.type] != nil else {
-                throw EventSchemaError(source: source, "\(label): 'type' must be one of string, integer, number, boolean, object, array")
+                throw EventSchemaError(
+                    source: source, "\(label): 'type' must be one of string, integer, number, boolean, object, array")
             }
             if spec.type == "array" {
                 guard let items = spec.items, Self.scalarTypes[items] != nil else {
-                    throw EventSchemaError(source: source, "\(label): an array needs 'items': string, integer, number, boolean or object")
+                    throw EventSchemaError(
+                        source: source, "\(label): an array needs 'items': string, integer, number, boolean or object")
                 }
             } else if spec.items != nil {
                 throw EventSchemaError(source: source, "\(label): 'items' is only for arrays")
             }
-            return Field(name: name, type: spec.type, items: spec.items, required: spec.required ?? false, description: spec.description ?? "")
+            return Field(
+                name: name, type: spec.type, items: spec.items, required: spec.required ?? false,
+                description: spec.description ?? "")
         }
     }
 
@@ -158,7 +173,8 @@ public struct EventSchemaFile: Sendable, Hashable {
 
     static let reserved: Set<String> = [
         "associatedtype", "class", "deinit", "enum", "extension", "func", "import", "init", "inout", "let", "operator",
-        "protocol", "static", "struct", "subscript", "typealias", "var", "break", "case", "continue", "default", "defer",
+        "protocol", "static", "struct", "subscript", "typealias", "var", "break", "case", "continue", "default",
+        "defer",
         "do", "else", "fallthrough", "for", "guard", "if", "in", "repeat", "return", "switch", "where", "while", "as",
         "catch", "false", "is", "nil", "rethrows", "super", "self", "Self", "throw", "throws", "true", "try", "Any",
         "public", "private", "internal", "fileprivate", "open", "eventType", "version", "category", "topic", "schema",

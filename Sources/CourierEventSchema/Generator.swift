@@ -10,7 +10,10 @@ public enum EventSchemaGenerator {
         lines.append("")
         lines.append("\(file.access == "internal" ? "" : "public ")import CourierCore")
         lines.append("")
-        lines.append(contentsOf: docLines(file.description.isEmpty ? "The `\(file.eventType)` event, version \(file.version)." : file.description, indent: ""))
+        lines.append(
+            contentsOf: docLines(
+                file.description.isEmpty ? "The `\(file.eventType)` event, version \(file.version)." : file.description,
+                indent: ""))
         lines.append("\(access)struct \(file.name): TypedEvent, Hashable {")
         lines.append("    \(access)static let eventType = \(literal(file.eventType))")
         lines.append("    \(access)static let version = \(file.version)")
@@ -27,7 +30,9 @@ public enum EventSchemaGenerator {
         lines.append("    )")
         lines.append("")
         for field in file.fields {
-            lines.append(contentsOf: docLines(field.description.isEmpty ? "`\(field.name)`." : field.description, indent: "    "))
+            lines.append(
+                contentsOf: docLines(field.description.isEmpty ? "`\(field.name)`." : field.description, indent: "    ")
+            )
             lines.append("    \(access)var \(field.name): \(swiftType(field))")
         }
         lines.append("")

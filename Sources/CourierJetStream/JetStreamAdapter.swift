@@ -44,7 +44,8 @@ public final class JetStreamAdapter: Adapter {
         var messages: [OutgoingMessage] = []
         messages.reserveCapacity(batch.events.count)
         for (index, event) in batch.events.enumerated() {
-            messages.append(OutgoingMessage(subject: event.subject, payload: event.bytes, messageID: batch.dedupeID(at: index)))
+            messages.append(
+                OutgoingMessage(subject: event.subject, payload: event.bytes, messageID: batch.dedupeID(at: index)))
         }
         let results: [Result<PublishAck, CourierError>]
         do {
@@ -61,7 +62,8 @@ public final class JetStreamAdapter: Adapter {
     static func adapterError(_ error: CourierError) -> CourierError {
         switch error.code {
         case .closed, .shutdown: CourierError(.shutdown, error.message, input: error.input)
-        case .connectionFailed, .timeout, .backpressure: CourierError(error.code, error.message, input: error.input, isRetryable: true)
+        case .connectionFailed, .timeout, .backpressure:
+            CourierError(error.code, error.message, input: error.input, isRetryable: true)
         default:
             error.isRetryable
                 ? CourierError(.transient, error.message, input: error.input, isRetryable: true)
@@ -86,7 +88,8 @@ public final class JetStreamAdapter: Adapter {
                 guard let id = message.messageID, let parsed = Self.parse(id), parsed.shard == shard else { continue }
                 events.append(
                     IngestedEvent(
-                        raw: RawEvent(subject: message.subject, bytes: message.payload, timestamp: message.timestamp / 1_000_000),
+                        raw: RawEvent(
+                            subject: message.subject, bytes: message.payload, timestamp: message.timestamp / 1_000_000),
                         shard: shard,
                         sequence: parsed.sequence,
                         dedupeID: id,
@@ -106,7 +109,8 @@ public final class JetStreamAdapter: Adapter {
     /// `(shard, sequence)` from a dedupe id `<nonce hex>:<shard>:<sequenceStart>:<index>`.
     static func parse(_ id: String) -> (shard: Int, sequence: UInt64)? {
         let parts = id.split(separator: ":")
-        guard parts.count == 4, parts[0].count == 16, let shard = Int(parts[1]), let start = UInt64(parts[2]), let index = UInt64(parts[3])
+        guard parts.count == 4, parts[0].count == 16, let shard = Int(parts[1]), let start = UInt64(parts[2]),
+            let index = UInt64(parts[3])
         else { return nil }
         return (shard, start + index)
     }

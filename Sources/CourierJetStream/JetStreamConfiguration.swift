@@ -75,16 +75,22 @@ extension JetStreamProvider {
             do {
                 try Subjects.validate(subjectPrefix)
             } catch let error as CourierError {
-                throw CourierError(.invalidConfiguration, "invalid subject prefix: \(error.message)", input: subjectPrefix)
+                throw CourierError(
+                    .invalidConfiguration, "invalid subject prefix: \(error.message)", input: subjectPrefix)
             }
             guard replicas >= 1 && replicas <= 5 else {
-                throw CourierError(.invalidConfiguration, "replicas must be between 1 and 5, got \(replicas)", input: "replicas")
+                throw CourierError(
+                    .invalidConfiguration, "replicas must be between 1 and 5, got \(replicas)", input: "replicas")
             }
             guard publishThreads >= 1 && publishThreads <= 256 else {
-                throw CourierError(.invalidConfiguration, "publishThreads must be between 1 and 256, got \(publishThreads)", input: "publishThreads")
+                throw CourierError(
+                    .invalidConfiguration, "publishThreads must be between 1 and 256, got \(publishThreads)",
+                    input: "publishThreads")
             }
             guard publishWindow >= 1 else {
-                throw CourierError(.invalidConfiguration, "publishWindow must be at least 1, got \(publishWindow)", input: "publishWindow")
+                throw CourierError(
+                    .invalidConfiguration, "publishWindow must be at least 1, got \(publishWindow)",
+                    input: "publishWindow")
             }
             guard connectTimeout > .zero, requestTimeout > .zero, duplicateWindow > .zero else {
                 throw CourierError(
@@ -94,10 +100,12 @@ extension JetStreamProvider {
                 )
             }
             if let maxEvents, maxEvents < 1 {
-                throw CourierError(.invalidConfiguration, "maxEvents must be positive, got \(maxEvents)", input: "maxEvents")
+                throw CourierError(
+                    .invalidConfiguration, "maxEvents must be positive, got \(maxEvents)", input: "maxEvents")
             }
             if let maxBytes, maxBytes < 1 {
-                throw CourierError(.invalidConfiguration, "maxBytes must be positive, got \(maxBytes)", input: "maxBytes")
+                throw CourierError(
+                    .invalidConfiguration, "maxBytes must be positive, got \(maxBytes)", input: "maxBytes")
             }
         }
     }
@@ -150,7 +158,9 @@ extension JetStreamProvider {
             Authentication(kind: .userPassword(user, password))
         }
         /// A `.creds` file holding a user JWT and nkey seed.
-        public static func credentialsFile(_ path: String) -> Authentication { Authentication(kind: .credentialsFile(path)) }
+        public static func credentialsFile(_ path: String) -> Authentication {
+            Authentication(kind: .credentialsFile(path))
+        }
         /// An nkey: its public key and a file holding its seed.
         public static func nkey(publicKey: String, seedFile: String) -> Authentication {
             Authentication(kind: .nkey(publicKey: publicKey, seedFile: seedFile))
@@ -169,7 +179,10 @@ extension JetStreamProvider {
         public var expectedHostname: String?
 
         /// Creates TLS settings.
-        public init(caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil, expectedHostname: String? = nil) {
+        public init(
+            caFile: String? = nil, certificateFile: String? = nil, keyFile: String? = nil,
+            expectedHostname: String? = nil
+        ) {
             self.caFile = caFile
             self.certificateFile = certificateFile
             self.keyFile = keyFile

@@ -96,7 +96,8 @@ extension JetStreamProvider {
         guard addStatus == NATS_OK else {
             throw streamError(addStatus, jerr, "cannot create stream \(configuration.stream) for '\(subjectPrefix).>'")
         }
-        configuration.logger.info("created stream", metadata: ["stream": "\(configuration.stream)", "storage": "\(configuration.storage)"])
+        configuration.logger.info(
+            "created stream", metadata: ["stream": "\(configuration.stream)", "storage": "\(configuration.storage)"])
     }
 
     private func applyLimits(_ config: inout jsStreamConfig) {
@@ -171,7 +172,9 @@ extension JetStreamProvider {
         var info: UnsafeMutablePointer<jsStreamInfo>?
         var jerr = jsErrCode(0)
         let status = js_GetStreamInfo(&info, js, configuration.stream, nil, &jerr)
-        guard status == NATS_OK, let info else { throw streamError(status, jerr, "cannot read stream \(configuration.stream)") }
+        guard status == NATS_OK, let info else {
+            throw streamError(status, jerr, "cannot read stream \(configuration.stream)")
+        }
         defer { jsStreamInfo_Destroy(info) }
         let state = info.pointee.State
         return StreamState(
@@ -224,7 +227,9 @@ extension JetStreamProvider {
             return natsMsg_GetTime(msg)
         }
         if status == NATS_NOT_FOUND || jerr.rawValue == 10037 { return nil }  // 10037: no message found
-        throw CourierError.nats(status, "cannot read stored message \(sequence)", input: String(sequence), jsCode: jerr, detail: natsLastErrorText())
+        throw CourierError.nats(
+            status, "cannot read stored message \(sequence)", input: String(sequence), jsCode: jerr,
+            detail: natsLastErrorText())
     }
 
     // MARK: Consumers
@@ -273,18 +278,23 @@ extension JetStreamProvider {
             let updateStatus = js_UpdateConsumer(&updated, js, configuration.stream, &config, nil, &jerr)
             if let updated { jsConsumerInfo_Destroy(updated) }
             guard updateStatus == NATS_OK else {
-                throw CourierError.nats(updateStatus, "cannot update durable consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
+                throw CourierError.nats(
+                    updateStatus, "cannot update durable consumer '\(name)'", input: name, jsCode: jerr,
+                    detail: natsLastErrorText())
             }
             return
         }
         guard jerr == JSConsumerNotFoundErr || status == NATS_NOT_FOUND else {
-            throw CourierError.nats(status, "cannot look up consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
+            throw CourierError.nats(
+                status, "cannot look up consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
         }
         var created: UnsafeMutablePointer<jsConsumerInfo>?
         let addStatus = js_AddConsumer(&created, js, configuration.stream, &config, nil, &jerr)
         if let created { jsConsumerInfo_Destroy(created) }
         guard addStatus == NATS_OK else {
-            throw CourierError.nats(addStatus, "cannot create durable consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
+            throw CourierError.nats(
+                addStatus, "cannot create durable consumer '\(name)'", input: name, jsCode: jerr,
+                detail: natsLastErrorText())
         }
     }
 
@@ -349,7 +359,8 @@ extension JetStreamProvider {
         var jerr = jsErrCode(0)
         let status = js_AddConsumer(&info, js, configuration.stream, &config, nil, &jerr)
         guard status == NATS_OK, let info else {
-            throw CourierError.nats(status, "cannot count stored events", input: filter, jsCode: jerr, detail: natsLastErrorText())
+            throw CourierError.nats(
+                status, "cannot count stored events", input: filter, jsCode: jerr, detail: natsLastErrorText())
         }
         let pending = info.pointee.NumPending
         if let name = info.pointee.Name { _ = js_DeleteConsumer(js, configuration.stream, name, nil, &jerr) }
@@ -393,7 +404,9 @@ extension JetStreamProvider {
         let subject = filter ?? subjectPrefix + ".>"
         let status = js_SubscribeSync(&sub, js, subject, nil, &options, &jerr)
         guard status == NATS_OK, let sub else {
-            throw CourierError.nats(status, "cannot read history of '\(subject)'", input: subject, jsCode: jerr, detail: natsLastErrorText())
+            throw CourierError.nats(
+                status, "cannot read history of '\(subject)'", input: subject, jsCode: jerr, detail: natsLastErrorText()
+            )
         }
         defer {
             natsSubscription_Unsubscribe(sub)
@@ -407,7 +420,8 @@ extension JetStreamProvider {
             let next = natsSubscription_NextMsg(&msg, sub, wait)
             guard next == NATS_OK, let msg else {
                 if next == NATS_TIMEOUT { break }  // the rest was removed meanwhile (retention)
-                throw CourierError.nats(next, "cannot read history of '\(subject)'", input: subject, detail: natsLastErrorText())
+                throw CourierError.nats(
+                    next, "cannot read history of '\(subject)'", input: subject, detail: natsLastErrorText())
             }
             defer { natsMsg_Destroy(msg) }
             let length = Int(natsMsg_GetDataLength(msg))
@@ -415,7 +429,9 @@ extension JetStreamProvider {
             if let event = try? Event(wireJSON: bytes) {
                 events.append(event)
             } else {
-                configuration.logger.warning("history skipped an undecodable message", metadata: ["subject": "\(String(cString: natsMsg_GetSubject(msg)))"])
+                configuration.logger.warning(
+                    "history skipped an undecodable message",
+                    metadata: ["subject": "\(String(cString: natsMsg_GetSubject(msg)))"])
             }
             if let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: reply), meta.pending == 0 { break }
         }
@@ -441,7 +457,9 @@ extension JetStreamProvider {
         let subject = subjectPrefix + ".>"
         let status = js_SubscribeSync(&sub, connection.context, subject, nil, &options, &jerr)
         guard status == NATS_OK, let sub else {
-            throw CourierError.nats(status, "cannot read stream \(configuration.stream)", input: configuration.stream, jsCode: jerr, detail: natsLastErrorText())
+            throw CourierError.nats(
+                status, "cannot read stream \(configuration.stream)", input: configuration.stream, jsCode: jerr,
+                detail: natsLastErrorText())
         }
         defer {
             natsSubscription_Unsubscribe(sub)
@@ -455,14 +473,18 @@ extension JetStreamProvider {
             let next = natsSubscription_NextMsg(&msg, sub, wait)
             guard next == NATS_OK, let msg else {
                 if next == NATS_TIMEOUT { break }
-                throw CourierError.nats(next, "cannot read stream \(configuration.stream)", input: configuration.stream, detail: natsLastErrorText())
+                throw CourierError.nats(
+                    next, "cannot read stream \(configuration.stream)", input: configuration.stream,
+                    detail: natsLastErrorText())
             }
             defer { natsMsg_Destroy(msg) }
             guard let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: reply) else { continue }
             var value: UnsafePointer<CChar>?
-            let messageID = natsMsgHeader_Get(msg, "Nats-Msg-Id", &value) == NATS_OK ? value.map { String(cString: $0) } : nil
+            let messageID =
+                natsMsgHeader_Get(msg, "Nats-Msg-Id", &value) == NATS_OK ? value.map { String(cString: $0) } : nil
             let length = Int(natsMsg_GetDataLength(msg))
-            let payload = Array(UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: length).bindMemory(to: UInt8.self))
+            let payload = Array(
+                UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: length).bindMemory(to: UInt8.self))
             messages.append(
                 StoredMessage(
                     sequence: meta.streamSequence,

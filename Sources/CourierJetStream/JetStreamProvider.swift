@@ -68,7 +68,8 @@ public final class JetStreamProvider: EventProvider {
 
     private func closedError() -> CourierError? {
         guard state.withLock({ $0.closed }) else { return nil }
-        return CourierError(.closed, "JetStream provider for stream \(configuration.stream) is shut down", input: configuration.stream)
+        return CourierError(
+            .closed, "JetStream provider for stream \(configuration.stream) is shut down", input: configuration.stream)
     }
 
     private func ensureOpen() throws {
@@ -92,13 +93,15 @@ public final class JetStreamProvider: EventProvider {
     /// cooperative pool; for many events use ``publishBatch(_:timeout:)``.
     public func publish(_ event: Event, options: PublishOptions) async throws -> PublishAck {
         let message = try outgoing(
-            event, messageID: options.messageID, expectedLastSequence: options.expectedLastSequence, headers: event.traceHeaders)
+            event, messageID: options.messageID, expectedLastSequence: options.expectedLastSequence,
+            headers: event.traceHeaders)
         return try await publishAcknowledged(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
     }
 
     /// Publishes one pre-serialised message (with its own headers and dedupe id) and waits for
     /// the stream's acknowledgement, retrying retryable failures like ``publish(_:options:)``.
-    public func publish(message: OutgoingMessage, timeout: Duration = defaultPublishTimeout) async throws -> PublishAck {
+    public func publish(message: OutgoingMessage, timeout: Duration = defaultPublishTimeout) async throws -> PublishAck
+    {
         try ensureOpen()
         let limit = connection.maxPayload
         if message.payload.count + headerEstimate(message.messageID, message.headers) > limit {
@@ -115,7 +118,9 @@ public final class JetStreamProvider: EventProvider {
         let requestTimeout = configuration.requestTimeout
         let deadline = ContinuousClock.now + timeout
         // Already on a publish thread (a loop that prefers the executor): publish right here.
-        if executor.isCurrent, case .success(let ack) = connection.publishSync(message, msg: msg, wait: min(requestTimeout, timeout)) {
+        if executor.isCurrent,
+            case .success(let ack) = connection.publishSync(message, msg: msg, wait: min(requestTimeout, timeout))
+        {
             return ack
         }
         return try await withTaskExecutorPreference(executor) {
@@ -123,7 +128,8 @@ public final class JetStreamProvider: EventProvider {
             while true {
                 attempts += 1
                 let remaining = deadline - ContinuousClock.now
-                let result = connection.publishSync(message, msg: msg, wait: min(requestTimeout, max(remaining, .milliseconds(1))))
+                let result = connection.publishSync(
+                    message, msg: msg, wait: min(requestTimeout, max(remaining, .milliseconds(1))))
                 switch result {
                 case .success(let ack):
                     return ack
@@ -150,7 +156,9 @@ public final class JetStreamProvider: EventProvider {
     /// Publishes many events pipelined (at most `Configuration/publishWindow` in flight) and
     /// returns each one's result in order. Each event's dedupe id is its id, so calling this
     /// again with events that failed never stores any of them twice.
-    public func publishBatch(_ events: [Event], timeout: Duration = defaultPublishTimeout) async -> [Result<PublishAck, CourierError>] {
+    public func publishBatch(_ events: [Event], timeout: Duration = defaultPublishTimeout) async -> [Result<
+        PublishAck, CourierError
+    >] {
         if let closed = closedError() { return Array(repeating: .failure(closed), count: events.count) }
         let limit = connection.maxPayload
         var scratch: [UInt8] = []
@@ -176,7 +184,8 @@ public final class JetStreamProvider: EventProvider {
     {
         try ensureOpen()
         let limit = connection.maxPayload
-        for message in messages where message.payload.count + headerEstimate(message.messageID, message.headers) > limit {
+        for message in messages where message.payload.count + headerEstimate(message.messageID, message.headers) > limit
+        {
             throw tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
         }
         return await connection.publisher.publishBatch(messages, timeout: timeout)
@@ -193,7 +202,9 @@ public final class JetStreamProvider: EventProvider {
         if payload.count + headerEstimate(id, headers) > limit {
             throw tooLarge(subject: event.subject, size: payload.count, limit: limit)
         }
-        return OutgoingMessage(subject: event.subject, payload: payload, headers: headers, messageID: id, expectedLastSequence: expectedLastSequence)
+        return OutgoingMessage(
+            subject: event.subject, payload: payload, headers: headers, messageID: id,
+            expectedLastSequence: expectedLastSequence)
     }
 
     private func headerEstimate(_ messageID: String, _ headers: [(String, String)]) -> Int {
@@ -269,7 +280,8 @@ public final class JetStreamProvider: EventProvider {
 
     /// A subscription that delivers raw messages with their headers instead of decoded events:
     /// to the durable consumer `consumer`, or ephemeral (new messages only by default) when `nil`.
-    public func subscribeMessages(consumer: String?, filter: String, options: SubscribeOptions = SubscribeOptions()) async throws
+    public func subscribeMessages(consumer: String?, filter: String, options: SubscribeOptions = SubscribeOptions())
+        async throws
         -> MessageSubscription
     {
         try ensureOpen()

@@ -18,7 +18,8 @@ final class SubscriptionHandle: @unchecked Sendable {
     /// Stops interest and lets cnats deliver what is already queued, then completes (and, for a
     /// subscription that owns an ephemeral consumer, deletes it). Non-blocking; idempotent.
     func drain() {
-        guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+        guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else {
             return
         }
         if natsSubscription_Drain(subscription) != NATS_OK {
@@ -105,7 +106,9 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
                 // The server redelivered past the budget (the last attempt expired): dead-letter it.
                 await deadLetterAndTerm(
                     delivery,
-                    letter(for: event, delivery, attempts: maxDeliver, reason: "maximum deliveries (\(maxDeliver)) exhausted")
+                    letter(
+                        for: event, delivery, attempts: maxDeliver,
+                        reason: "maximum deliveries (\(maxDeliver)) exhausted")
                 )
                 continue
             }
@@ -176,7 +179,10 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
         } catch {
             logger.error(
                 "dead-letter hand-off failed; the message stays in the stream and is retried",
-                metadata: ["subject": "\(letter.originalSubject)", "sequence": "\(delivery.metadata.streamSequence)", "error": "\(error)"]
+                metadata: [
+                    "subject": "\(letter.originalSubject)", "sequence": "\(delivery.metadata.streamSequence)",
+                    "error": "\(error)",
+                ]
             )
             try? connection.acknowledge(delivery.message, bytes: nakBody(delay: .seconds(5)))
         }
@@ -239,7 +245,8 @@ final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
         case .nak(let delay):
             if let maxDeliver = subscription.maxDeliver, count >= maxDeliver {
                 await subscription.deadLetterAndTerm(
-                    delivery, letter("nak'ed on its final delivery (maximum deliveries \(maxDeliver) exhausted)", count))
+                    delivery, letter("nak'ed on its final delivery (maximum deliveries \(maxDeliver) exhausted)", count)
+                )
             } else if let delay, delay > .zero {
                 try connection.acknowledge(message, bytes: nakBody(delay: delay))
             } else {

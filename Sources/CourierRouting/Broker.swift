@@ -151,7 +151,8 @@ public final class Broker: EventRouter, Service {
         let metrics = TriggerMetrics(broker: configuration.name, trigger: trigger.name)
         try state.withLock { state in
             guard state.byName[trigger.name] == nil else {
-                throw CourierError(.alreadyExists, "a trigger named '\(trigger.name)' already exists", input: trigger.name)
+                throw CourierError(
+                    .alreadyExists, "a trigger named '\(trigger.name)' already exists", input: trigger.name)
             }
             let compiled = CompiledTrigger(trigger, order: state.nextOrder, metrics: metrics)
             state.nextOrder += 1
@@ -340,7 +341,8 @@ public final class Broker: EventRouter, Service {
         }
         let letter = DeadLetterEvent(
             event: event,
-            reason: "trigger '\(trigger.name)': sink \(trigger.sink.description) failed \(attempts) time(s): \(lastError)",
+            reason:
+                "trigger '\(trigger.name)': sink \(trigger.sink.description) failed \(attempts) time(s): \(lastError)",
             attempts: attempts,
             consumer: trigger.name,
             firstFailureAt: firstFailureAt
@@ -393,7 +395,9 @@ public final class Broker: EventRouter, Service {
         }
     }
 
-    private func deadLetter(_ event: Event, reason: String, attempts: Int, consumer: String, into result: inout RouteResult) async {
+    private func deadLetter(
+        _ event: Event, reason: String, attempts: Int, consumer: String, into result: inout RouteResult
+    ) async {
         configuration.logger.warning("dead-lettering", metadata: ["event": "\(event.id)", "reason": "\(reason)"])
         do {
             try await configuration.deadLetters.handle(
@@ -429,8 +433,10 @@ public final class Broker: EventRouter, Service {
         }
         let consumer = try ConsumerName.sanitize(configuration.name)
         let filter = durable.filter ?? "\(configuration.prefix).>"
-        let subscription = try await durable.provider.subscribeDurable(consumer: consumer, filter: filter, options: durable.options)
-        configuration.logger.info("durable broker started", metadata: ["consumer": "\(consumer)", "filter": "\(filter)"])
+        let subscription = try await durable.provider.subscribeDurable(
+            consumer: consumer, filter: filter, options: durable.options)
+        configuration.logger.info(
+            "durable broker started", metadata: ["consumer": "\(consumer)", "filter": "\(filter)"])
         defer { configuration.logger.info("durable broker stopped", metadata: ["consumer": "\(consumer)"]) }
         do {
             try await withGracefulShutdownHandler {
@@ -491,7 +497,8 @@ public final class Broker: EventRouter, Service {
                 try await pending.nak(delay: durable.nakDelay)
             }
         } catch {
-            configuration.logger.error("could not settle delivery", metadata: ["event": "\(event.id)", "error": "\(error)"])
+            configuration.logger.error(
+                "could not settle delivery", metadata: ["event": "\(event.id)", "error": "\(error)"])
         }
     }
 }

@@ -12,7 +12,10 @@ public struct DeliveryPolicy: Sendable, Hashable, Codable {
 
     /// Creates a policy. The default: 3 retries, exponential backoff from 100 ms up to 10 s,
     /// 30 s per attempt.
-    public init(retries: Int = 3, backoff: Backoff = .exponential(base: .milliseconds(100), maximum: .seconds(10)), attemptTimeout: Duration? = .seconds(30)) {
+    public init(
+        retries: Int = 3, backoff: Backoff = .exponential(base: .milliseconds(100), maximum: .seconds(10)),
+        attemptTimeout: Duration? = .seconds(30)
+    ) {
         self.retries = retries
         self.backoff = backoff
         self.attemptTimeout = attemptTimeout
@@ -36,7 +39,9 @@ public struct DeliveryPolicy: Sendable, Hashable, Codable {
         try rejectUnknownKeys(in: decoder, allowed: CodingKeys.allCases, context: "delivery")
         let c = try decoder.container(keyedBy: CodingKeys.self)
         retries = try c.decodeIfPresent(Int.self, forKey: .retries) ?? 3
-        backoff = try c.decodeIfPresent(Backoff.self, forKey: .backoff) ?? .exponential(base: .milliseconds(100), maximum: .seconds(10))
+        backoff =
+            try c.decodeIfPresent(Backoff.self, forKey: .backoff)
+            ?? .exponential(base: .milliseconds(100), maximum: .seconds(10))
         // Absent: the 30 s default; null: unbounded.
         if !c.contains(.attemptTimeoutMilliseconds) {
             attemptTimeout = .seconds(30)
@@ -98,7 +103,9 @@ public struct Backoff: Sendable, Hashable, Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         let kind = try c.decodeIfPresent(String.self, forKey: .kind) ?? "exponential"
         guard kind == "linear" || kind == "exponential" else {
-            throw CourierError(.invalidConfiguration, "backoff kind must be 'linear' or 'exponential', got '\(kind)'", input: "backoff.kind")
+            throw CourierError(
+                .invalidConfiguration, "backoff kind must be 'linear' or 'exponential', got '\(kind)'",
+                input: "backoff.kind")
         }
         self.init(
             exponential: kind == "exponential",

@@ -66,7 +66,8 @@ public struct RoutingConfiguration: Sendable, Codable {
             filter = try c.decodeIfPresent(String.self, forKey: .filter)
             concurrency = try c.decodeIfPresent(Int.self, forKey: .concurrency) ?? concurrency
             hopLimit = try c.decodeIfPresent(Int.self, forKey: .hopLimit) ?? hopLimit
-            nakDelayMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .nakDelayMilliseconds) ?? nakDelayMilliseconds
+            nakDelayMilliseconds =
+                try c.decodeIfPresent(Int64.self, forKey: .nakDelayMilliseconds) ?? nakDelayMilliseconds
             ackWaitMilliseconds = try c.decodeIfPresent(Int64.self, forKey: .ackWaitMilliseconds) ?? ackWaitMilliseconds
         }
     }
@@ -146,7 +147,8 @@ public struct RoutingConfiguration: Sendable, Codable {
                     )
                 }
             default:
-                throw CourierError(.invalidConfiguration, "unknown sink type '\(type)' (topic, log)", input: "sink.type")
+                throw CourierError(
+                    .invalidConfiguration, "unknown sink type '\(type)' (topic, log)", input: "sink.type")
             }
         }
 
@@ -226,16 +228,21 @@ public struct RoutingConfiguration: Sendable, Codable {
     public func validate() throws {
         try delivery.validate()
         guard broker.concurrency >= 1 else {
-            throw CourierError(.invalidConfiguration, "broker.concurrency must be at least 1", input: "broker.concurrency")
+            throw CourierError(
+                .invalidConfiguration, "broker.concurrency must be at least 1", input: "broker.concurrency")
         }
         guard broker.hopLimit >= 1 else {
             throw CourierError(.invalidConfiguration, "broker.hopLimit must be at least 1", input: "broker.hopLimit")
         }
         guard broker.ackWaitMilliseconds >= 1000 else {
-            throw CourierError(.invalidConfiguration, "broker.ackWaitMilliseconds must be at least 1000", input: "broker.ackWaitMilliseconds")
+            throw CourierError(
+                .invalidConfiguration, "broker.ackWaitMilliseconds must be at least 1000",
+                input: "broker.ackWaitMilliseconds")
         }
         guard broker.nakDelayMilliseconds >= 0 else {
-            throw CourierError(.invalidConfiguration, "broker.nakDelayMilliseconds must not be negative", input: "broker.nakDelayMilliseconds")
+            throw CourierError(
+                .invalidConfiguration, "broker.nakDelayMilliseconds must not be negative",
+                input: "broker.nakDelayMilliseconds")
         }
         _ = try ConsumerName.sanitize(broker.name)
         if let filter = broker.filter { _ = try SubjectFilter(filter) }
@@ -245,10 +252,13 @@ public struct RoutingConfiguration: Sendable, Codable {
         var names = Set<String>()
         for trigger in triggers {
             guard names.insert(trigger.name).inserted else {
-                throw CourierError(.invalidConfiguration, "trigger name '\(trigger.name)' is used twice", input: trigger.name)
+                throw CourierError(
+                    .invalidConfiguration, "trigger name '\(trigger.name)' is used twice", input: trigger.name)
             }
             // Builds the trigger against no provider to check name, filter and policy.
-            _ = try Trigger(name: trigger.name, filter: trigger.filter, sink: InProcessSink { _ in nil }, delivery: trigger.delivery)
+            _ = try Trigger(
+                name: trigger.name, filter: trigger.filter, sink: InProcessSink { _ in nil }, delivery: trigger.delivery
+            )
             do {
                 try trigger.sink.validate()
             } catch var error as CourierError {
@@ -276,7 +286,8 @@ public struct RoutingConfiguration: Sendable, Codable {
         let sinkLogger = sinkLogger ?? logger
         let deadLetters: any DlqHandler =
             if let sink = deadLetter.sink {
-                SinkDlqHandler(sink: try sink.makeSink(provider: provider, logger: sinkLogger), prefix: provider.subjectPrefix)
+                SinkDlqHandler(
+                    sink: try sink.makeSink(provider: provider, logger: sinkLogger), prefix: provider.subjectPrefix)
             } else {
                 ProviderDlqHandler(provider: provider)
             }
@@ -287,7 +298,8 @@ public struct RoutingConfiguration: Sendable, Codable {
             prefix: provider.subjectPrefix,
             delivery: delivery,
             deadLetters: deadLetters,
-            publishReply: { reply in _ = try await provider.publish(reply, options: PublishOptions(messageID: reply.id)) },
+            publishReply: { reply in _ = try await provider.publish(reply, options: PublishOptions(messageID: reply.id))
+            },
             hopLimit: broker.hopLimit,
             durable: Broker.Durable(
                 provider: provider,

@@ -89,7 +89,8 @@ public struct LogSink: EventSink {
             level: level,
             "routed event",
             metadata: [
-                "id": "\(event.id)", "subject": "\(event.subject)", "type": "\(event.eventType)", "summary": "\(event.summary)",
+                "id": "\(event.id)", "subject": "\(event.subject)", "type": "\(event.eventType)",
+                "summary": "\(event.summary)",
                 "payload": "\(event.payload)",
             ]
         )
@@ -144,7 +145,9 @@ public final class SinkDlqHandler: DlqHandler {
         }
     }
 
-    public func list(limit: Int) async throws -> [DeadLetterEvent] { record.withLock { Array($0.letters.suffix(max(0, limit))) } }
+    public func list(limit: Int) async throws -> [DeadLetterEvent] {
+        record.withLock { Array($0.letters.suffix(max(0, limit))) }
+    }
 
     public func count() async throws -> Int { record.withLock { $0.total } }
 }

@@ -27,9 +27,13 @@ public struct Trigger: Sendable {
     ///
     /// - Throws: `CourierError/Code/invalidFilter` or `CourierError/Code/invalidConfiguration`
     ///   naming what is wrong.
-    public init(name: String, filter: TriggerFilter = TriggerFilter(), sink: any EventSink, delivery: DeliveryPolicy? = nil) throws {
+    public init(
+        name: String, filter: TriggerFilter = TriggerFilter(), sink: any EventSink, delivery: DeliveryPolicy? = nil
+    ) throws {
         guard !name.isEmpty, !name.contains(where: \.isWhitespace) else {
-            throw CourierError(.invalidConfiguration, "a trigger name must be non-empty without whitespace, got '\(name)'", input: name)
+            throw CourierError(
+                .invalidConfiguration, "a trigger name must be non-empty without whitespace, got '\(name)'", input: name
+            )
         }
         do {
             try filter.validate()

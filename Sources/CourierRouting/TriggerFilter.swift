@@ -50,10 +50,12 @@ public struct TriggerFilter: Sendable, Hashable, Codable {
             }
         }
         if eventType?.isEmpty == true {
-            throw CourierError(.invalidFilter, "eventType must not be empty (omit it to match any type)", input: "eventType")
+            throw CourierError(
+                .invalidFilter, "eventType must not be empty (omit it to match any type)", input: "eventType")
         }
         if source?.isEmpty == true {
-            throw CourierError(.invalidFilter, "source must not be empty (omit it to match any source)", input: "source")
+            throw CourierError(
+                .invalidFilter, "source must not be empty (omit it to match any source)", input: "source")
         }
         for key in attributes.keys where key.isEmpty {
             throw CourierError(.invalidFilter, "attribute names must not be empty", input: "attributes")
@@ -179,7 +181,9 @@ extension FilterExpression: Codable {
         func pair() throws -> (String, String) {
             let map = try container.decode([String: String].self, forKey: key)
             guard map.count == 1, let entry = map.first else {
-                throw CourierError(.invalidFilter, "'\(key.stringValue)' takes exactly one attribute: value pair", input: key.stringValue)
+                throw CourierError(
+                    .invalidFilter, "'\(key.stringValue)' takes exactly one attribute: value pair",
+                    input: key.stringValue)
             }
             return entry
         }

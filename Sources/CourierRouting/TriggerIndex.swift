@@ -135,7 +135,8 @@ struct SubjectTrie: Sendable {
     }
 
     /// Visits `node` with the subject's tokens from `start` still to match (`nil`: none left).
-    private static func walk(_ node: Node, _ subject: String, _ start: String.Index?, _ body: (CompiledTrigger) -> Void) {
+    private static func walk(_ node: Node, _ subject: String, _ start: String.Index?, _ body: (CompiledTrigger) -> Void)
+    {
         guard let start else {
             node.terminal.forEach(body)
             return

@@ -144,7 +144,8 @@ extension ProviderConformance {
         },
         check("maxAckPending limits unacknowledged deliveries in flight") { ctx async throws in
             let subscription = try await ctx.provider.subscribeDurable(
-                consumer: "window", filter: ctx.subject(">"), options: SubscribeOptions(maxAckPending: 2, ackWait: .seconds(30)))
+                consumer: "window", filter: ctx.subject(">"),
+                options: SubscribeOptions(maxAckPending: 2, ackWait: .seconds(30)))
             let published = try await ctx.publish(3)
             let first = try await ctx.next(subscription)
             let second = try await ctx.next(subscription)
@@ -160,7 +161,8 @@ extension ProviderConformance {
             let subscription = try await ctx.provider.subscribeDurable(
                 consumer: "backoff",
                 filter: ctx.subject(">"),
-                options: SubscribeOptions(maxDeliver: 3, backoff: [.milliseconds(500), .milliseconds(2500)], ackWait: .seconds(30))
+                options: SubscribeOptions(
+                    maxDeliver: 3, backoff: [.milliseconds(500), .milliseconds(2500)], ackWait: .seconds(30))
             )
             // Bounds that load cannot break: the first delivery follows the publish, and each
             // observation follows its delivery, so the third is seen ≥ 0.5 + 2.5 s after

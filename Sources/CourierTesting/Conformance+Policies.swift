@@ -64,9 +64,12 @@ extension ProviderConformance {
             try await ctx.publish(3)
             let before = Event.currentTimestamp()
             // Let the clock move past the last stored event's millisecond before publishing again.
-            #expect(await eventually(within: .seconds(1), every: .milliseconds(2)) { Event.currentTimestamp() > before + 5 })
+            #expect(
+                await eventually(within: .seconds(1), every: .milliseconds(2)) { Event.currentTimestamp() > before + 5 }
+            )
             let start = Event.currentTimestamp()
-            #expect(await eventually(within: .seconds(1), every: .milliseconds(2)) { Event.currentTimestamp() > start + 5 })
+            #expect(
+                await eventually(within: .seconds(1), every: .milliseconds(2)) { Event.currentTimestamp() > start + 5 })
             let later = try await ctx.publish(2)
             let received = try await consume(ctx, policy: .startTime(unixMilliseconds: start), expecting: 2)
             #expect(received == later)
@@ -79,7 +82,9 @@ extension ProviderConformance {
             let payments = try await ctx.publish(2, category: "payments")
             #expect(try await ctx.provider.history(filter: nil, limit: 100) == orders + payments)
             #expect(try await ctx.provider.history(filter: nil, limit: 3) == [orders[5]] + payments)
-            #expect(try await ctx.provider.history(filter: ctx.provider.categorySubject("orders"), limit: 4) == Array(orders.suffix(4)))
+            #expect(
+                try await ctx.provider.history(filter: ctx.provider.categorySubject("orders"), limit: 4)
+                    == Array(orders.suffix(4)))
             #expect(try await ctx.provider.history(filter: nil, limit: 0).isEmpty)
         },
         check("counts group stored events by category") { ctx async throws in
@@ -105,7 +110,8 @@ extension ProviderConformance {
         },
         check("subjects are built and validated from category and topic") { ctx async throws in
             let prefix = ctx.provider.subjectPrefix
-            #expect(try ctx.provider.buildSubject(category: "market", topic: "forex.eur") == "\(prefix).market.forex.eur")
+            #expect(
+                try ctx.provider.buildSubject(category: "market", topic: "forex.eur") == "\(prefix).market.forex.eur")
             #expect(ctx.provider.categorySubject("market") == "\(prefix).market.>")
             #expect(throws: CourierError.self) { try ctx.provider.buildSubject(category: "a.b", topic: "x") }
             #expect(throws: CourierError.self) { try ctx.provider.buildSubject(category: "a", topic: "x y") }

@@ -86,7 +86,8 @@ extension ProviderConformance {
             #expect(!other.duplicate)
             #expect(try await ctx.provider.history(filter: nil, limit: 10).count == 2)
         },
-        check("publishing the same event twice stores it once (event id is the default dedupe id)") { ctx async throws in
+        check("publishing the same event twice stores it once (event id is the default dedupe id)") {
+            ctx async throws in
             let event = ctx.event()
             let first = try await ctx.provider.publish(event)
             let again = try await ctx.provider.publish(event)
@@ -100,7 +101,8 @@ extension ProviderConformance {
                 ctx.event(), options: PublishOptions(expectedLastSequence: first.sequence))
             #expect(second.sequence > first.sequence)
             let error = await #expect(throws: CourierError.self) {
-                try await ctx.provider.publish(ctx.event(), options: PublishOptions(expectedLastSequence: first.sequence))
+                try await ctx.provider.publish(
+                    ctx.event(), options: PublishOptions(expectedLastSequence: first.sequence))
             }
             #expect(error?.code == .wrongLastSequence)
             #expect(try await ctx.provider.history(filter: nil, limit: 10).count == 2)

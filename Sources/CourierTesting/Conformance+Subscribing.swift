@@ -4,8 +4,10 @@ import Testing
 extension ProviderConformance {
     static let subscribing: [ProviderConformanceCase] = [
         check("durable consumers fan out independently") { ctx async throws in
-            let a = try await ctx.provider.subscribeDurable(consumer: "fan-a", filter: ctx.subject(">"), options: SubscribeOptions())
-            let b = try await ctx.provider.subscribeDurable(consumer: "fan-b", filter: ctx.subject(">"), options: SubscribeOptions())
+            let a = try await ctx.provider.subscribeDurable(
+                consumer: "fan-a", filter: ctx.subject(">"), options: SubscribeOptions())
+            let b = try await ctx.provider.subscribeDurable(
+                consumer: "fan-b", filter: ctx.subject(">"), options: SubscribeOptions())
             let published = try await ctx.publish(5)
             let fromA = try await a.collect(5, within: ctx.patience)
             let fromB = try await b.collect(5, within: ctx.patience)
@@ -96,7 +98,8 @@ extension ProviderConformance {
             let prefix = ctx.provider.subjectPrefix
             for bad in ["\(prefix).>.x", "\(prefix)..x", "\(prefix).or*ders.x", "", "elsewhere.orders.>"] {
                 let error = await #expect(throws: CourierError.self) {
-                    _ = try await ctx.provider.subscribeDurable(consumer: "bad", filter: bad, options: SubscribeOptions())
+                    _ = try await ctx.provider.subscribeDurable(
+                        consumer: "bad", filter: bad, options: SubscribeOptions())
                 }
                 #expect(error?.code == .invalidFilter)
                 #expect(error?.input == bad)
@@ -150,8 +153,10 @@ extension ProviderConformance {
         },
         check("subscriptions to one durable consumer share its events") { ctx async throws in
             let options = SubscribeOptions(maxAckPending: 1000)
-            let one = try await ctx.provider.subscribeDurable(consumer: "shared", filter: ctx.subject(">"), options: options)
-            let two = try await ctx.provider.subscribeDurable(consumer: "shared", filter: ctx.subject(">"), options: options)
+            let one = try await ctx.provider.subscribeDurable(
+                consumer: "shared", filter: ctx.subject(">"), options: options)
+            let two = try await ctx.provider.subscribeDurable(
+                consumer: "shared", filter: ctx.subject(">"), options: options)
             let published = try await ctx.publish(40)
             let ids = try await withThrowingTaskGroup(of: [String].self) { group in
                 for subscription in [one, two] {

@@ -81,7 +81,10 @@ public final class NATSServerHarness: @unchecked Sendable {
         if let explicit = ProcessInfo.processInfo.environment["NATS_SERVER_BIN"] { candidates.append(explicit) }
         let path = ProcessInfo.processInfo.environment["PATH"] ?? ""
         candidates += path.split(separator: ":").map { "\($0)/nats-server" }
-        candidates += ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server", "/usr/local/sbin/nats-server"]
+        candidates += [
+            "/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server",
+            "/usr/local/sbin/nats-server",
+        ]
         guard let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) else {
             throw CourierError(
                 .notFound,
@@ -113,7 +116,8 @@ public final class NATSServerHarness: @unchecked Sendable {
         while ContinuousClock.now < deadline {
             if log.contains("Server is ready") { return }
             guard process.isRunning else {
-                throw CourierError(.connectionFailed, "nats-server exited during start-up: \(log.suffix(500))", input: url)
+                throw CourierError(
+                    .connectionFailed, "nats-server exited during start-up: \(log.suffix(500))", input: url)
             }
             try await Task.sleep(for: .milliseconds(10))
         }
@@ -204,7 +208,9 @@ public final class NATSServerHarness: @unchecked Sendable {
         address.sin_port = 0
         address.sin_addr.s_addr = inet_addr("127.0.0.1")
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size))
+            }
         }
         guard bound == 0 else { throw CourierError(.connectionFailed, "bind() to an ephemeral port failed") }
         var length = socklen_t(MemoryLayout<sockaddr_in>.size)

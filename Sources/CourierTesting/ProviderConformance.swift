@@ -47,7 +47,9 @@ public struct ConformanceContext: Sendable {
     public func next(_ subscription: EventSubscription, sourceLocation: SourceLocation = #_sourceLocation) async throws
         -> PendingEvent
     {
-        try #require(await subscription.next(timeout: patience), "no delivery within \(patience)", sourceLocation: sourceLocation)
+        try #require(
+            await subscription.next(timeout: patience), "no delivery within \(patience)", sourceLocation: sourceLocation
+        )
     }
 
     /// Expects no delivery for `duration`.
@@ -57,7 +59,9 @@ public struct ConformanceContext: Sendable {
         sourceLocation: SourceLocation = #_sourceLocation
     ) async throws {
         let unexpected = try await subscription.next(timeout: duration)
-        #expect(unexpected == nil, "unexpected delivery of sequence \(unexpected?.sequence ?? 0)", sourceLocation: sourceLocation)
+        #expect(
+            unexpected == nil, "unexpected delivery of sequence \(unexpected?.sequence ?? 0)",
+            sourceLocation: sourceLocation)
     }
 }
 

@@ -66,7 +66,9 @@ public final class RecordingTracer: Tracer, Sendable {
         line: UInt
     ) -> RecordedSpan {
         let parent = context()
-        guard let scope = Self.scope else { return RecordedSpan(name: operationName, kind: kind, context: parent, scope: nil) }
+        guard let scope = Self.scope else {
+            return RecordedSpan(name: operationName, kind: kind, context: parent, scope: nil)
+        }
         let parentIDs = parent.w3c
         let ids = W3CIDs(
             traceID: parentIDs?.traceID ?? Self.randomHex(bytes: 16),

@@ -46,7 +46,8 @@ struct IngestBenchCommand: AsyncParsableCommand {
     var json = false
 
     #if NATS
-    @Option(name: .long, help: "NATS server URL for --adapter jetstream (default: $NATS_URL, else nats://127.0.0.1:4222).")
+    @Option(
+        name: .long, help: "NATS server URL for --adapter jetstream (default: $NATS_URL, else nats://127.0.0.1:4222).")
     var server: String?
 
     @Option(name: .long, help: "JetStream stream for --adapter jetstream.")
@@ -90,7 +91,10 @@ struct IngestBenchCommand: AsyncParsableCommand {
         let distinct = min(count, 4096)
         let events: [RawEvent] =
             if adapter == "noop" {
-                (0..<distinct).map { RawEvent(subject: "events.bench.s\($0 % 64)", bytes: Array(repeating: UInt8(ascii: "x"), count: size)) }
+                (0..<distinct).map {
+                    RawEvent(
+                        subject: "events.bench.s\($0 % 64)", bytes: Array(repeating: UInt8(ascii: "x"), count: size))
+                }
             } else {
                 (0..<distinct).map { i in
                     RawEvent(
@@ -161,7 +165,8 @@ struct IngestBenchCommand: AsyncParsableCommand {
         } else {
             emit(
                 String(
-                    format: "%d events in %.3f s: %.2f M events/s (%@, %d shards, %d producers), dropped %d, refused %d",
+                    format:
+                        "%d events in %.3f s: %.2f M events/s (%@, %d shards, %d producers), dropped %d, refused %d",
                     Int(stats.eventsIngested), seconds, rate / 1e6, ingestAdapter.name, stats.shards, producers,
                     Int(stats.eventsDropped), Int(stats.eventsRejected)
                 )

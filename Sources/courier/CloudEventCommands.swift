@@ -17,7 +17,8 @@ struct CloudEventCommand: ParsableCommand {
     struct Validate: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Check a CloudEvent (or a batch, a JSON array) against the CloudEvents 1.0 rules.",
-            discussion: "Exits 0 and prints 'valid' for a valid document; exits 1 with the error naming the attribute otherwise."
+            discussion:
+                "Exits 0 and prints 'valid' for a valid document; exits 1 with the error naming the attribute otherwise."
         )
 
         func run() throws {

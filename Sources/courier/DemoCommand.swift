@@ -62,7 +62,8 @@ struct DemoScenario {
         let subscription = try await provider.subscribeDurable(
             consumer: consumer,
             filter: ordersFilter,
-            options: SubscribeOptions(maxDeliver: 3, ackWait: .seconds(5), deliverPolicy: .new, deadLetterHandler: deadLetters)
+            options: SubscribeOptions(
+                maxDeliver: 3, ackWait: .seconds(5), deliverPolicy: .new, deadLetterHandler: deadLetters)
         )
 
         say("\n2. Publishing events on dotted subjects")
@@ -93,22 +94,30 @@ struct DemoScenario {
         try await first.ack()
 
         let second = try await next(subscription)
-        say("   received #\(second.sequence) \(second.event.summary) (delivery \(second.deliveryCount)) -> nak(delay: 500ms), payment service busy")
+        say(
+            "   received #\(second.sequence) \(second.event.summary) (delivery \(second.deliveryCount)) -> nak(delay: 500ms), payment service busy"
+        )
         try await second.nak(delay: .milliseconds(500))
 
         let third = try await next(subscription)
-        say("   received #\(third.sequence) \(third.event.summary) (delivery \(third.deliveryCount)) -> term: negative total is invalid")
+        say(
+            "   received #\(third.sequence) \(third.event.summary) (delivery \(third.deliveryCount)) -> term: negative total is invalid"
+        )
         try await third.term(reason: "negative order total")
 
         let redelivered = try await next(subscription)
-        say("   redelivered #\(redelivered.sequence) \(redelivered.event.summary) (delivery \(redelivered.deliveryCount)) -> ack")
+        say(
+            "   redelivered #\(redelivered.sequence) \(redelivered.event.summary) (delivery \(redelivered.deliveryCount)) -> ack"
+        )
         try await redelivered.ack()
         await subscription.close()
 
         say("\n4. Dead-letter queue")
         let letters = try await waitForLetters(1, from: ours)
         for letter in letters {
-            say("   \(letter.originalSubject) \(letter.event.summary): \(letter.reason) after \(letter.attempts) attempt(s)")
+            say(
+                "   \(letter.originalSubject) \(letter.event.summary): \(letter.reason) after \(letter.attempts) attempt(s)"
+            )
         }
 
         say("\n5. History (newest 10, oldest first)")
@@ -128,7 +137,8 @@ struct DemoScenario {
 
     private func next(_ subscription: EventSubscription) async throws -> PendingEvent {
         guard let pending = try await subscription.next(timeout: .seconds(10)) else {
-            throw CourierError(.timeout, "demo: no delivery within 10 s on \(subscription.filter)", input: subscription.filter)
+            throw CourierError(
+                .timeout, "demo: no delivery within 10 s on \(subscription.filter)", input: subscription.filter)
         }
         return pending
     }

@@ -23,8 +23,9 @@ struct KeygenCommand: ParsableCommand {
             FileHandle.standardError.write(Data("key id: \(key.id)\n".utf8))
             return
         }
-        guard FileManager.default.createFile(
-            atPath: out, contents: Data((key.hexMaterial + "\n").utf8), attributes: [.posixPermissions: 0o600])
+        guard
+            FileManager.default.createFile(
+                atPath: out, contents: Data((key.hexMaterial + "\n").utf8), attributes: [.posixPermissions: 0o600])
         else {
             throw CourierError(.storageFailed, "cannot write key file \(out)", input: out)
         }

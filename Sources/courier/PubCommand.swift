@@ -96,7 +96,8 @@ struct PubCommand: AsyncParsableCommand {
                 #if CloudEvents
                 if let mode = cloudevent.flatMap(CloudEventMode.init(named:)) {
                     let stored = try layers.encryptor?.encrypt(event) ?? event
-                    ack = try await provider.publish(CloudEvent(event: stored), mode: mode, options: PublishOptions(messageID: msgID))
+                    ack = try await provider.publish(
+                        CloudEvent(event: stored), mode: mode, options: PublishOptions(messageID: msgID))
                 } else {
                     ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
                 }
@@ -104,7 +105,9 @@ struct PubCommand: AsyncParsableCommand {
                 ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
                 #endif
                 if json {
-                    emit(#"{"sequence":\#(ack.sequence),"duplicate":\#(ack.duplicate),"id":"\#(event.id)","subject":"\#(event.subject)"}"#)
+                    emit(
+                        #"{"sequence":\#(ack.sequence),"duplicate":\#(ack.duplicate),"id":"\#(event.id)","subject":"\#(event.subject)"}"#
+                    )
                 } else {
                     emit("\(ack.sequence)\(ack.duplicate ? " (duplicate)" : "") \(event.subject)")
                 }

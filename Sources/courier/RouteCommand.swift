@@ -34,7 +34,9 @@ struct RouteCommand: AsyncParsableCommand {
         let routing = try Self.load(config)
         if check {
             for trigger in routing.triggers {
-                emit("\(trigger.name): \(try JSONValue(encoding: trigger.filter)) -> \(trigger.sink.type) \(trigger.sink.subject ?? trigger.sink.level ?? "")")
+                emit(
+                    "\(trigger.name): \(try JSONValue(encoding: trigger.filter)) -> \(trigger.sink.type) \(trigger.sink.subject ?? trigger.sink.level ?? "")"
+                )
             }
             return
         }
@@ -50,7 +52,8 @@ struct RouteCommand: AsyncParsableCommand {
         let provider = try await options.connect()
         do {
             let broker = try routing.makeBroker(provider: provider, logger: logger, sinkLogger: sinkLogger)
-            emit("routing \(routing.triggers.count) trigger(s) as '\(routing.broker.name)' on \(options.resolvedServer)")
+            emit(
+                "routing \(routing.triggers.count) trigger(s) as '\(routing.broker.name)' on \(options.resolvedServer)")
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
                     services: [broker],

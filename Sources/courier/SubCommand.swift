@@ -127,7 +127,8 @@ struct HistoryCommand: AsyncParsableCommand {
         #endif
         let provider = try await connection.connect()
         do {
-            let events = try await EventBus(provider: provider, configuration: layers).listEvents(category: category, limit: limit)
+            let events = try await EventBus(provider: provider, configuration: layers).listEvents(
+                category: category, limit: limit)
             for event in events {
                 emit(json ? wireText(event) : "\(event.subject) \(event.summary) \(event.payload)")
             }
@@ -167,7 +168,9 @@ struct InfoCommand: AsyncParsableCommand {
         } else {
             emit("provider:  \(info.provider) (\(info.state))")
             emit("stream:    \(info.stream) capturing \(info.subjectPrefix).>")
-            emit("messages:  \(info.messages) (\(info.bytes) bytes), sequences \(info.firstSequence)…\(info.lastSequence)")
+            emit(
+                "messages:  \(info.messages) (\(info.bytes) bytes), sequences \(info.firstSequence)…\(info.lastSequence)"
+            )
             emit("consumers: \(info.consumers)")
             for (key, value) in info.details.sorted(by: { $0.key < $1.key }) { emit("\(key): \(value)") }
         }

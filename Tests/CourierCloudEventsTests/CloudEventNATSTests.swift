@@ -41,7 +41,9 @@ struct CloudEventNATSTests {
         return a == b
     }
 
-    @Test("structured and binary round trips, non-ASCII attributes and trace context unchanged", arguments: ["structured", "binary"])
+    @Test(
+        "structured and binary round trips, non-ASCII attributes and trace context unchanged",
+        arguments: ["structured", "binary"])
     func roundTrip(_ modeName: String) async throws {
         let mode = try #require(CloudEventMode(named: modeName))
         let provider = try await Self.provider("ce\(modeName)")
@@ -51,9 +53,13 @@ struct CloudEventNATSTests {
         let received = try #require(try await subscription.next(timeout: .seconds(10)))
         #expect(received.message.sequence == ack.sequence)
         #expect(Self.equivalent(received.cloudEvent, sent), "\(received.cloudEvent)")
-        #expect(received.cloudEvent.extensions["traceparent"]?.canonicalString == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
+        #expect(
+            received.cloudEvent.extensions["traceparent"]?.canonicalString
+                == "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01")
         let contentType = received.message.headers["content-type"] ?? ""
-        #expect(modeName == "structured" ? contentType.hasPrefix("application/cloudevents+json") : contentType == "application/json")
+        #expect(
+            modeName == "structured"
+                ? contentType.hasPrefix("application/cloudevents+json") : contentType == "application/json")
         if modeName == "binary" { #expect(received.message.headers["ce-id"] == sent.id) }
         try await received.ack()
         await subscription.close()
@@ -66,7 +72,8 @@ struct CloudEventNATSTests {
         let subscription = try await provider.subscribeCloudEvents(consumer: nil, filter: "ceevent.>")
         let event = Event(
             subject: "ceevent.orders.created", category: "orders", eventType: "order.created", version: 2,
-            payload: ["total": 42], summary: "Bestellung", source: "shop", metadata: ["traceparent": "00-abc-def-01", "k": "v"])
+            payload: ["total": 42], summary: "Bestellung", source: "shop",
+            metadata: ["traceparent": "00-abc-def-01", "k": "v"])
         try await provider.publish(CloudEvent(event: event), mode: .binary)
         let received = try #require(try await subscription.next(timeout: .seconds(10)))
         #expect(received.message.subject == "ceevent.orders.created")
@@ -82,8 +89,10 @@ struct CloudEventNATSTests {
         let dlq = MemoryDlqHandler()
         let subscription = try await provider.subscribeCloudEvents(
             consumer: "reader", filter: "cebad.>", options: SubscribeOptions(deadLetterHandler: dlq))
-        _ = try await provider.publish(message: OutgoingMessage(subject: "cebad.x.y", payload: Array("hello".utf8), messageID: "plain-1"))
-        try await provider.publish(CloudEvent(id: "good", source: "/s", type: "t"), mode: .structured, subject: "cebad.x.z")
+        _ = try await provider.publish(
+            message: OutgoingMessage(subject: "cebad.x.y", payload: Array("hello".utf8), messageID: "plain-1"))
+        try await provider.publish(
+            CloudEvent(id: "good", source: "/s", type: "t"), mode: .structured, subject: "cebad.x.z")
         let received = try #require(try await subscription.next(timeout: .seconds(10)))
         #expect(received.cloudEvent.id == "good")
         try await received.ack()

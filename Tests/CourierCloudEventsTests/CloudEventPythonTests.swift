@@ -35,7 +35,8 @@ struct CloudEventPythonTests {
         let errors = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw CourierError(.providerError, "python3 failed: \(String(decoding: errors, as: UTF8.self))", input: "python3")
+            throw CourierError(
+                .providerError, "python3 failed: \(String(decoding: errors, as: UTF8.self))", input: "python3")
         }
         return String(decoding: output, as: UTF8.self)
     }
@@ -72,8 +73,11 @@ struct CloudEventPythonTests {
     @Test("Python parses Courier's binary-mode headers and body")
     func pythonReadsBinary() throws {
         let message = try NATSBinding.encode(Self.courierEvent, mode: .binary)
-        let headers = JSONValue.object(Dictionary(message.headers.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))
-        let input = JSONValue.object(["headers": headers, "body": .string(String(decoding: message.payload, as: UTF8.self))])
+        let headers = JSONValue.object(
+            Dictionary(message.headers.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))
+        let input = JSONValue.object([
+            "headers": headers, "body": .string(String(decoding: message.payload, as: UTF8.self)),
+        ])
         let output = try Self.python(
             """
             doc = json.load(sys.stdin)
@@ -107,8 +111,11 @@ struct CloudEventPythonTests {
         #expect(structured.extensions["exttext"] == .string("naïve"))
         #expect(structured.time == (try CloudEventTime(rfc3339: "2024-05-01T10:00:00Z")))
         var headers: [String: String] = [:]
-        for (key, value) in try #require(document["headers"]?.objectValue) { headers[key.lowercased()] = value.stringValue }
-        let binary = try NATSBinding.decode(headers: headers, payload: Array(try #require(document["body"]?.stringValue).utf8))
+        for (key, value) in try #require(document["headers"]?.objectValue) {
+            headers[key.lowercased()] = value.stringValue
+        }
+        let binary = try NATSBinding.decode(
+            headers: headers, payload: Array(try #require(document["body"]?.stringValue).utf8))
         #expect(binary.id == "py-7")
         #expect(binary.subject == "from python")
         #expect(binary.data == .json(["answer": 42]))

@@ -78,7 +78,8 @@ struct CloudEventRulesTests {
 
     @Test("JSON data is written as JSON, text as a string, bytes as data_base64")
     func dataForms() throws {
-        var event = CloudEvent(id: "1", source: "/s", type: "t", datacontenttype: "application/json", data: .json(["k": [1, 2]]))
+        var event = CloudEvent(
+            id: "1", source: "/s", type: "t", datacontenttype: "application/json", data: .json(["k": [1, 2]]))
         #expect(try CloudEventJSON.encodeValue(event)["data"] == ["k": [1, 2]])
         event.datacontenttype = "text/plain"
         event.data = .text("plain")
@@ -93,11 +94,18 @@ struct CloudEventRulesTests {
 
     static let samples: [Event] = [
         Event(subject: "events.orders.created", category: "orders", payload: ["total": 12.5], source: "shop"),
-        Event(subject: "events.orders.created.eu", category: "orders", eventType: "order.created", version: 3, payload: ["a": [1, "b"]],
-              summary: "Order créé", source: "https://shop.example/eu", timestamp: 1_700_000_000_123,
-              metadata: ["traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01", "tracestate": "congo=t61rcWkgMzE", "tenant": "acme"]),
+        Event(
+            subject: "events.orders.created.eu", category: "orders", eventType: "order.created", version: 3,
+            payload: ["a": [1, "b"]],
+            summary: "Order créé", source: "https://shop.example/eu", timestamp: 1_700_000_000_123,
+            metadata: [
+                "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+                "tracestate": "congo=t61rcWkgMzE", "tenant": "acme",
+            ]),
         Event(subject: "events.misc.x", category: "misc", payload: nil, source: ""),
-        Event(subject: "events.misc.y", category: "misc", eventType: "a3s.event", payload: "text payload", summary: "", source: "s"),
+        Event(
+            subject: "events.misc.y", category: "misc", eventType: "a3s.event", payload: "text payload", summary: "",
+            source: "s"),
     ]
 
     @Test("Event → CloudEvent → Event is lossless, also through JSON", arguments: samples)
@@ -109,7 +117,9 @@ struct CloudEventRulesTests {
         for mode in [CloudEventMode.structured, .binary] {
             let message = try NATSBinding.encode(cloudEvent, mode: mode)
             let headers = Dictionary(message.headers.map { ($0.0.lowercased(), $0.1) }, uniquingKeysWith: { $1 })
-            #expect(try Event(cloudEvent: try NATSBinding.decode(headers: headers, payload: message.payload)) == event, "\(mode)")
+            #expect(
+                try Event(cloudEvent: try NATSBinding.decode(headers: headers, payload: message.payload)) == event,
+                "\(mode)")
         }
     }
 
@@ -120,7 +130,8 @@ struct CloudEventRulesTests {
         #expect(cloudEvent.time?.text == "2023-11-14T22:13:20.123Z")
         #expect(cloudEvent.extensions["a3scategory"] == .string("orders"))
         #expect(cloudEvent.extensions["a3sversion"] == .integer(3))
-        #expect(cloudEvent.extensions["traceparent"] == .string("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
+        #expect(
+            cloudEvent.extensions["traceparent"] == .string("00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"))
         #expect(cloudEvent.extensions["tracestate"] == .string("congo=t61rcWkgMzE"))
         #expect(cloudEvent.extensions["a3smetadata"] == .string(#"{"tenant":"acme"}"#))
         #expect(CloudEvent(event: Self.samples[0]).type == CloudEventConversion.untypedType)

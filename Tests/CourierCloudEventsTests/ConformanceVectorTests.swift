@@ -18,7 +18,8 @@ struct ConformanceVectorTests {
 
     static func vectors(_ file: String, key: String) -> [Vector] {
         let url = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("Vectors/\(file)")
-        guard let data = try? Data(contentsOf: url), let root = try? JSONValue(parsing: data), let tests = root["tests"]?.arrayValue
+        guard let data = try? Data(contentsOf: url), let root = try? JSONValue(parsing: data),
+            let tests = root["tests"]?.arrayValue
         else { return [] }
         return tests.compactMap { test in
             guard let id = test["id"]?.stringValue, let document = test[key] else { return nil }
@@ -57,7 +58,8 @@ struct ConformanceVectorTests {
             event.id = "allExtensionTypes"
             event.extensions = [
                 "extinteger": .integer(10), "extboolean": .boolean(true), "extstring": .string("text"),
-                "extbinary": .binary([77, 97]), "exttimestamp": .timestamp(try! CloudEventTime(rfc3339: "2023-03-31T15:12:00Z")),
+                "extbinary": .binary([77, 97]),
+                "exttimestamp": .timestamp(try! CloudEventTime(rfc3339: "2023-03-31T15:12:00Z")),
                 "exturi": .uri("https://cloudevents.io"), "exturiref": .uriReference("//authority/path"),
             ]
         default: return nil

@@ -17,7 +17,8 @@ struct EventBusTests {
     @Test("publish builds the subject and lists events by category")
     func publishAndList() async throws {
         let bus = EventBus(provider: MemoryProvider())
-        let event = try await bus.publish(category: "market", topic: "forex", summary: "EUR", source: "reuters", payload: ["rate": 1.08])
+        let event = try await bus.publish(
+            category: "market", topic: "forex", summary: "EUR", source: "reuters", payload: ["rate": 1.08])
         #expect(event.subject == "events.market.forex")
         try await bus.publish(category: "news", topic: "tech", summary: "n", source: "s", payload: nil)
         #expect(try await bus.listEvents(category: "market", limit: 10) == [event])
@@ -40,8 +41,9 @@ struct EventBusTests {
         configuration.stateStore = FileStateStore(path: path)
         let first = EventBus(provider: provider, configuration: configuration)
         try await first.updateSubscription(
-            SubscriptionFilter(subscriberID: "billing.worker", subjects: ["events.orders.>"], durable: true,
-                               options: SubscribeOptions(maxDeliver: 3, ackWait: .seconds(5))))
+            SubscriptionFilter(
+                subscriberID: "billing.worker", subjects: ["events.orders.>"], durable: true,
+                options: SubscribeOptions(maxDeliver: 3, ackWait: .seconds(5))))
         try await first.publish(category: "orders", topic: "created", summary: "1", source: "s", payload: nil)
         let subscriptions = try await first.createSubscriber("billing.worker")
         #expect(subscriptions.count == 1)
@@ -52,7 +54,8 @@ struct EventBusTests {
         let second = EventBus(provider: provider, configuration: configuration)
         #expect(try await second.restoreSubscriptions() == 1)
         #expect(second.subscription("billing.worker")?.options?.maxDeliver == 3)
-        let created = try await second.publish(category: "orders", topic: "paid", summary: "2", source: "s", payload: nil)
+        let created = try await second.publish(
+            category: "orders", topic: "paid", summary: "2", source: "s", payload: nil)
         let resumed = try await second.createSubscriber("billing.worker")
         let next = try #require(await resumed[0].next(timeout: .seconds(5)))
         #expect(next.event.id == created.id)  // resumed after the acked event
@@ -73,7 +76,8 @@ struct EventBusTests {
         configuration.deadLetterHandler = dlq
         let bus = EventBus(provider: MemoryProvider(), configuration: configuration)
         try await bus.updateSubscription(
-            SubscriptionFilter(subscriberID: "w", subjects: ["events.jobs.>"], options: SubscribeOptions(maxDeliver: 2)))
+            SubscriptionFilter(subscriberID: "w", subjects: ["events.jobs.>"], options: SubscribeOptions(maxDeliver: 2))
+        )
         let event = try await bus.publish(category: "jobs", topic: "run", summary: "", source: "", payload: nil)
         let subscription = try await bus.createSubscriber("w")[0]
         try await #require(await subscription.next(timeout: .seconds(5))).nak()
@@ -106,22 +110,27 @@ struct EventBusTests {
     @Test("typed events are validated before publishing; rejected ones are counted and not stored")
     func schemaValidation() async throws {
         let registry = MemorySchemaRegistry()
-        try registry.register(EventSchema(eventType: "order.created", version: 1, requiredFields: ["id", "amount"],
-                                          fieldTypes: ["amount": .number]))
+        try registry.register(
+            EventSchema(
+                eventType: "order.created", version: 1, requiredFields: ["id", "amount"],
+                fieldTypes: ["amount": .number]))
         var configuration = EventBus.Configuration()
         configuration.schemaRegistry = registry
         let bus = EventBus(provider: MemoryProvider(), configuration: configuration)
-        try await bus.publish(category: "orders", topic: "created", eventType: "order.created", version: 1,
-                              summary: "", source: "", payload: ["id": "o1", "amount": 3])
+        try await bus.publish(
+            category: "orders", topic: "created", eventType: "order.created", version: 1,
+            summary: "", source: "", payload: ["id": "o1", "amount": 3])
         let error = await #expect(throws: CourierError.self) {
-            try await bus.publish(category: "orders", topic: "created", eventType: "order.created", version: 1,
-                                  summary: "", source: "", payload: ["id": "o2"])
+            try await bus.publish(
+                category: "orders", topic: "created", eventType: "order.created", version: 1,
+                summary: "", source: "", payload: ["id": "o2"])
         }
         #expect(error?.code == .validationFailed)
         #expect(error?.input == "amount")
         struct Order: Encodable { var id: String; var amount: Double }
-        try await bus.publish(category: "orders", topic: "created", eventType: "order.created", version: 1,
-                              summary: "", source: "", payload: Order(id: "o3", amount: 1.5))
+        try await bus.publish(
+            category: "orders", topic: "created", eventType: "order.created", version: 1,
+            summary: "", source: "", payload: Order(id: "o3", amount: 1.5))
         #expect(bus.metrics.snapshot().validationErrors == 1)
         #expect(try await bus.listEvents(category: "orders").count == 2)
     }

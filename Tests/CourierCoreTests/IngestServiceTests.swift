@@ -9,7 +9,8 @@ struct IngestServiceTests {
     @Test("Graceful shutdown of a ServiceGroup drains the bus: everything ingested reaches the adapter")
     func gracefulShutdownDrains() async throws {
         let adapter = RecordingAdapter()
-        let bus = try IngestBus(configuration: .init(shards: 2, ringCapacity: 1024, adapter: adapter, logger: quietIngestLogger))
+        let bus = try IngestBus(
+            configuration: .init(shards: 2, ringCapacity: 1024, adapter: adapter, logger: quietIngestLogger))
         let group = ServiceGroup(services: [bus], logger: quietIngestLogger)
         let running = Task { try await group.run() }
         let total = 20_000

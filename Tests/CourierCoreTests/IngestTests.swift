@@ -16,7 +16,8 @@ final class RecordingAdapter: Adapter {
     }
 
     private let plan: Plan
-    private let state = Mutex<(batches: [Batch], attempts: [String], transientLeft: Int, fatalDone: Bool)>(([], [], 0, false))
+    private let state = Mutex<(batches: [Batch], attempts: [String], transientLeft: Int, fatalDone: Bool)>(
+        ([], [], 0, false))
     private let closed = Atomic<Bool>(false)
 
     init(_ plan: Plan = Plan()) {
@@ -121,12 +122,15 @@ struct IngestTests {
     @Test("Several producers: every event dispatched once, per-subject order kept, stats add up")
     func producersNoLoss() async throws {
         let adapter = RecordingAdapter()
-        let bus = try IngestBus(configuration: .init(shards: 3, ringCapacity: 1024, adapter: adapter, logger: quietIngestLogger))
+        let bus = try IngestBus(
+            configuration: .init(shards: 3, ringCapacity: 1024, adapter: adapter, logger: quietIngestLogger))
         let producers = 4, perProducer = 25_000
         await withTaskGroup(of: Void.self) { group in
             for producer in 0..<producers {
                 group.addTask {
-                    for index in 0..<perProducer { _ = try? bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 50)) }
+                    for index in 0..<perProducer {
+                        _ = try? bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 50))
+                    }
                 }
             }
         }
@@ -149,7 +153,10 @@ struct IngestTests {
             }
         }
         let id = adapter.batches[0].dedupeID(at: 2)
-        #expect(id == "\(Hex.encode64(bus.producerNonce)):\(adapter.batches[0].shardID):\(adapter.batches[0].sequenceStart):2")
+        #expect(
+            id
+                == "\(Hex.encode64(bus.producerNonce)):\(adapter.batches[0].shardID):\(adapter.batches[0].sequenceStart):2"
+        )
     }
 
     static let modes: [IngestBus.Backpressure] = [
@@ -179,7 +186,11 @@ struct IngestTests {
                         do {
                             try bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 7))
                         } catch let error as CourierError where error.code == .backpressure {
-                            if error.isRetryable { refusals.value.add(1, ordering: .relaxed) } else { thrownDrops.value.add(1, ordering: .relaxed) }
+                            if error.isRetryable {
+                                refusals.value.add(1, ordering: .relaxed)
+                            } else {
+                                thrownDrops.value.add(1, ordering: .relaxed)
+                            }
                         } catch {
                             Issue.record("unexpected \(error)")
                         }
@@ -226,7 +237,9 @@ struct IngestTests {
         await withTaskGroup(of: Void.self) { group in
             for producer in 0..<2 {
                 group.addTask {
-                    for index in 0..<2_000 { try! bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 5)) }
+                    for index in 0..<2_000 {
+                        try! bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 5))
+                    }
                 }
             }
         }
@@ -239,7 +252,8 @@ struct IngestTests {
     func transientRetries() async throws {
         let adapter = RecordingAdapter(.init(transientFailures: 3))
         let bus = try IngestBus(
-            configuration: .init(shards: 1, adapter: adapter, retryBudget: 5, retryBackoff: .milliseconds(1), logger: quietIngestLogger)
+            configuration: .init(
+                shards: 1, adapter: adapter, retryBudget: 5, retryBackoff: .milliseconds(1), logger: quietIngestLogger)
         )
         for index in 0..<500 { try bus.ingestRaw(loadEvent(producer: 0, index: index, subjects: 3)) }
         let stats = await bus.shutdown()
@@ -248,7 +262,9 @@ struct IngestTests {
         #expect(checkOrder(adapter.events) == 500)
         let attempts = adapter.attempts
         #expect(attempts.count == adapter.batches.count + 3)
-        #expect(attempts[0] == attempts[1] && attempts[1] == attempts[2] && attempts[2] == attempts[3], "a retry resends the same ids")
+        #expect(
+            attempts[0] == attempts[1] && attempts[1] == attempts[2] && attempts[2] == attempts[3],
+            "a retry resends the same ids")
     }
 
     @Test("A fatal adapter error drops the batch, counts it and reports it")
@@ -281,7 +297,9 @@ struct IngestTests {
     func reshardUnderLoad() async throws {
         let adapter = RecordingAdapter()
         let bus = try IngestBus(
-            configuration: .init(shards: 2, ringCapacity: 256, backpressure: .block(timeout: .seconds(30)), adapter: adapter, maxShards: 8, logger: quietIngestLogger)
+            configuration: .init(
+                shards: 2, ringCapacity: 256, backpressure: .block(timeout: .seconds(30)), adapter: adapter,
+                maxShards: 8, logger: quietIngestLogger)
         )
         let producing = AtomicCounter(1)
         let producers = Task {
@@ -311,7 +329,9 @@ struct IngestTests {
         let total = await producers.value
         let stats = await bus.shutdown()
         #expect(total > 0)
-        #expect(stats.eventsIngested == UInt64(total) && stats.eventsDispatched == UInt64(total) && stats.eventsDropped == 0, "\(stats)")
+        #expect(
+            stats.eventsIngested == UInt64(total) && stats.eventsDispatched == UInt64(total)
+                && stats.eventsDropped == 0, "\(stats)")
         #expect(checkOrder(adapter.events) == total)
         #expect(await #expect(throws: CourierError.self) { try await bus.addShards(1) }?.code == .shutdown)
         #expect(throws: CourierError.self) { try bus.ingestRaw(loadEvent(producer: 9, index: 0, subjects: 1)) }
@@ -321,7 +341,9 @@ struct IngestTests {
     func lossyShutdown() async throws {
         let adapter = RecordingAdapter(.init(delay: .milliseconds(50)))
         let bus = try IngestBus(
-            configuration: .init(shards: 1, ringCapacity: 4096, batch: .init(maxEvents: 10, maxDelay: .zero), adapter: adapter, logger: quietIngestLogger)
+            configuration: .init(
+                shards: 1, ringCapacity: 4096, batch: .init(maxEvents: 10, maxDelay: .zero), adapter: adapter,
+                logger: quietIngestLogger)
         )
         for index in 0..<2_000 { try bus.ingestRaw(loadEvent(producer: 0, index: index, subjects: 2)) }
         let stats = await bus.shutdown(deadline: .milliseconds(200))
@@ -334,11 +356,13 @@ struct IngestTests {
     func providerAdapterAndPoll() async throws {
         let provider = MemoryProvider()
         let bus = try IngestBus(
-            configuration: .init(shards: 3, adapter: ProviderAdapter(provider: provider, retention: 40), logger: quietIngestLogger)
+            configuration: .init(
+                shards: 3, adapter: ProviderAdapter(provider: provider, retention: 40), logger: quietIngestLogger)
         )
         var ids: [String] = []
         for index in 0..<60 {
-            let event = Event(subject: "events.poll.s\(index % 6)", category: "poll", payload: ["i": .int(Int64(index))])
+            let event = Event(
+                subject: "events.poll.s\(index % 6)", category: "poll", payload: ["i": .int(Int64(index))])
             try bus.ingest(event)
             ids.append(event.id)
         }
@@ -373,13 +397,19 @@ struct IngestTests {
     @Test("A stale cursor skips to the earliest retained event and reports the gap")
     func staleCursor() async throws {
         let bus = try IngestBus(
-            configuration: .init(shards: 1, adapter: ProviderAdapter(provider: MemoryProvider(), retention: 10), logger: quietIngestLogger)
+            configuration: .init(
+                shards: 1, adapter: ProviderAdapter(provider: MemoryProvider(), retention: 10),
+                logger: quietIngestLogger)
         )
-        for index in 0..<5 { try bus.ingest(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))])) }
+        for index in 0..<5 {
+            try bus.ingest(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))]))
+        }
         try await bus.flush()
         let first = try await bus.poll(ConsumeRequest(limit: 2))
         #expect(first.events.count == 2 && first.gaps.isEmpty)
-        for index in 5..<30 { try bus.ingest(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))])) }
+        for index in 5..<30 {
+            try bus.ingest(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))]))
+        }
         try await bus.flush()
         let resumed = try await bus.poll(ConsumeRequest(limit: 100, cursor: first.cursor))
         #expect(resumed.gaps == [0: 18], "events 2…19 were evicted: skipped and reported")
@@ -392,11 +422,15 @@ struct IngestTests {
         let path = "/tmp/courier-nonce-\(UInt32.random(in: 0...UInt32.max))"
         defer { unlink(path) }
         let first = RecordingAdapter()
-        let bus1 = try IngestBus(configuration: .init(shards: 1, adapter: first, producerNonce: .persisted(path: path), logger: quietIngestLogger))
+        let bus1 = try IngestBus(
+            configuration: .init(
+                shards: 1, adapter: first, producerNonce: .persisted(path: path), logger: quietIngestLogger))
         try bus1.ingestRaw(loadEvent(producer: 0, index: 0, subjects: 1))
         await bus1.shutdown()
         let second = RecordingAdapter()
-        let bus2 = try IngestBus(configuration: .init(shards: 1, adapter: second, producerNonce: .persisted(path: path), logger: quietIngestLogger))
+        let bus2 = try IngestBus(
+            configuration: .init(
+                shards: 1, adapter: second, producerNonce: .persisted(path: path), logger: quietIngestLogger))
         try bus2.ingestRaw(loadEvent(producer: 0, index: 0, subjects: 1))
         await bus2.shutdown()
         #expect(bus1.producerNonce == bus2.producerNonce && bus1.producerNonce != 0)
@@ -409,15 +443,17 @@ struct IngestTests {
         #expect(error.input == path)
     }
 
-    @Test("Bad configurations are refused, naming the setting", arguments: [
-        (IngestBus.Configuration(ringCapacity: 1000), "ringCapacity"),
-        (IngestBus.Configuration(shards: 0), "shards"),
-        (IngestBus.Configuration(shards: 9, maxShards: 8), "shards"),
-        (IngestBus.Configuration(batch: .init(maxEvents: 0)), "batch.maxEvents"),
-        (IngestBus.Configuration(backpressure: .sample(rate: 0)), "backpressure"),
-        (IngestBus.Configuration(retryBudget: -1), "retryBudget"),
-        (IngestBus.Configuration(producerNonce: .fixed(0)), "producerNonce"),
-    ])
+    @Test(
+        "Bad configurations are refused, naming the setting",
+        arguments: [
+            (IngestBus.Configuration(ringCapacity: 1000), "ringCapacity"),
+            (IngestBus.Configuration(shards: 0), "shards"),
+            (IngestBus.Configuration(shards: 9, maxShards: 8), "shards"),
+            (IngestBus.Configuration(batch: .init(maxEvents: 0)), "batch.maxEvents"),
+            (IngestBus.Configuration(backpressure: .sample(rate: 0)), "backpressure"),
+            (IngestBus.Configuration(retryBudget: -1), "retryBudget"),
+            (IngestBus.Configuration(producerNonce: .fixed(0)), "producerNonce"),
+        ])
     func badConfigurations(configuration: IngestBus.Configuration, setting: String) throws {
         let error = try #require(throws: CourierError.self) { _ = try IngestBus(configuration: configuration) }
         #expect(error.code == .invalidConfiguration && error.input == setting, "\(error)")
@@ -427,7 +463,9 @@ struct IngestTests {
     func scalingAdvice() async throws {
         let slow = RecordingAdapter(.init(delay: .milliseconds(200)))
         let busy = try IngestBus(
-            configuration: .init(shards: 2, ringCapacity: 64, batch: .init(maxEvents: 4), backpressure: .dropNewest, adapter: slow, logger: quietIngestLogger)
+            configuration: .init(
+                shards: 2, ringCapacity: 64, batch: .init(maxEvents: 4), backpressure: .dropNewest, adapter: slow,
+                logger: quietIngestLogger)
         )
         for index in 0..<400 { _ = try? busy.ingestRaw(loadEvent(producer: 0, index: index, subjects: 20)) }
         #expect(busy.suggestScaling().shards > 2, "\(busy.suggestScaling())")

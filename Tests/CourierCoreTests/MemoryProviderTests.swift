@@ -1,5 +1,6 @@
 import CourierCore
 import CourierTesting
+import Synchronization
 import Testing
 
 @Suite("MemoryProvider specifics")
@@ -30,7 +31,8 @@ struct MemoryProviderTests {
     func maxBytes() async throws {
         let memory = provider { $0.maxBytes = 2000 }
         for _ in 0..<50 {
-            try await memory.publish(try Event(category: "a", topic: "b", payload: ["pad": .string(String(repeating: "x", count: 100))]))
+            try await memory.publish(
+                try Event(category: "a", topic: "b", payload: ["pad": .string(String(repeating: "x", count: 100))]))
         }
         let info = try await memory.info()
         #expect(info.bytes <= 2000)
@@ -89,7 +91,9 @@ struct MemoryProviderTests {
         async let ended = subscription.next()
         await memory.shutdown()
         #expect(try await ended == nil)
-        let error = await #expect(throws: CourierError.self) { try await memory.publish(try Event(category: "a", topic: "b")) }
+        let error = await #expect(throws: CourierError.self) {
+            try await memory.publish(try Event(category: "a", topic: "b"))
+        }
         #expect(error?.code == .closed)
         #expect(await !memory.health())
     }
@@ -146,10 +150,12 @@ struct MemoryProviderTests {
         await subscription.close()
     }
 
-    @Test("invalid subscribe options are rejected by name", arguments: [
-        SubscribeOptions(maxDeliver: 0), SubscribeOptions(maxAckPending: 0), SubscribeOptions(ackWait: .zero),
-        SubscribeOptions(maxDeliver: 1, backoff: [.seconds(1), .seconds(2)]), SubscribeOptions(backoff: [.zero]),
-    ])
+    @Test(
+        "invalid subscribe options are rejected by name",
+        arguments: [
+            SubscribeOptions(maxDeliver: 0), SubscribeOptions(maxAckPending: 0), SubscribeOptions(ackWait: .zero),
+            SubscribeOptions(maxDeliver: 1, backoff: [.seconds(1), .seconds(2)]), SubscribeOptions(backoff: [.zero]),
+        ])
     func invalidOptions(_ options: SubscribeOptions) async throws {
         let error = await #expect(throws: CourierError.self) {
             _ = try await provider().subscribeDurable(consumer: "c", filter: "events.>", options: options)
@@ -158,5 +164,3 @@ struct MemoryProviderTests {
         #expect(error?.input != nil)
     }
 }
-
-import Synchronization

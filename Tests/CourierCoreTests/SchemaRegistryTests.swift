@@ -27,13 +27,20 @@ struct SchemaRegistryTests {
         try registry.register(
             EventSchema(
                 eventType: "order.created", version: 2, requiredFields: ["id", "qty"],
-                fieldTypes: ["id": .string, "qty": .integer, "note": .string, "price": .number, "tags": .array,
-                             "paid": .boolean, "meta": .object, "gone": .null]))
+                fieldTypes: [
+                    "id": .string, "qty": .integer, "note": .string, "price": .number, "tags": .array,
+                    "paid": .boolean, "meta": .object, "gone": .null,
+                ]))
         #expect(throws: Never.self) {
-            try registry.validate(self.event("order.created", 2, ["id": "1", "qty": 2, "price": 3, "tags": [], "paid": true, "meta": [:], "gone": nil]))
+            try registry.validate(
+                self.event(
+                    "order.created", 2,
+                    ["id": "1", "qty": 2, "price": 3, "tags": [], "paid": true, "meta": [:], "gone": nil]))
         }
         #expect(throws: Never.self) { try registry.validate(self.event("order.created", 2, ["id": "1", "qty": 2.0])) }
-        let missing = #expect(throws: CourierError.self) { try registry.validate(self.event("order.created", 2, ["id": "1"])) }
+        let missing = #expect(throws: CourierError.self) {
+            try registry.validate(self.event("order.created", 2, ["id": "1"]))
+        }
         #expect(missing?.code == .validationFailed)
         #expect(missing?.input == "qty")
         #expect(missing?.message.contains("order.created") == true)
@@ -46,8 +53,12 @@ struct SchemaRegistryTests {
             try registry.validate(self.event("order.created", 2, ["id": "1", "qty": 2, "note": 5]))
         }
         #expect(optionalWrong?.input == "note")
-        #expect(throws: CourierError.self) { try registry.validate(self.event("order.created", 2, ["not", "an object"])) }
-        #expect(throws: CourierError.self) { try registry.validate(self.event("order.created", 7, ["id": "1", "qty": 1])) }
+        #expect(throws: CourierError.self) {
+            try registry.validate(self.event("order.created", 2, ["not", "an object"]))
+        }
+        #expect(throws: CourierError.self) {
+            try registry.validate(self.event("order.created", 7, ["id": "1", "qty": 1]))
+        }
         // Untyped events and unknown types pass.
         #expect(throws: Never.self) { try registry.validate(self.event("", 1, "anything")) }
         #expect(throws: Never.self) { try registry.validate(self.event("unknown.type", 1, 5)) }
@@ -80,16 +91,22 @@ struct SchemaRegistryTests {
         if compatible {
             #expect(throws: Never.self) { try registry.checkCompatibility(eventType: "t", version: 2, mode: mode) }
         } else {
-            let error = #expect(throws: CourierError.self) { try registry.checkCompatibility(eventType: "t", version: 2, mode: mode) }
+            let error = #expect(throws: CourierError.self) {
+                try registry.checkCompatibility(eventType: "t", version: 2, mode: mode)
+            }
             #expect(error?.code == .validationFailed)
         }
         // Enforced on registration.
         let enforcing = MemorySchemaRegistry(enforcing: mode)
         try enforcing.register(EventSchema(eventType: "t", version: 1, requiredFields: old))
         if compatible {
-            #expect(throws: Never.self) { try enforcing.register(EventSchema(eventType: "t", version: 2, requiredFields: new)) }
+            #expect(throws: Never.self) {
+                try enforcing.register(EventSchema(eventType: "t", version: 2, requiredFields: new))
+            }
         } else {
-            #expect(throws: CourierError.self) { try enforcing.register(EventSchema(eventType: "t", version: 2, requiredFields: new)) }
+            #expect(throws: CourierError.self) {
+                try enforcing.register(EventSchema(eventType: "t", version: 2, requiredFields: new))
+            }
             #expect(enforcing.latestVersion(eventType: "t") == 1)
         }
     }
@@ -97,9 +114,13 @@ struct SchemaRegistryTests {
     @Test("a changed field type breaks compatibility")
     func typeChange() throws {
         let registry = MemorySchemaRegistry()
-        try registry.register(EventSchema(eventType: "t", version: 1, requiredFields: ["a"], fieldTypes: ["a": .string]))
-        try registry.register(EventSchema(eventType: "t", version: 2, requiredFields: ["a"], fieldTypes: ["a": .integer]))
-        #expect(throws: CourierError.self) { try registry.checkCompatibility(eventType: "t", version: 2, mode: .backward) }
+        try registry.register(
+            EventSchema(eventType: "t", version: 1, requiredFields: ["a"], fieldTypes: ["a": .string]))
+        try registry.register(
+            EventSchema(eventType: "t", version: 2, requiredFields: ["a"], fieldTypes: ["a": .integer]))
+        #expect(throws: CourierError.self) {
+            try registry.checkCompatibility(eventType: "t", version: 2, mode: .backward)
+        }
         #expect(throws: Never.self) { try registry.checkCompatibility(eventType: "t", version: 2, mode: .none) }
         #expect(throws: CourierError.self) { try registry.checkCompatibility(eventType: "t", version: 9, mode: .full) }
         #expect(throws: CourierError.self) { try JSONFieldType(named: "decimal") }

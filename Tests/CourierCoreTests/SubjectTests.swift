@@ -44,7 +44,8 @@ struct SubjectTests {
     @Test("building subjects")
     func building() throws {
         #expect(try Subjects.build(category: "market", topic: "forex") == "events.market.forex")
-        #expect(try Subjects.build(prefix: "app.events", category: "market", topic: "fx.eur") == "app.events.market.fx.eur")
+        #expect(
+            try Subjects.build(prefix: "app.events", category: "market", topic: "fx.eur") == "app.events.market.fx.eur")
         #expect(throws: CourierError.self) { try Subjects.build(category: "mar.ket", topic: "x") }
         #expect(Subjects.category(of: "events.market.forex") == "market")
         #expect(Subjects.category(of: "other.market.forex") == nil)

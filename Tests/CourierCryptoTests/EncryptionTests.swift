@@ -16,7 +16,8 @@ struct EncryptionTests {
         return (AESGCMEncryptor(keyRing: ring, bindsToEvent: bindsToEvent), ring)
     }
 
-    @Test("round trips at several sizes, with the a3s envelope shape", arguments: [0, 1, 255, 1024, 16 * 1024, 300_000])
+    @Test(
+        "round trips at several sizes, with the a3s envelope shape", arguments: [0, 1, 255, 1024, 16 * 1024, 300_000])
     func roundTrip(_ size: Int) throws {
         let (encryptor, _) = try Self.encryptor()
         let original = Self.event(size == 0 ? nil : ["blob": .string(String(repeating: "é", count: size / 2) + "x")])
@@ -119,9 +120,24 @@ struct EncryptionTests {
         let (encryptor, _) = try Self.encryptor()
         let sealed = try encryptor.encrypt(Self.event())
         let cases: [(String, Event)] = [
-            ("ciphertext", Self.tampered(sealed, field: "ciphertext") { var b = $0; b[0] ^= 1; return b }),
-            ("tag", Self.tampered(sealed, field: "ciphertext") { var b = $0; b[b.count - 1] ^= 0x80; return b }),
-            ("nonce", Self.tampered(sealed, field: "nonce") { var b = $0; b[5] ^= 1; return b }),
+            (
+                "ciphertext",
+                Self.tampered(sealed, field: "ciphertext") {
+                    var b = $0; b[0] ^= 1; return b
+                }
+            ),
+            (
+                "tag",
+                Self.tampered(sealed, field: "ciphertext") {
+                    var b = $0; b[b.count - 1] ^= 0x80; return b
+                }
+            ),
+            (
+                "nonce",
+                Self.tampered(sealed, field: "nonce") {
+                    var b = $0; b[5] ^= 1; return b
+                }
+            ),
             ("short nonce", Self.tampered(sealed, field: "nonce") { Array($0.prefix(8)) }),
             ("truncated", Self.tampered(sealed, field: "ciphertext") { Array($0.prefix(10)) }),
         ]
@@ -172,7 +188,8 @@ struct EncryptionTests {
         #expect(throws: CourierError.self) { try EncryptionKey.load(environment: "COURIER_TEST_NOT_SET") }
     }
 
-    @Test("the bus encrypts on publish and decrypts on list and on delivery; undecryptable deliveries are dead-lettered")
+    @Test(
+        "the bus encrypts on publish and decrypts on list and on delivery; undecryptable deliveries are dead-lettered")
     func bus() async throws {
         let (encryptor, _) = try Self.encryptor()
         let provider = MemoryProvider()
@@ -183,7 +200,8 @@ struct EncryptionTests {
         let bus = EventBus(provider: provider, configuration: configuration)
         let subscription = try await bus.subscribeDurable(consumer: "reader", filter: "events.>")
         let ephemeral = try await bus.subscribe("events.>")
-        let event = try await bus.publish(category: "payments", topic: "captured", summary: "s", source: "pay", payload: ["amount": 5])
+        let event = try await bus.publish(
+            category: "payments", topic: "captured", summary: "s", source: "pay", payload: ["amount": 5])
         let stored = try await provider.history(filter: nil, limit: 1)[0]
         #expect(stored.payload["encrypted"] == true, "the provider only ever sees the envelope")
         #expect(stored.payload["amount"] == nil)

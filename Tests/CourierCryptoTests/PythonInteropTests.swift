@@ -25,7 +25,8 @@ struct PythonInteropTests {
         let errors = stderr.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
         guard process.terminationStatus == 0 else {
-            throw CourierError(.providerError, "python3 failed: \(String(decoding: errors, as: UTF8.self))", input: "python3")
+            throw CourierError(
+                .providerError, "python3 failed: \(String(decoding: errors, as: UTF8.self))", input: "python3")
         }
         return String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
     }
@@ -34,9 +35,12 @@ struct PythonInteropTests {
     func pythonDecryptsCourier() throws {
         let key = try EncryptionKey.generate(id: "shared")
         let encryptor = AESGCMEncryptor(keyRing: try KeyRing([key]))
-        let event = Event(subject: "events.payments.captured", category: "payments", payload: ["amount": 42, "currency": "EUR"])
+        let event = Event(
+            subject: "events.payments.captured", category: "payments", payload: ["amount": 42, "currency": "EUR"])
         let sealed = try encryptor.encrypt(event)
-        let input = try JSONValue(encoding: ["key": key.hexMaterial, "id": event.id, "subject": event.subject, "envelope": sealed.payload.description])
+        let input = try JSONValue(encoding: [
+            "key": key.hexMaterial, "id": event.id, "subject": event.subject, "envelope": sealed.payload.description,
+        ])
         let plaintext = try Self.python(
             """
             import sys, json, base64
@@ -67,7 +71,8 @@ struct PythonInteropTests {
             sealed = AESGCM(bytes.fromhex(doc["key"])).encrypt(nonce, json.dumps({"from": "python", "n": 7}).encode(), aad)
             print(json.dumps({"keyId": "py", "nonce": base64.b64encode(nonce).decode(), "ciphertext": base64.b64encode(sealed).decode(), "encrypted": True}))
             """,
-            input: try JSONValue(encoding: ["key": key.hexMaterial, "id": event.id, "subject": event.subject]).description
+            input: try JSONValue(encoding: ["key": key.hexMaterial, "id": event.id, "subject": event.subject])
+                .description
         )
         event.payload = try JSONValue(parsing: envelope)
         #expect(try encryptor.decrypt(event).payload == ["from": "python", "n": 7])

@@ -28,16 +28,22 @@ struct EventSchemaTests {
         configuration.schemaRegistry = registry
         let bus = EventBus(provider: MemoryProvider(), configuration: configuration)
         let subscription = try await bus.subscribe("events.orders.>")
-        let sent = OrderPaid(amountCents: 120, currency: "USD", orderID: "ord-2", attributes: ["note": "door"], express: true, tags: ["gift"])
+        let sent = OrderPaid(
+            amountCents: 120, currency: "USD", orderID: "ord-2", attributes: ["note": "door"], express: true,
+            tags: ["gift"])
         try await bus.publish(sent, summary: "paid", source: "test")
         let received = try #require(await subscription.next(timeout: .seconds(5)))
         #expect(try OrderPaid(from: received.event) == sent)
         await subscription.close()
         // An untyped event that breaks the registered schema is refused; decoding checks the type.
-        let broken = Event(subject: "events.orders.paid", category: "orders", eventType: "order.paid", version: 2, payload: ["orderID": 7], source: "test")
+        let broken = Event(
+            subject: "events.orders.paid", category: "orders", eventType: "order.paid", version: 2,
+            payload: ["orderID": 7], source: "test")
         let error = await #expect(throws: CourierError.self) { _ = try await bus.publishEvent(broken) }
         #expect(error?.code == .validationFailed)
-        let other = Event(subject: "events.orders.paid", category: "orders", eventType: "order.refunded", payload: [:], source: "test")
+        let other = Event(
+            subject: "events.orders.paid", category: "orders", eventType: "order.refunded", payload: [:], source: "test"
+        )
         #expect(throws: CourierError.self) { try OrderPaid(from: other) }
     }
 
@@ -47,7 +53,8 @@ struct EventSchemaTests {
         try EventSchemaFile(json: Data(json.utf8), source: "test.eventschema.json")
     }
 
-    static let minimal = #"{"name":"Ping","eventType":"ping","version":1,"category":"health","topic":"ping","fields":{"at":{"type":"integer","required":true}}}"#
+    static let minimal =
+        #"{"name":"Ping","eventType":"ping","version":1,"category":"health","topic":"ping","fields":{"at":{"type":"integer","required":true}}}"#
 
     @Test("Generated source declares the struct, its statics, optional fields and escapes text")
     func generatedSource() throws {
@@ -59,8 +66,10 @@ struct EventSchemaTests {
         #expect(source.contains("public var at: Int\n"))
         #expect(source.contains("description: \"Says \\\"hi\\\"\\nand more\""))
         #expect(source.contains("/// Says \"hi\"\n/// and more"))
-        let internalFile = try Self.parse(Self.minimal.replacingOccurrences(of: #""name""#, with: #""access":"internal","name""#))
-        #expect(EventSchemaGenerator.swiftSource(for: internalFile, sourceName: "x").contains("\nstruct Ping: TypedEvent"))
+        let internalFile = try Self.parse(
+            Self.minimal.replacingOccurrences(of: #""name""#, with: #""access":"internal","name""#))
+        #expect(
+            EventSchemaGenerator.swiftSource(for: internalFile, sourceName: "x").contains("\nstruct Ping: TypedEvent"))
     }
 
     @Test(
@@ -69,15 +78,27 @@ struct EventSchemaTests {
             (#"{"name":"Ping""#, "not valid JSON"),
             (#"[1]"#, "must be a JSON object"),
             (minimal.replacingOccurrences(of: #""version":1"#, with: #""version":0"#), "'version' must be ≥ 1"),
-            (minimal.replacingOccurrences(of: #""version":1"#, with: #""version":"1""#), "'version' must be an integer"),
+            (
+                minimal.replacingOccurrences(of: #""version":1"#, with: #""version":"1""#),
+                "'version' must be an integer"
+            ),
             (minimal.replacingOccurrences(of: #""name":"Ping""#, with: #""name":"ping""#), "'name'"),
             (minimal.replacingOccurrences(of: #""topic":"ping""#, with: #""topic":"a.b""#), "'topic'"),
             (minimal.replacingOccurrences(of: #""topic":"ping","#, with: ""), "'topic' is missing"),
             (minimal.replacingOccurrences(of: #""integer""#, with: #""date""#), "field 'at': 'type'"),
             (minimal.replacingOccurrences(of: #""at":"#, with: #""class":"#), "field 'class'"),
-            (minimal.replacingOccurrences(of: #""required":true"#, with: #""required":1"#), "'fields.at.required' must be true or false"),
-            (minimal.replacingOccurrences(of: #""required":true"#, with: #""optional":true"#), "field 'at': unknown key 'optional'"),
-            (minimal.replacingOccurrences(of: #""integer","required":true"#, with: #""array""#), "an array needs 'items'"),
+            (
+                minimal.replacingOccurrences(of: #""required":true"#, with: #""required":1"#),
+                "'fields.at.required' must be true or false"
+            ),
+            (
+                minimal.replacingOccurrences(of: #""required":true"#, with: #""optional":true"#),
+                "field 'at': unknown key 'optional'"
+            ),
+            (
+                minimal.replacingOccurrences(of: #""integer","required":true"#, with: #""array""#),
+                "an array needs 'items'"
+            ),
             (minimal.replacingOccurrences(of: #""fields""#, with: #""extra":1,"fields""#), "unknown key 'extra'"),
         ]
     )

@@ -32,19 +32,24 @@ struct IngestJetStreamTests {
         }
         let provider = try await Self.provider(server.url, stream: "INGEST")
         let bus = try IngestBus(
-            configuration: .init(shards: 2, adapter: JetStreamAdapter(provider: provider), logger: Logging.Logger(label: "test"))
+            configuration: .init(
+                shards: 2, adapter: JetStreamAdapter(provider: provider), logger: Logging.Logger(label: "test"))
         )
         let total = 100_000
         let events = Self.events(total)
         for event in events { try bus.ingestRaw(event) }
         let stats = await bus.shutdown(deadline: .seconds(120))
-        #expect(stats.eventsIngested == UInt64(total) && stats.eventsDispatched == UInt64(total) && stats.eventsDropped == 0, "\(stats)")
+        #expect(
+            stats.eventsIngested == UInt64(total) && stats.eventsDispatched == UInt64(total)
+                && stats.eventsDropped == 0, "\(stats)")
         #expect(!stats.shutdownWasLossy)
         let info = try await provider.info()
         #expect(info.messages == UInt64(total))
 
         // Read back a shard through the adapter: ordered by shard sequence, with dedupe ids.
-        let reader = try IngestBus(configuration: .init(shards: 2, adapter: JetStreamAdapter(provider: provider), logger: Logging.Logger(label: "test")))
+        let reader = try IngestBus(
+            configuration: .init(
+                shards: 2, adapter: JetStreamAdapter(provider: provider), logger: Logging.Logger(label: "test")))
         let page = try await reader.poll(ConsumeRequest(limit: 500, shards: [0]))
         #expect(page.events.count == 500 && page.hasMore)
         #expect(page.events.map(\.sequence) == (0..<500).map { UInt64($0) })

@@ -85,7 +85,9 @@ struct JetStreamIntegrationTests {
             try await late.ack()
             lateRedeliveries += 1
         }
-        Logger.note("kill/restart: \(redeliveries + lateRedeliveries) redeliveries after lost acks, \(info.details["publishRetries"] ?? "?") publish retries")
+        Logger.note(
+            "kill/restart: \(redeliveries + lateRedeliveries) redeliveries after lost acks, \(info.details["publishRetries"] ?? "?") publish retries"
+        )
         await subscription.close()
         await provider.shutdown()
     }
@@ -164,9 +166,10 @@ struct JetStreamIntegrationTests {
         let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "DRAIN"))
         let events = (0..<3000).map { Self.event($0) }
         let batch = Task { await provider.publishBatch(events) }
-        #expect(await eventually(within: .seconds(10), every: .milliseconds(1)) {
-            (try? await provider.info().messages) ?? 0 > 0
-        })
+        #expect(
+            await eventually(within: .seconds(10), every: .milliseconds(1)) {
+                (try? await provider.info().messages) ?? 0 > 0
+            })
         await provider.shutdown(drainTimeout: .seconds(20))
         let results = await batch.value
         #expect(results.allSatisfy { if case .success = $0 { true } else { false } })
@@ -190,7 +193,9 @@ struct JetStreamIntegrationTests {
             options: SubscribeOptions(ackWait: .seconds(1), deadLetterHandler: dlq)
         )
         let raw = Array("this is not an event {".utf8)
-        let results = try await provider.publishRaw([OutgoingMessage(subject: "events.raw.bytes", payload: raw, messageID: "raw-1")])
+        let results = try await provider.publishRaw([
+            OutgoingMessage(subject: "events.raw.bytes", payload: raw, messageID: "raw-1")
+        ])
         #expect(throws: Never.self) { try results[0].get() }
         let good = Event(subject: "events.raw.good", category: "raw", payload: ["ok": true])
         try await provider.publish(good)
@@ -262,7 +267,9 @@ struct JetStreamIntegrationTests {
             if i % 3 == 0 { payments.append(event) }
         }
         _ = await provider.publishBatch(all)
-        #expect(try await provider.history(filter: "events.payments.>", limit: 50).map(\.id) == payments.suffix(50).map(\.id))
+        #expect(
+            try await provider.history(filter: "events.payments.>", limit: 50).map(\.id)
+                == payments.suffix(50).map(\.id))
         #expect(try await provider.history(filter: "events.payments.>", limit: 1000).map(\.id) == payments.map(\.id))
         #expect(try await provider.history(filter: nil, limit: 7).map(\.id) == all.suffix(7).map(\.id))
         #expect(try await provider.history(filter: "events.none.>", limit: 7).isEmpty)

@@ -21,7 +21,8 @@ struct JetStreamSecurityTests {
             let directory = "/tmp/courier-tls-\(UInt32.random(in: 0...UInt32.max))"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let certificates = Certificates(directory: directory)
-            try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(toFile: directory + "/san.ext", atomically: true, encoding: .utf8)
+            try "subjectAltName=IP:127.0.0.1,DNS:localhost\n".write(
+                toFile: directory + "/san.ext", atomically: true, encoding: .utf8)
             for command in [
                 "req -x509 -newkey rsa:2048 -nodes -keyout \(directory)/ca.key -out \(directory)/ca.pem -days 1 -subj /CN=Courier-Test-CA",
                 "req -x509 -newkey rsa:2048 -nodes -keyout \(directory)/other-ca.key -out \(directory)/other-ca.pem -days 1 -subj /CN=Other-CA",
@@ -74,7 +75,8 @@ struct JetStreamSecurityTests {
         var trusted = Self.configuration(server.url)
         trusted.tls = .init(caFile: certificates.ca)
         let provider = try await JetStreamProvider.connect(trusted)
-        let ack = try await provider.publish(Event(subject: "events.tls.ok", category: "tls", payload: ["secure": true]))
+        let ack = try await provider.publish(
+            Event(subject: "events.tls.ok", category: "tls", payload: ["secure": true]))
         #expect(ack.sequence == 1)
         #expect(try await provider.history(filter: nil, limit: 1).first?.payload == ["secure": true])
         await provider.shutdown()
@@ -86,7 +88,9 @@ struct JetStreamSecurityTests {
         #expect(rejected?.message.contains(server.url) == true)
         #expect(rejected?.message.contains("TLS") == true)
 
-        let plain = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(Self.configuration(server.url)) }
+        let plain = await #expect(throws: CourierError.self) {
+            _ = try await JetStreamProvider.connect(Self.configuration(server.url))
+        }
         #expect(plain?.message.contains(server.url) == true)
     }
 
@@ -145,9 +149,11 @@ struct JetStreamSecurityTests {
         #expect(error?.message.contains(url) == true)
     }
 
-    @Test("invalid configuration is rejected before connecting, naming the field", arguments: [
-        ("bad.name", "stream"), ("", "stream"), ("with space", "stream"),
-    ])
+    @Test(
+        "invalid configuration is rejected before connecting, naming the field",
+        arguments: [
+            ("bad.name", "stream"), ("", "stream"), ("with space", "stream"),
+        ])
     func invalidStreamName(_ stream: String, _ field: String) async throws {
         var configuration = Self.configuration("nats://127.0.0.1:1")
         configuration.stream = stream
@@ -164,7 +170,9 @@ struct JetStreamSecurityTests {
             server.cleanUp()
         }
         let provider = try await JetStreamProvider.connect(Self.configuration(server.url))
-        let big = Event(subject: "events.big.blob", category: "big", payload: ["blob": .string(String(repeating: "x", count: 8192))])
+        let big = Event(
+            subject: "events.big.blob", category: "big", payload: ["blob": .string(String(repeating: "x", count: 8192))]
+        )
         let error = await #expect(throws: CourierError.self) { try await provider.publish(big) }
         #expect(error?.code == .payloadTooLarge)
         #expect(error?.input == "events.big.blob")
@@ -196,7 +204,8 @@ struct JetStreamSecurityTests {
         var limited = file
         limited.maxEvents = 10
         let provider = try await JetStreamProvider.connect(limited)
-        _ = await provider.publishBatch((0..<25).map { Event(subject: "events.r.x", category: "r", payload: ["i": .int(Int64($0))]) })
+        _ = await provider.publishBatch(
+            (0..<25).map { Event(subject: "events.r.x", category: "r", payload: ["i": .int(Int64($0))]) })
         #expect(try await provider.info().messages == 10)
         await provider.shutdown()
     }

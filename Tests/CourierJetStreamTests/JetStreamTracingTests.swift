@@ -13,9 +13,11 @@ struct JetStreamTracingTests {
             server.stop()
             server.cleanUp()
         }
-        let provider = try await JetStreamProvider.connect(JetStreamIntegrationTests.configuration(server.url, stream: "TRACED"))
+        let provider = try await JetStreamProvider.connect(
+            JetStreamIntegrationTests.configuration(server.url, stream: "TRACED"))
         let bus = EventBus(provider: provider)
-        let raw = try await provider.subscribeMessages(consumer: "raw", filter: "events.>", options: SubscribeOptions(deliverPolicy: .all))
+        let raw = try await provider.subscribeMessages(
+            consumer: "raw", filter: "events.>", options: SubscribeOptions(deliverPolicy: .all))
         let events = try await bus.subscribeDurable(consumer: "traced", filter: "events.>")
 
         let (received, scope) = try await RecordingTracer.record { () async throws -> (PendingMessage, Event) in

@@ -44,7 +44,9 @@ final class RefusingDlqHandler: DlqHandler {
 
 @Suite("Broker")
 struct BrokerTests {
-    static func event(_ subject: String, type: String = "", source: String = "shop", metadata: [String: String] = [:]) -> Event {
+    static func event(_ subject: String, type: String = "", source: String = "shop", metadata: [String: String] = [:])
+        -> Event
+    {
         Event(
             subject: subject,
             category: String(subject.split(separator: ".")[1]),
@@ -66,7 +68,8 @@ struct BrokerTests {
         let broker = Broker(configuration: Self.quiet())
         let paid = CollectorSink(), orders = CollectorSink(), billing = CollectorSink()
         try broker.addTrigger(Trigger(name: "paid", filter: TriggerFilter(eventType: "order.paid"), sink: paid))
-        try broker.addTrigger(Trigger(name: "orders", filter: TriggerFilter(subjectPattern: "events.orders.>"), sink: orders))
+        try broker.addTrigger(
+            Trigger(name: "orders", filter: TriggerFilter(subjectPattern: "events.orders.>"), sink: orders))
         try broker.addTrigger(Trigger(name: "billing", filter: TriggerFilter(source: "billing"), sink: billing))
 
         let both = Self.event("events.orders.paid", type: "order.paid")
@@ -97,7 +100,9 @@ struct BrokerTests {
         let sink = CollectorSink()
         try broker.addTrigger(Trigger(name: "a", filter: TriggerFilter(subjectPattern: "events.a.>"), sink: sink))
         try broker.addTrigger(Trigger(name: "b", filter: TriggerFilter(subjectPattern: "events.>"), sink: sink))
-        let duplicate = try #require(throws: CourierError.self) { try broker.addTrigger(Trigger(name: "a", sink: sink)) }
+        let duplicate = try #require(throws: CourierError.self) {
+            try broker.addTrigger(Trigger(name: "a", sink: sink))
+        }
         #expect(duplicate.code == .alreadyExists && duplicate.input == "a")
         #expect(broker.triggers.map(\.name) == ["a", "b"])
         #expect(broker.matchingTriggers(for: Self.event("events.a.x")) == ["a", "b"])
@@ -112,11 +117,13 @@ struct BrokerTests {
     func concurrentChanges() async throws {
         let broker = Broker(configuration: Self.quiet())
         let sink = CollectorSink()
-        try broker.addTrigger(Trigger(name: "stable", filter: TriggerFilter(subjectPattern: "events.stable.>"), sink: sink))
+        try broker.addTrigger(
+            Trigger(name: "stable", filter: TriggerFilter(subjectPattern: "events.stable.>"), sink: sink))
         await withTaskGroup(of: Void.self) { group in
             group.addTask {
                 for i in 0..<300 {
-                    try? broker.addTrigger(Trigger(name: "t\(i)", filter: TriggerFilter(subjectPattern: "events.t\(i).>"), sink: sink))
+                    try? broker.addTrigger(
+                        Trigger(name: "t\(i)", filter: TriggerFilter(subjectPattern: "events.t\(i).>"), sink: sink))
                     if i % 3 == 0 { try? broker.removeTrigger(named: "t\(i)") }
                 }
             }
@@ -137,7 +144,10 @@ struct BrokerTests {
         let rendezvous = InProcessSink { event in
             arrived.add(1, ordering: .relaxed)
             // Each sink waits for the other: only possible when both run at once.
-            guard await eventually(within: .seconds(10), every: .milliseconds(1), { arrived.load(ordering: .relaxed) == 2 }) else {
+            guard
+                await eventually(
+                    within: .seconds(10), every: .milliseconds(1), { arrived.load(ordering: .relaxed) == 2 })
+            else {
                 throw CourierError(.timeout, "the other sink never started", input: event.id)
             }
             return nil
@@ -160,7 +170,9 @@ struct BrokerTests {
             backoff: .exponential(base: .milliseconds(100), maximum: .milliseconds(250)),
             attemptTimeout: nil
         )
-        try broker.addTrigger(Trigger(name: "flaky", filter: TriggerFilter(subjectPattern: "events.orders.>"), sink: sink, delivery: policy))
+        try broker.addTrigger(
+            Trigger(
+                name: "flaky", filter: TriggerFilter(subjectPattern: "events.orders.>"), sink: sink, delivery: policy))
         let event = Self.event("events.orders.created", metadata: ["tenant": "acme"])
         let started = Event.currentTimestamp()
         let routing = Task { await broker.route(event) }
@@ -206,7 +218,8 @@ struct BrokerTests {
     func linearBackoffRecovers() async throws {
         let clock = ManualClock()
         let letters = MemoryDlqHandler()
-        let policy = DeliveryPolicy(retries: 4, backoff: .linear(base: .milliseconds(50), maximum: .seconds(1)), attemptTimeout: nil)
+        let policy = DeliveryPolicy(
+            retries: 4, backoff: .linear(base: .milliseconds(50), maximum: .seconds(1)), attemptTimeout: nil)
         let broker = Broker(configuration: Self.quiet(.init(delivery: policy, deadLetters: letters, clock: clock)))
         let sink = FlakySink(failures: 2)
         try broker.addTrigger(Trigger(name: "recovering", sink: sink))
@@ -231,7 +244,8 @@ struct BrokerTests {
             try await Task.sleep(for: .seconds(3600))
             return nil
         }
-        try broker.addTrigger(Trigger(name: "slow", sink: hanging, delivery: DeliveryPolicy(retries: 0, attemptTimeout: .seconds(2))))
+        try broker.addTrigger(
+            Trigger(name: "slow", sink: hanging, delivery: DeliveryPolicy(retries: 0, attemptTimeout: .seconds(2))))
         let routing = Task { await broker.route(Self.event("events.x.y")) }
         #expect(await clock.waitForSleepers(1, within: .seconds(10)) == [.seconds(2)])
         clock.advance(by: .seconds(2))
@@ -244,7 +258,8 @@ struct BrokerTests {
     @Test("When even the dead-letter handler fails, the failure surfaces as a result, an error and a metric")
     func deadLetterFailureSurfaces() async throws {
         let broker = Broker(configuration: Self.quiet(.init(deadLetters: RefusingDlqHandler())))
-        try broker.addTrigger(Trigger(name: "doomed", sink: FlakySink(failures: .max), delivery: DeliveryPolicy(retries: 0)))
+        try broker.addTrigger(
+            Trigger(name: "doomed", sink: FlakySink(failures: .max), delivery: DeliveryPolicy(retries: 0)))
         try broker.addTrigger(Trigger(name: "fine", sink: CollectorSink()))
         let event = Self.event("events.x.y")
         let result = await broker.route(event)
@@ -262,11 +277,16 @@ struct BrokerTests {
         let broker = Broker(configuration: Self.quiet(.init(deadLetters: letters)))
         let answers = CollectorSink()
         try broker.addTrigger(
-            Trigger(name: "ask", filter: TriggerFilter(subjectPattern: "events.questions.>"), sink: InProcessSink { question in
-                Event(subject: "events.answers.\(question.subject.split(separator: ".").last!)", category: "answers", payload: ["to": .string(question.id)])
-            })
+            Trigger(
+                name: "ask", filter: TriggerFilter(subjectPattern: "events.questions.>"),
+                sink: InProcessSink { question in
+                    Event(
+                        subject: "events.answers.\(question.subject.split(separator: ".").last!)", category: "answers",
+                        payload: ["to": .string(question.id)])
+                })
         )
-        try broker.addTrigger(Trigger(name: "answers", filter: TriggerFilter(subjectPattern: "events.answers.>"), sink: answers))
+        try broker.addTrigger(
+            Trigger(name: "answers", filter: TriggerFilter(subjectPattern: "events.answers.>"), sink: answers))
         let result = await broker.route(Self.event("events.questions.q1"))
         #expect(result.delivered == 1 && result.replies == 1)
         let answer = try #require(answers.events.first)
@@ -275,10 +295,13 @@ struct BrokerTests {
 
         // A sink that answers every ping with another ping.
         let pings = CollectorSink()
-        try broker.addTrigger(Trigger(name: "pong", filter: TriggerFilter(subjectPattern: "events.ping.>"), sink: InProcessSink { ping in
-            _ = try await pings.deliver(ping)
-            return Event(subject: ping.subject, category: "ping", payload: nil, metadata: ping.metadata)
-        }))
+        try broker.addTrigger(
+            Trigger(
+                name: "pong", filter: TriggerFilter(subjectPattern: "events.ping.>"),
+                sink: InProcessSink { ping in
+                    _ = try await pings.deliver(ping)
+                    return Event(subject: ping.subject, category: "ping", payload: nil, metadata: ping.metadata)
+                }))
         let loop = await broker.route(Self.event("events.ping.x"))
         #expect(pings.events.count == 16, "hops 0 through 15 are routed")
         #expect(pings.events.map(Broker.hops(of:)) == Array(0..<16))
@@ -305,23 +328,35 @@ struct BrokerTests {
         busReplies.withLock { $0 = bus }
         let audit = CollectorSink()
         try broker.addTrigger(
-            Trigger(name: "audit", filter: TriggerFilter(subjectPattern: "events.orders.>"), sink: try TopicSink(provider: provider, subject: "events.audit.orders"))
+            Trigger(
+                name: "audit", filter: TriggerFilter(subjectPattern: "events.orders.>"),
+                sink: try TopicSink(provider: provider, subject: "events.audit.orders"))
         )
-        try broker.addTrigger(Trigger(name: "audit-log", filter: TriggerFilter(subjectPattern: "events.audit.>"), sink: audit))
         try broker.addTrigger(
-            Trigger(name: "receipt", filter: TriggerFilter(eventType: "order.paid"), sink: InProcessSink { paid in
-                Event(subject: "events.receipts.sent", category: "receipts", payload: ["for": .string(paid.id)])
-            })
+            Trigger(name: "audit-log", filter: TriggerFilter(subjectPattern: "events.audit.>"), sink: audit))
+        try broker.addTrigger(
+            Trigger(
+                name: "receipt", filter: TriggerFilter(eventType: "order.paid"),
+                sink: InProcessSink { paid in
+                    Event(subject: "events.receipts.sent", category: "receipts", payload: ["for": .string(paid.id)])
+                })
         )
-        try broker.addTrigger(Trigger(name: "broken", filter: TriggerFilter(eventType: "order.broken"), sink: FlakySink(failures: .max), delivery: DeliveryPolicy(retries: 0)))
+        try broker.addTrigger(
+            Trigger(
+                name: "broken", filter: TriggerFilter(eventType: "order.broken"), sink: FlakySink(failures: .max),
+                delivery: DeliveryPolicy(retries: 0)))
 
         let paid = try await bus.publish(
-            category: "orders", topic: "paid", eventType: "order.paid", version: 1, summary: "paid", source: "shop", payload: ["id": 7])
+            category: "orders", topic: "paid", eventType: "order.paid", version: 1, summary: "paid", source: "shop",
+            payload: ["id": 7])
         try await bus.publish(
-            category: "orders", topic: "broken", eventType: "order.broken", version: 1, summary: "broken", source: "shop", payload: [:])
+            category: "orders", topic: "broken", eventType: "order.broken", version: 1, summary: "broken",
+            source: "shop", payload: [:])
 
         let stored = try await provider.history(filter: "events.>", limit: 100)
-        #expect(stored.contains { $0.subject == "events.receipts.sent" && $0.payload["for"] == .string(paid.id) }, "the reply was published")
+        #expect(
+            stored.contains { $0.subject == "events.receipts.sent" && $0.payload["for"] == .string(paid.id) },
+            "the reply was published")
         let republished = stored.filter { $0.subject == "events.audit.orders" }
         #expect(republished.count == 2)
         #expect(republished.map { $0.metadata["courier_original_id"] }.contains(paid.id))

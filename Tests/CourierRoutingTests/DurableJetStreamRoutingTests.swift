@@ -16,7 +16,8 @@ func courierExecutable() throws -> String {
     // The test bundle may be a directory (…/courierPackageTests.xctest/…) on some setups.
     candidates.append(bundleDirectory.deletingLastPathComponent().appendingPathComponent("courier").path)
     if let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) { return found }
-    throw CourierTestingError("courier executable not found at \(candidates); build it (swift build) or set COURIER_BIN")
+    throw CourierTestingError(
+        "courier executable not found at \(candidates); build it (swift build) or set COURIER_BIN")
 }
 
 /// A `courier route` child process; killed when dropped.
@@ -29,7 +30,9 @@ final class RouteProcess: @unchecked Sendable {
         _ = FileManager.default.createFile(atPath: output, contents: nil)
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: output))
         process.executableURL = URL(fileURLWithPath: try courierExecutable())
-        process.arguments = ["route", "--config", config, "--server", server, "--stream", stream, "--log-level", "info"]
+        process.arguments = [
+            "route", "--config", config, "--server", server, "--stream", stream, "--log-level", "info",
+        ]
         process.standardOutput = handle
         process.standardError = handle
         try process.run()
@@ -69,7 +72,9 @@ struct DurableJetStreamRoutingTests {
 
     /// The original ids of the events republished on `events.audit.>`.
     static func audited(_ provider: JetStreamProvider) async throws -> [String] {
-        try await provider.history(filter: "events.audit.>", limit: 100_000).compactMap { $0.metadata["courier_original_id"] }
+        try await provider.history(filter: "events.audit.>", limit: 100_000).compactMap {
+            $0.metadata["courier_original_id"]
+        }
     }
 
     @Test("courier route killed with SIGKILL mid-stream and restarted: every event reaches its sinks, none lost")
@@ -98,7 +103,8 @@ struct DurableJetStreamRoutingTests {
         let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "ROUTE"))
         let total = 600
         let published = Atomic<Int>(0)
-        var first: RouteProcess? = try RouteProcess(config: config, server: server.url, stream: "ROUTE", directory: server.workDirectory, tag: "1")
+        var first: RouteProcess? = try RouteProcess(
+            config: config, server: server.url, stream: "ROUTE", directory: server.workDirectory, tag: "1")
         let publisher = Task {
             var ids: [String] = []
             for i in 0..<total {
@@ -124,7 +130,8 @@ struct DurableJetStreamRoutingTests {
         #expect(atKill < total, "the broker was killed mid-stream")
         first = nil
 
-        let second = try RouteProcess(config: config, server: server.url, stream: "ROUTE", directory: server.workDirectory, tag: "2")
+        let second = try RouteProcess(
+            config: config, server: server.url, stream: "ROUTE", directory: server.workDirectory, tag: "2")
         let ids = try await publisher.value
         #expect(await eventually(within: .seconds(90)) { ((try? await Self.audited(provider).count) ?? 0) >= total })
         let audited = try await Self.audited(provider)

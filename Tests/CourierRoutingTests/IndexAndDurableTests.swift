@@ -28,16 +28,24 @@ struct TriggerIndexTests {
 
     static func randomFilter(_ random: inout SeededGenerator) -> TriggerFilter {
         var filter = TriggerFilter()
-        if Int.random(in: 0..<3, using: &random) == 0 { filter.eventType = types.filter { !$0.isEmpty }.randomElement(using: &random) }
+        if Int.random(in: 0..<3, using: &random) == 0 {
+            filter.eventType = types.filter { !$0.isEmpty }.randomElement(using: &random)
+        }
         if Int.random(in: 0..<2, using: &random) == 0 {
             let category = Int.random(in: 0..<4, using: &random) == 0 ? "*" : categories.randomElement(using: &random)!
             let tail = ["*", ">", "created", "eu.*", "us.>", "paid"].randomElement(using: &random)!
-            filter.subjectPattern = Int.random(in: 0..<6, using: &random) == 0 ? "events.>" : "events.\(category).\(tail)"
+            filter.subjectPattern =
+                Int.random(in: 0..<6, using: &random) == 0 ? "events.>" : "events.\(category).\(tail)"
         }
         if Int.random(in: 0..<4, using: &random) == 0 { filter.source = sources.randomElement(using: &random) }
-        if Int.random(in: 0..<4, using: &random) == 0 { filter.attributes = ["tenant": ["acme", "globex"].randomElement(using: &random)!] }
+        if Int.random(in: 0..<4, using: &random) == 0 {
+            filter.attributes = ["tenant": ["acme", "globex"].randomElement(using: &random)!]
+        }
         switch Int.random(in: 0..<6, using: &random) {
-        case 0: filter.expressions = [.exact("type", types.randomElement(using: &random)!.isEmpty ? "a3s.event" : "order.paid")]
+        case 0:
+            filter.expressions = [
+                .exact("type", types.randomElement(using: &random)!.isEmpty ? "a3s.event" : "order.paid")
+            ]
         case 1: filter.expressions = [.any([.prefix("source", "sh"), .exact("tenant", "acme")])]
         case 2: filter.expressions = [.not(.suffix("subject", "created"))]
         case 3: filter.expressions = [.all([.exact("region", "eu"), .prefix("category", "ord")])]
@@ -81,7 +89,9 @@ struct TriggerIndexTests {
         for _ in 0..<2000 {
             let event = Self.randomEvent(&random)
             let expected = linear.matchingTriggers(for: event)
-            #expect(indexed.matchingTriggers(for: event) == expected, "\(event.subject) \(event.eventType) \(event.source) \(event.metadata)")
+            #expect(
+                indexed.matchingTriggers(for: event) == expected,
+                "\(event.subject) \(event.eventType) \(event.source) \(event.metadata)")
             if !expected.isEmpty { nonEmpty += 1 }
         }
         #expect(nonEmpty > 500, "the generated events exercise matches, not just misses")
@@ -123,7 +133,9 @@ struct DurableMemoryBrokerTests {
         try second.addTrigger(Trigger(name: "all", sink: again))
         let late = Event(subject: "events.orders.created", category: "orders", payload: nil)
         _ = try await provider.publish(late)
-        let secondRun = Task { try await second.runDurable(Broker.Durable(provider: provider, filter: "events.orders.>")) }
+        let secondRun = Task {
+            try await second.runDurable(Broker.Durable(provider: provider, filter: "events.orders.>"))
+        }
         #expect(await eventually(within: .seconds(10)) { !again.events.isEmpty })
         secondRun.cancel()
         _ = try? await secondRun.value
@@ -159,13 +171,21 @@ struct DurableMemoryBrokerTests {
     func deadLettersAreSkipped() async throws {
         let provider = MemoryProvider()
         let seen = CollectorSink()
-        let broker = Broker(configuration: .init(name: "skipper", deadLetters: ProviderDlqHandler(provider: provider), logger: Self.quietLogger()))
+        let broker = Broker(
+            configuration: .init(
+                name: "skipper", deadLetters: ProviderDlqHandler(provider: provider), logger: Self.quietLogger()))
         try broker.addTrigger(Trigger(name: "everything", sink: seen))
-        try broker.addTrigger(Trigger(name: "failing", filter: TriggerFilter(eventType: "bad"), sink: FlakySink(failures: .max), delivery: DeliveryPolicy(retries: 0)))
+        try broker.addTrigger(
+            Trigger(
+                name: "failing", filter: TriggerFilter(eventType: "bad"), sink: FlakySink(failures: .max),
+                delivery: DeliveryPolicy(retries: 0)))
         let bad = Event(subject: "events.orders.bad", category: "orders", eventType: "bad", payload: nil)
         _ = try await provider.publish(bad)
         let run = Task { try await broker.runDurable(Broker.Durable(provider: provider)) }
-        #expect(await eventually(within: .seconds(10)) { (try? await provider.history(filter: "events.dlq.>", limit: 10).count) == 1 })
+        #expect(
+            await eventually(within: .seconds(10)) {
+                (try? await provider.history(filter: "events.dlq.>", limit: 10).count) == 1
+            })
         let marker = Event(subject: "events.orders.marker", category: "orders", payload: nil)
         _ = try await provider.publish(marker)
         #expect(await eventually(within: .seconds(10)) { seen.events.contains { $0.id == marker.id } })

@@ -36,26 +36,35 @@ struct RoutingConfigurationTests {
         #expect(routing.deadLetter.type == "provider")
         #expect(routing.delivery.attemptTimeout == .seconds(30))
         #expect(routing.broker.name == "courier-broker")
-        let unbounded = try Self.parse(#"{"delivery":{"attemptTimeoutMilliseconds":null},"triggers":[{"name":"t","sink":{"type":"log"}}]}"#)
+        let unbounded = try Self.parse(
+            #"{"delivery":{"attemptTimeoutMilliseconds":null},"triggers":[{"name":"t","sink":{"type":"log"}}]}"#)
         #expect(unbounded.delivery.attemptTimeout == nil)
     }
 
-    @Test("Bad files are rejected with the file and the offending field named", arguments: [
-        (#"{"triggers":[{"name":"t","sink":{"type":"log"}}],"trigers":[]}"#, "trigers"),
-        (#"{"triggers":[{"name":"t","filter":{"eventtype":"x"},"sink":{"type":"log"}}]}"#, "eventtype"),
-        (#"{"triggers":[{"name":"t","sink":{"type":"webhook"}}]}"#, "webhook"),
-        (#"{"triggers":[{"name":"t","sink":{"type":"topic"}}]}"#, "subject"),
-        (#"{"triggers":[{"name":"t","sink":{"type":"topic","subject":"events.a.>"}}]}"#, "events.a.>"),
-        (#"{"triggers":[{"name":"t","sink":{"type":"log"}},{"name":"t","sink":{"type":"log"}}]}"#, "used twice"),
-        (#"{"triggers":[]}"#, "at least one trigger"),
-        (#"{"triggers":[{"name":"t","filter":{"subjectPattern":"events.>.x"},"sink":{"type":"log"}}]}"#, "subjectPattern"),
-        (#"{"triggers":[{"name":"t","sink":{"type":"log"},"delivery":{"retries":-1}}]}"#, "retries"),
-        (#"{"delivery":{"backoff":{"kind":"fibonacci"}},"triggers":[{"name":"t","sink":{"type":"log"}}]}"#, "fibonacci"),
-        (#"{"broker":{"concurrency":0},"triggers":[{"name":"t","sink":{"type":"log"}}]}"#, "concurrency"),
-        (#"{"triggers":[{"name":"t","sink":{"type":"log","level":"loud"}}]}"#, "loud"),
-        (#"{"triggers":[{"sink":{"type":"log"}}]}"#, "name"),
-        (#"{"triggers":"#, "route.json"),
-    ])
+    @Test(
+        "Bad files are rejected with the file and the offending field named",
+        arguments: [
+            (#"{"triggers":[{"name":"t","sink":{"type":"log"}}],"trigers":[]}"#, "trigers"),
+            (#"{"triggers":[{"name":"t","filter":{"eventtype":"x"},"sink":{"type":"log"}}]}"#, "eventtype"),
+            (#"{"triggers":[{"name":"t","sink":{"type":"webhook"}}]}"#, "webhook"),
+            (#"{"triggers":[{"name":"t","sink":{"type":"topic"}}]}"#, "subject"),
+            (#"{"triggers":[{"name":"t","sink":{"type":"topic","subject":"events.a.>"}}]}"#, "events.a.>"),
+            (#"{"triggers":[{"name":"t","sink":{"type":"log"}},{"name":"t","sink":{"type":"log"}}]}"#, "used twice"),
+            (#"{"triggers":[]}"#, "at least one trigger"),
+            (
+                #"{"triggers":[{"name":"t","filter":{"subjectPattern":"events.>.x"},"sink":{"type":"log"}}]}"#,
+                "subjectPattern"
+            ),
+            (#"{"triggers":[{"name":"t","sink":{"type":"log"},"delivery":{"retries":-1}}]}"#, "retries"),
+            (
+                #"{"delivery":{"backoff":{"kind":"fibonacci"}},"triggers":[{"name":"t","sink":{"type":"log"}}]}"#,
+                "fibonacci"
+            ),
+            (#"{"broker":{"concurrency":0},"triggers":[{"name":"t","sink":{"type":"log"}}]}"#, "concurrency"),
+            (#"{"triggers":[{"name":"t","sink":{"type":"log","level":"loud"}}]}"#, "loud"),
+            (#"{"triggers":[{"sink":{"type":"log"}}]}"#, "name"),
+            (#"{"triggers":"#, "route.json"),
+        ])
     func badFiles(text: String, mentions: String) throws {
         let error = try #require(throws: CourierError.self) {
             let routing = try Self.parse(text)

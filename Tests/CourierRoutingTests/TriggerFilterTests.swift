@@ -23,22 +23,24 @@ struct TriggerFilterTests {
         #expect(TriggerFilter().matches(Event(subject: "events.x.y", category: "x", payload: nil)))
     }
 
-    @Test("Each a3s field on its own", arguments: [
-        (TriggerFilter(eventType: "order.paid"), true),
-        (TriggerFilter(eventType: "order.created"), false),
-        (TriggerFilter(source: "shop-eu"), true),
-        (TriggerFilter(source: "shop"), false),
-        (TriggerFilter(subjectPattern: "events.orders.paid"), true),
-        (TriggerFilter(subjectPattern: "events.*.paid"), true),
-        (TriggerFilter(subjectPattern: "events.>"), true),
-        (TriggerFilter(subjectPattern: "events.orders"), false),
-        (TriggerFilter(subjectPattern: "events.orders.paid.>"), false),
-        (TriggerFilter(subjectPattern: "events.*"), false),
-        (TriggerFilter(attributes: ["tenant": "acme"]), true),
-        (TriggerFilter(attributes: ["tenant": "acme", "region": "eu-west"]), true),
-        (TriggerFilter(attributes: ["tenant": "acme", "region": "us"]), false),
-        (TriggerFilter(attributes: ["missing": "x"]), false),
-    ])
+    @Test(
+        "Each a3s field on its own",
+        arguments: [
+            (TriggerFilter(eventType: "order.paid"), true),
+            (TriggerFilter(eventType: "order.created"), false),
+            (TriggerFilter(source: "shop-eu"), true),
+            (TriggerFilter(source: "shop"), false),
+            (TriggerFilter(subjectPattern: "events.orders.paid"), true),
+            (TriggerFilter(subjectPattern: "events.*.paid"), true),
+            (TriggerFilter(subjectPattern: "events.>"), true),
+            (TriggerFilter(subjectPattern: "events.orders"), false),
+            (TriggerFilter(subjectPattern: "events.orders.paid.>"), false),
+            (TriggerFilter(subjectPattern: "events.*"), false),
+            (TriggerFilter(attributes: ["tenant": "acme"]), true),
+            (TriggerFilter(attributes: ["tenant": "acme", "region": "eu-west"]), true),
+            (TriggerFilter(attributes: ["tenant": "acme", "region": "us"]), false),
+            (TriggerFilter(attributes: ["missing": "x"]), false),
+        ])
     func singleFields(filter: TriggerFilter, expected: Bool) throws {
         try filter.validate()
         #expect(filter.matches(Self.paid) == expected)
@@ -46,7 +48,9 @@ struct TriggerFilterTests {
 
     @Test("a3s fields are ANDed")
     func fieldsAreAnded() {
-        let all = TriggerFilter(eventType: "order.paid", source: "shop-eu", subjectPattern: "events.orders.*", attributes: ["tenant": "acme"])
+        let all = TriggerFilter(
+            eventType: "order.paid", source: "shop-eu", subjectPattern: "events.orders.*",
+            attributes: ["tenant": "acme"])
         #expect(all.matches(Self.paid))
         for broken in [
             TriggerFilter(eventType: "order.paid", source: "shop-us", subjectPattern: "events.orders.*"),
@@ -58,24 +62,26 @@ struct TriggerFilterTests {
         }
     }
 
-    @Test("Expressions: exact, prefix, suffix on event attributes and metadata", arguments: [
-        (FilterExpression.exact("type", "order.paid"), true),
-        (.exact("id", "evt-1"), true),
-        (.exact("subject", "events.orders.paid"), true),
-        (.exact("category", "orders"), true),
-        (.exact("a3scategory", "orders"), true),
-        (.exact("version", "2"), true),
-        (.exact("specversion", "1.0"), true),
-        (.exact("tenant", "acme"), true),
-        (.exact("tenant", "acm"), false),
-        (.prefix("source", "shop-"), true),
-        (.prefix("source", "eu"), false),
-        (.suffix("source", "-eu"), true),
-        (.suffix("summary", "order 7"), true),
-        (.prefix("traceparent", "00-"), true),
-        (.exact("absent", ""), false),
-        (.prefix("absent", ""), false),
-    ])
+    @Test(
+        "Expressions: exact, prefix, suffix on event attributes and metadata",
+        arguments: [
+            (FilterExpression.exact("type", "order.paid"), true),
+            (.exact("id", "evt-1"), true),
+            (.exact("subject", "events.orders.paid"), true),
+            (.exact("category", "orders"), true),
+            (.exact("a3scategory", "orders"), true),
+            (.exact("version", "2"), true),
+            (.exact("specversion", "1.0"), true),
+            (.exact("tenant", "acme"), true),
+            (.exact("tenant", "acm"), false),
+            (.prefix("source", "shop-"), true),
+            (.prefix("source", "eu"), false),
+            (.suffix("source", "-eu"), true),
+            (.suffix("summary", "order 7"), true),
+            (.prefix("traceparent", "00-"), true),
+            (.exact("absent", ""), false),
+            (.prefix("absent", ""), false),
+        ])
     func leafExpressions(expression: FilterExpression, expected: Bool) throws {
         try expression.validate()
         #expect(expression.matches(Self.paid) == expected)
@@ -125,13 +131,15 @@ struct TriggerFilterTests {
         #expect(again == filter)
     }
 
-    @Test("Invalid filters are rejected with the reason", arguments: [
-        (#"{"subjectPattern":"events.>.x"}"#, "subjectPattern"),
-        (#"{"eventtype":"order.paid"}"#, "eventtype"),
-        (#"{"expressions":[{"exact":{"type":"a","source":"b"}}]}"#, "exact"),
-        (#"{"expressions":[{"exact":{"type":"a"},"prefix":{"source":"b"}}]}"#, "exactly one"),
-        (#"{"expressions":[{"contains":{"type":"a"}}]}"#, "exactly one"),
-    ])
+    @Test(
+        "Invalid filters are rejected with the reason",
+        arguments: [
+            (#"{"subjectPattern":"events.>.x"}"#, "subjectPattern"),
+            (#"{"eventtype":"order.paid"}"#, "eventtype"),
+            (#"{"expressions":[{"exact":{"type":"a","source":"b"}}]}"#, "exact"),
+            (#"{"expressions":[{"exact":{"type":"a"},"prefix":{"source":"b"}}]}"#, "exactly one"),
+            (#"{"expressions":[{"contains":{"type":"a"}}]}"#, "exactly one"),
+        ])
     func invalidJSONFilters(text: String, mentions: String) throws {
         let error = try #require(throws: CourierError.self) {
             let filter = try JSONValue(parsing: text).decode(TriggerFilter.self)
@@ -167,11 +175,17 @@ struct TriggerFilterTests {
     @Test("Backoff delays: linear and exponential, capped")
     func backoffDelays() {
         let linear = Backoff.linear(base: .milliseconds(50), maximum: .milliseconds(120))
-        #expect((1...4).map { linear.delay(beforeRetry: $0) } == [.milliseconds(50), .milliseconds(100), .milliseconds(120), .milliseconds(120)])
+        #expect(
+            (1...4).map { linear.delay(beforeRetry: $0) } == [
+                .milliseconds(50), .milliseconds(100), .milliseconds(120), .milliseconds(120),
+            ])
         let exponential = Backoff.exponential(base: .milliseconds(100), maximum: .seconds(1))
         #expect(
             (1...6).map { exponential.delay(beforeRetry: $0) }
-                == [.milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1), .seconds(1)]
+                == [
+                    .milliseconds(100), .milliseconds(200), .milliseconds(400), .milliseconds(800), .seconds(1),
+                    .seconds(1),
+                ]
         )
         #expect(exponential.delay(beforeRetry: 500) == .seconds(1), "no overflow for large retry numbers")
     }

@@ -23,10 +23,12 @@ func ingestBenchmarks() {
         for n in 0..<count { try bus.ingestRaw(events[n & 1023]) }
         let elapsed = (ContinuousClock.now - started).components
         benchmark.stopMeasurement()
-        benchmark.measurement(eventsPerSecond, Int(Double(count) / (Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)))
+        benchmark.measurement(
+            eventsPerSecond, Int(Double(count) / (Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)))
         try await bus.flush()
     } setup: {
         // Rings large enough that the producer never waits; workers drain concurrently.
-        try IngestBus(configuration: .init(shards: 2, ringCapacity: 1 << 20, backpressure: .block(timeout: .seconds(10))))
+        try IngestBus(
+            configuration: .init(shards: 2, ringCapacity: 1 << 20, backpressure: .block(timeout: .seconds(10))))
     }
 }

@@ -12,6 +12,7 @@ extension Benchmark {
         try await body()
         stopMeasurement()
         let elapsed = (ContinuousClock.now - started).components
-        measurement(eventsPerSecond, Int(Double(count) / (Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)))
+        measurement(
+            eventsPerSecond, Int(Double(count) / (Double(elapsed.seconds) + Double(elapsed.attoseconds) / 1e18)))
     }
 }

@@ -9,7 +9,10 @@ func cloudEventPairs() throws -> [Pair] {
         datacontenttype: "application/json", subject: "order-1001",
         time: try CloudEventTime(rfc3339: "2024-05-01T12:00:00.250Z"),
         data: .json(["order": "o-1001", "notes": .string(String(repeating: "x", count: 1000))]),
-        extensions: ["traceparent": .string("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"), "tenant": .string("acme")]
+        extensions: [
+            "traceparent": .string("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"),
+            "tenant": .string("acme"),
+        ]
     )
     let bytes = try CloudEventJSON.encode(event)
     let document = try JSONSerialization.jsonObject(with: Data(bytes))

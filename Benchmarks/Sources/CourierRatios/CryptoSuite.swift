@@ -7,11 +7,12 @@ func opensslSpeed(size: Int, decrypt: Bool) throws -> Double {
     // from them) have blocked: start it through python3 with an empty signal mask.
     let process = Process()
     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = [
-        "python3", "-c",
-        "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, set()); os.execvp(sys.argv[1], sys.argv[1:])",
-        "openssl", "speed",
-    ] + (decrypt ? ["-decrypt"] : []) + ["-evp", "aes-256-gcm", "-bytes", String(size), "-seconds", "1", "-mr"]
+    process.arguments =
+        [
+            "python3", "-c",
+            "import os, signal, sys; signal.pthread_sigmask(signal.SIG_SETMASK, set()); os.execvp(sys.argv[1], sys.argv[1:])",
+            "openssl", "speed",
+        ] + (decrypt ? ["-decrypt"] : []) + ["-evp", "aes-256-gcm", "-bytes", String(size), "-seconds", "1", "-mr"]
     let output = Pipe()
     process.standardOutput = output
     process.standardError = FileHandle.nullDevice
@@ -63,12 +64,15 @@ func cryptoPairs() throws -> [Pair] {
                 measureBaseline: { try opensslSpeed(size: size, decrypt: true) },
                 measureCourier: {
                     try await timed(iterations) {
-                        for _ in 0..<iterations { _ = try sealed.withUnsafeBytes { try AESGCM.open($0, key: keyBytes, nonce: nonce) } }
+                        for _ in 0..<iterations {
+                            _ = try sealed.withUnsafeBytes { try AESGCM.open($0, key: keyBytes, nonce: nonce) }
+                        }
                     } * Double(size)
                 }
             )
         )
-        let event = Event(subject: "events.bench.crypto", category: "bench", payload: .string(String(repeating: "a", count: size)))
+        let event = Event(
+            subject: "events.bench.crypto", category: "bench", payload: .string(String(repeating: "a", count: size)))
         pairs.append(
             Pair(
                 name: "event payload encrypt + decrypt, \(size) B (payload bytes/s)",
@@ -95,11 +99,17 @@ func validationPairs() throws -> [Pair] {
     try registry.register(
         EventSchema(
             eventType: "bench.ten", version: 1, requiredFields: fields,
-            fieldTypes: Dictionary(uniqueKeysWithValues: fields.enumerated().map { ($1, $0 % 2 == 0 ? JSONFieldType.string : .integer) })
+            fieldTypes: Dictionary(
+                uniqueKeysWithValues: fields.enumerated().map { ($1, $0 % 2 == 0 ? JSONFieldType.string : .integer) })
         )
     )
-    let payload = JSONValue.object(Dictionary(uniqueKeysWithValues: fields.enumerated().map { ($1, $0 % 2 == 0 ? JSONValue.string("value\($0)") : .int(Int64($0))) }))
-    let event = Event(subject: "events.bench.validate", category: "bench", eventType: "bench.ten", version: 1, payload: payload)
+    let payload = JSONValue.object(
+        Dictionary(
+            uniqueKeysWithValues: fields.enumerated().map {
+                ($1, $0 % 2 == 0 ? JSONValue.string("value\($0)") : .int(Int64($0)))
+            }))
+    let event = Event(
+        subject: "events.bench.validate", category: "bench", eventType: "bench.ten", version: 1, payload: payload)
     let count = 200_000
     return [
         Pair(

@@ -108,7 +108,8 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
             measureBaseline: {
                 reset()
                 let elapsed = wire.withUnsafeBytes {
-                    cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), Int32(window), 1)
+                    cb_async_publish(
+                        url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), Int32(window), 1)
                 }
                 precondition(elapsed > 0, "baseline failed")
                 return Double(count) / elapsed
@@ -126,7 +127,9 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
                     RawEvent(Event(subject: "\(prefix).market.fx", category: "market", payload: payload))
                 }
                 let bus = try IngestBus(
-                    configuration: .init(shards: 2, backpressure: .block(timeout: .seconds(60)), adapter: JetStreamAdapter(provider: provider))
+                    configuration: .init(
+                        shards: 2, backpressure: .block(timeout: .seconds(60)),
+                        adapter: JetStreamAdapter(provider: provider))
                 )
                 let started = ContinuousClock.now
                 for event in events { try bus.ingestRaw(event) }

@@ -38,7 +38,11 @@ func jetStreamPairs(url: String) -> [Pair] {
                 target: 0.9,
                 measureBaseline: {
                     reset()
-                    let elapsed = wire.withUnsafeBytes { cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(asyncCount), Int32(window), 1) }
+                    let elapsed = wire.withUnsafeBytes {
+                        cb_async_publish(
+                            url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(asyncCount),
+                            Int32(window), 1)
+                    }
                     precondition(elapsed > 0, "baseline failed")
                     return Double(asyncCount) / elapsed
                 },
@@ -63,7 +67,10 @@ func jetStreamPairs(url: String) -> [Pair] {
                 target: 0.95,
                 measureBaseline: {
                     reset()
-                    let elapsed = wire.withUnsafeBytes { cb_sync_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(syncCount), 1) }
+                    let elapsed = wire.withUnsafeBytes {
+                        cb_sync_publish(
+                            url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(syncCount), 1)
+                    }
                     precondition(elapsed > 0, "baseline failed")
                     return Double(syncCount) / elapsed
                 },
@@ -109,7 +116,12 @@ func jetStreamPairs(url: String) -> [Pair] {
                 target: 0.9,
                 measureBaseline: {
                     reset()
-                    precondition(wire.withUnsafeBytes { cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount), Int32(window), 0) } > 0)
+                    precondition(
+                        wire.withUnsafeBytes {
+                            cb_async_publish(
+                                url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount),
+                                Int32(window), 0)
+                        } > 0)
                     let elapsed = cb_fetch_ack(url, stream, "fetch", "\(prefix).>", Int32(consumeCount), 256)
                     precondition(elapsed > 0, "baseline failed")
                     return Double(consumeCount) / elapsed
@@ -125,7 +137,12 @@ func jetStreamPairs(url: String) -> [Pair] {
                 target: nil,
                 measureBaseline: {
                     reset()
-                    precondition(wire.withUnsafeBytes { cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount), Int32(window), 0) } > 0)
+                    precondition(
+                        wire.withUnsafeBytes {
+                            cb_async_publish(
+                                url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount),
+                                Int32(window), 0)
+                        } > 0)
                     let elapsed = cb_push_ack(url, stream, "push", "\(prefix).>", Int32(consumeCount), 1000)
                     precondition(elapsed > 0, "baseline failed")
                     return Double(consumeCount) / elapsed

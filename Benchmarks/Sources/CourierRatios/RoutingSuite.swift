@@ -45,7 +45,9 @@ func routingPairs() throws -> [Pair] {
                 for n in 0..<count { _ = await broker.route(events[n % events.count]) }
             }
             guard delivered.count.load(ordering: .relaxed) - before == count else {
-                throw CourierError(.deliveryFailed, "benchmark routed \(delivered.count.load(ordering: .relaxed) - before) of \(count)")
+                throw CourierError(
+                    .deliveryFailed, "benchmark routed \(delivered.count.load(ordering: .relaxed) - before) of \(count)"
+                )
             }
             return rate
         }

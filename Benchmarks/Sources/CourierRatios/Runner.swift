@@ -26,7 +26,8 @@ struct PairResult {
 func median(_ values: [Double]) -> Double {
     let sorted = values.sorted()
     guard !sorted.isEmpty else { return .nan }
-    return sorted.count % 2 == 1 ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
+    return sorted.count % 2 == 1
+        ? sorted[sorted.count / 2] : (sorted[sorted.count / 2 - 1] + sorted[sorted.count / 2]) / 2
 }
 
 /// Operations per second for `count` operations taking `elapsed`.
@@ -58,7 +59,10 @@ func run(_ pairs: [Pair], rounds: Int, log: (String) -> Void) async throws -> [P
             }
         }
         let result = PairResult(pair: pair, baselineSamples: baseline, courierSamples: courier)
-        log(String(format: "%@: baseline %.0f/s, Courier %.0f/s, ratio %.2f×", pair.name, result.baselineMedian, result.courierMedian, result.ratio))
+        log(
+            String(
+                format: "%@: baseline %.0f/s, Courier %.0f/s, ratio %.2f×", pair.name, result.baselineMedian,
+                result.courierMedian, result.ratio))
         results.append(result)
     }
     return results
@@ -76,7 +80,8 @@ func markdown(_ results: [PairResult], title: String) -> String {
         lines.append(
             String(
                 format: "| %@ | %@ | %.0f | %@ | %.0f | **%.2f×** | %@ |",
-                result.pair.name, result.pair.baseline, result.baselineMedian, result.pair.courier, result.courierMedian,
+                result.pair.name, result.pair.baseline, result.baselineMedian, result.pair.courier,
+                result.courierMedian,
                 result.ratio, target
             )
         )

@@ -39,23 +39,40 @@ for suite in suites {
     case "memory":
         sections.append(markdown(try await run(memoryPairs(), rounds: rounds, log: log), title: "Embedded provider"))
     case "crypto":
-        sections.append(markdown(try await run(cryptoPairs(), rounds: rounds, log: log), title: "Encryption (AES-256-GCM, OpenSSL EVP)"))
+        sections.append(
+            markdown(
+                try await run(cryptoPairs(), rounds: rounds, log: log), title: "Encryption (AES-256-GCM, OpenSSL EVP)"))
     case "cloudevents":
-        sections.append(markdown(try await run(cloudEventPairs(), rounds: rounds, log: log), title: "CloudEvents JSON format"))
+        sections.append(
+            markdown(try await run(cloudEventPairs(), rounds: rounds, log: log), title: "CloudEvents JSON format"))
     case "ingest":
-        sections.append(markdown(try await run(ingestPairs(), rounds: rounds, log: log), title: "Ingest core (no adapter I/O)"))
+        sections.append(
+            markdown(try await run(ingestPairs(), rounds: rounds, log: log), title: "Ingest core (no adapter I/O)"))
         let url = try await natsURL()
-        sections.append(markdown(try await run(ingestJetStreamPairs(url: url), rounds: rounds, log: log), title: "Ingest into JetStream (nats-server 2.9.10, same server)"))
+        sections.append(
+            markdown(
+                try await run(ingestJetStreamPairs(url: url), rounds: rounds, log: log),
+                title: "Ingest into JetStream (nats-server 2.9.10, same server)"))
     case "ingest-jetstream":
         let url = try await natsURL()
-        sections.append(markdown(try await run(ingestJetStreamPairs(url: url), rounds: rounds, log: log), title: "Ingest into JetStream"))
+        sections.append(
+            markdown(
+                try await run(ingestJetStreamPairs(url: url), rounds: rounds, log: log), title: "Ingest into JetStream")
+        )
     case "routing":
-        sections.append(markdown(try await run(routingPairs(), rounds: rounds, log: log), title: "Routing (Broker.route, one matching trigger per event)"))
+        sections.append(
+            markdown(
+                try await run(routingPairs(), rounds: rounds, log: log),
+                title: "Routing (Broker.route, one matching trigger per event)"))
     case "schema":
-        sections.append(markdown(try await run(validationPairs(), rounds: rounds, log: log), title: "Schema validation"))
+        sections.append(
+            markdown(try await run(validationPairs(), rounds: rounds, log: log), title: "Schema validation"))
     case "jetstream":
         let url = try await natsURL()
-        sections.append(markdown(try await run(jetStreamPairs(url: url), rounds: rounds, log: log), title: "JetStream (nats-server 2.9.10, same server, 128-byte payloads)"))
+        sections.append(
+            markdown(
+                try await run(jetStreamPairs(url: url), rounds: rounds, log: log),
+                title: "JetStream (nats-server 2.9.10, same server, 128-byte payloads)"))
     default:
         log("unknown suite \(suite)")
         exit(2)

@@ -1,7 +1,7 @@
 public import Logging
 import ServiceContextModule
-import Tracing
 import Synchronization
+import Tracing
 
 /// The application-facing API: publish, list and count events, and manage named subscribers,
 /// on top of any ``EventProvider``.
@@ -62,7 +62,9 @@ public final class EventBus: Sendable {
         source: String,
         payload: JSONValue
     ) async throws -> Event {
-        try await publish(category: category, topic: topic, eventType: "", version: 1, summary: summary, source: source, payload: payload)
+        try await publish(
+            category: category, topic: topic, eventType: "", version: 1, summary: summary, source: source,
+            payload: payload)
     }
 
     /// Publishes a typed event (validated against the schema registry when one is configured).
@@ -225,7 +227,9 @@ public final class EventBus: Sendable {
             throw CourierError(.invalidConfiguration, "subscriberID must not be empty", input: filter.subscriberID)
         }
         guard !filter.subjects.isEmpty else {
-            throw CourierError(.invalidConfiguration, "subscriber '\(filter.subscriberID)' has no subjects", input: filter.subscriberID)
+            throw CourierError(
+                .invalidConfiguration, "subscriber '\(filter.subscriberID)' has no subjects", input: filter.subscriberID
+            )
         }
         for subject in filter.subjects { _ = try provider.validatedFilter(subject) }
         try filter.options?.validate()
@@ -263,7 +267,8 @@ public final class EventBus: Sendable {
                 opened.append(
                     filter.durable
                         ? try await subscribeDurable(
-                            consumer: ConsumerName.forSubscriber(subscriberID, filter: subject), filter: subject, options: options)
+                            consumer: ConsumerName.forSubscriber(subscriberID, filter: subject), filter: subject,
+                            options: options)
                         : try await subscribe(subject, options: options)
                 )
             }
@@ -276,7 +281,9 @@ public final class EventBus: Sendable {
 
     /// An ephemeral subscription whose deliveries are decrypted, counted, and dead-lettered
     /// through the bus's handler.
-    public func subscribe(_ filter: String, options: SubscribeOptions = SubscribeOptions()) async throws -> EventSubscription {
+    public func subscribe(_ filter: String, options: SubscribeOptions = SubscribeOptions()) async throws
+        -> EventSubscription
+    {
         let subscription = try await provider.subscribe(filter, options: busOptions(options))
         metrics.recordSubscribe()
         return wrap(subscription)
@@ -284,10 +291,12 @@ public final class EventBus: Sendable {
 
     /// A durable subscription whose deliveries are decrypted, counted, and dead-lettered through
     /// the bus's handler.
-    public func subscribeDurable(consumer: String, filter: String, options: SubscribeOptions = SubscribeOptions()) async throws
+    public func subscribeDurable(consumer: String, filter: String, options: SubscribeOptions = SubscribeOptions())
+        async throws
         -> EventSubscription
     {
-        let subscription = try await provider.subscribeDurable(consumer: consumer, filter: filter, options: busOptions(options))
+        let subscription = try await provider.subscribeDurable(
+            consumer: consumer, filter: filter, options: busOptions(options))
         metrics.recordSubscribe()
         return wrap(subscription)
     }
@@ -304,7 +313,8 @@ public final class EventBus: Sendable {
 
     /// Removes `subscriberID`'s registration and deletes its durable consumers.
     public func removeSubscription(_ subscriberID: String) async throws {
-        let (removed, all) = subscriptions.withLock { map in (map.removeValue(forKey: subscriberID), Array(map.values)) }
+        let (removed, all) = subscriptions.withLock { map in (map.removeValue(forKey: subscriberID), Array(map.values))
+        }
         guard let removed else {
             throw CourierError(.notFound, "no subscription registered for '\(subscriberID)'", input: subscriberID)
         }

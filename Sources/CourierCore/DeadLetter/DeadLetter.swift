@@ -1,5 +1,5 @@
-import Synchronization
 import DequeModule
+import Synchronization
 
 /// An event that could not be processed: its deliveries were exhausted, it was terminated with a
 /// reason, its payload could not be decoded or decrypted, or a routing sink kept failing.

@@ -167,7 +167,9 @@ public final class ProviderAdapter: Adapter {
     public var name: String { "provider(\(provider.name))" }
 
     public func onBatch(_ batch: Batch) async throws {
-        guard !closed.load(ordering: .relaxed) else { throw CourierError(.shutdown, "the provider adapter was shut down") }
+        guard !closed.load(ordering: .relaxed) else {
+            throw CourierError(.shutdown, "the provider adapter was shut down")
+        }
         for (index, raw) in batch.events.enumerated() {
             let event: Event
             do {
@@ -182,7 +184,9 @@ public final class ProviderAdapter: Adapter {
             do {
                 _ = try await provider.publish(event, options: PublishOptions(messageID: batch.dedupeID(at: index)))
             } catch let error as CourierError {
-                throw CourierError(error.isRetryable ? .transient : .fatal, error.message, input: error.input, isRetryable: error.isRetryable)
+                throw CourierError(
+                    error.isRetryable ? .transient : .fatal, error.message, input: error.input,
+                    isRetryable: error.isRetryable)
             }
         }
         logs.withLock { logs in
@@ -192,7 +196,9 @@ public final class ProviderAdapter: Adapter {
                 if let last = log.lastSequence, sequence <= last { continue }  // a retried batch
                 log.next += 1
                 log.events.append(
-                    IngestedEvent(raw: raw, shard: batch.shardID, sequence: sequence, dedupeID: batch.dedupeID(at: index), cursor: log.next)
+                    IngestedEvent(
+                        raw: raw, shard: batch.shardID, sequence: sequence, dedupeID: batch.dedupeID(at: index),
+                        cursor: log.next)
                 )
                 log.lastSequence = sequence
             }
@@ -216,7 +222,8 @@ public final class ProviderAdapter: Adapter {
             }
             let end = min(log.events.count, offset + max(0, limit))
             let events = Array(log.events[offset..<end])
-            return ShardPollResult(events: events, cursor: events.last?.cursor ?? start, hasMore: end < log.events.count, skipped: skipped)
+            return ShardPollResult(
+                events: events, cursor: events.last?.cursor ?? start, hasMore: end < log.events.count, skipped: skipped)
         }
     }
 

@@ -105,8 +105,12 @@ public final class IngestBus: @unchecked Sendable {
             func invalid(_ what: String, _ message: String) -> CourierError {
                 CourierError(.invalidConfiguration, "\(what) \(message)", input: what)
             }
-            guard maxShards >= 1, maxShards <= 1024 else { throw invalid("maxShards", "must be 1…1024, got \(maxShards)") }
-            guard shards >= 1, shards <= maxShards else { throw invalid("shards", "must be 1…\(maxShards), got \(shards)") }
+            guard maxShards >= 1, maxShards <= 1024 else {
+                throw invalid("maxShards", "must be 1…1024, got \(maxShards)")
+            }
+            guard shards >= 1, shards <= maxShards else {
+                throw invalid("shards", "must be 1…\(maxShards), got \(shards)")
+            }
             guard ringCapacity >= 2, ringCapacity <= 1 << 26, ringCapacity & (ringCapacity - 1) == 0 else {
                 throw invalid("ringCapacity", "must be a power of two from 2 to 2^26, got \(ringCapacity)")
             }
@@ -160,7 +164,8 @@ public final class IngestBus: @unchecked Sendable {
             case .block(let timeout) where timeout < .zero:
                 throw CourierError(.invalidConfiguration, "block timeout must not be negative", input: "backpressure")
             case .sample(let rate) where !(rate > 0 && rate <= 1):
-                throw CourierError(.invalidConfiguration, "sample rate must be in (0, 1], got \(rate)", input: "backpressure")
+                throw CourierError(
+                    .invalidConfiguration, "sample rate must be in (0, 1], got \(rate)", input: "backpressure")
             default: break
             }
         }
@@ -213,7 +218,11 @@ public final class IngestBus: @unchecked Sendable {
         } else {
             sampleEvery = 1
         }
-        if case .block(let timeout) = configuration.backpressure.kind { blockTimeout = timeout } else { blockTimeout = nil }
+        if case .block(let timeout) = configuration.backpressure.kind {
+            blockTimeout = timeout
+        } else {
+            blockTimeout = nil
+        }
         table = RingTable(capacity: configuration.maxShards)
         rings = table.rings
         for shard in 0..<configuration.shards {
@@ -276,7 +285,8 @@ public final class IngestBus: @unchecked Sendable {
             let word = layout.load(ordering: .acquiring)
             if word & Self.shutdownFlag != 0 {
                 rejectedAfterShutdown.add(1, ordering: .relaxed)
-                throw CourierError(.shutdown, "the ingest bus is shut down; event on '\(subject)' refused", input: subject)
+                throw CourierError(
+                    .shutdown, "the ingest bus is shut down; event on '\(subject)' refused", input: subject)
             }
             if word & Self.reshardingFlag != 0 {
                 Self.pause(&spins)
@@ -392,7 +402,8 @@ public final class IngestBus: @unchecked Sendable {
             let ring = rings[shard]
             let onEntry = ring.load(.droppedOnEntry)
             stats.eventsIngested += ring.enqueuedCount + onEntry
-            stats.eventsDropped += onEntry + ring.load(.evicted) + ring.load(.droppedInBatches) + ring.load(.droppedAtShutdown)
+            stats.eventsDropped +=
+                onEntry + ring.load(.evicted) + ring.load(.droppedInBatches) + ring.load(.droppedAtShutdown)
             stats.eventsRejected += ring.load(.rejected)
             stats.eventsDispatched += ring.load(.dispatched)
             stats.batchesDispatched += ring.load(.batches)
@@ -439,7 +450,8 @@ public final class IngestBus: @unchecked Sendable {
         try await waitUntil(timeout: timeout, what: "flush") {
             (0..<count).allSatisfy { shard in
                 let ring = self.rings[shard]
-                return ring.load(.dispatched) + ring.load(.evicted) + ring.load(.droppedInBatches) + ring.load(.droppedAtShutdown)
+                return ring.load(.dispatched) + ring.load(.evicted) + ring.load(.droppedInBatches)
+                    + ring.load(.droppedAtShutdown)
                     >= targets[shard]
             }
         } poke: {
@@ -464,17 +476,19 @@ public final class IngestBus: @unchecked Sendable {
             layout.store(word | Self.shutdownFlag, ordering: .releasing)
             let count = Int(word & 0xFFFF)
             for shard in 0..<count { rings[shard].close() }
-            let drained = (try? await waitUntil(timeout: deadline, what: "shutdown") {
-                (0..<count).allSatisfy { self.rings[$0].unaccounted == 0 }
-            } poke: {
-                for shard in 0..<count { self.rings[shard].wake() }
-            }) != nil
+            let drained =
+                (try? await waitUntil(timeout: deadline, what: "shutdown") {
+                    (0..<count).allSatisfy { self.rings[$0].unaccounted == 0 }
+                } poke: {
+                    for shard in 0..<count { self.rings[shard].wake() }
+                }) != nil
             let all = workers.withLock { Array($0.values) }
             for worker in all { worker.requestStop(abandon: !drained) }
             for worker in all { await worker.finish() }
             if !drained || (0..<count).contains(where: { rings[$0].load(.droppedAtShutdown) > 0 }) {
                 lossyShutdown.store(true, ordering: .relaxed)
-                configuration.logger.error("ingest shutdown deadline passed: undelivered events were dropped", metadata: ["stats": "\(stats)"])
+                configuration.logger.error(
+                    "ingest shutdown deadline passed: undelivered events were dropped", metadata: ["stats": "\(stats)"])
             }
             do {
                 try await configuration.adapter.flush()
@@ -498,7 +512,8 @@ public final class IngestBus: @unchecked Sendable {
         var rounds = 0
         while !condition() {
             guard ContinuousClock.now < deadline else {
-                throw CourierError(.timeout, "ingest \(what) did not complete within \(timeout)", input: what, isRetryable: true)
+                throw CourierError(
+                    .timeout, "ingest \(what) did not complete within \(timeout)", input: what, isRetryable: true)
             }
             rounds += 1
             if rounds % 8 == 0 { poke() }
@@ -530,7 +545,9 @@ public final class IngestBus: @unchecked Sendable {
     }
 
     private func reshard(by delta: Int, timeout: Duration) async throws {
-        try await withTaskExecutorPreference(controlExecutor) { try await reshardOnControlThread(by: delta, timeout: timeout) }
+        try await withTaskExecutorPreference(controlExecutor) {
+            try await reshardOnControlThread(by: delta, timeout: timeout)
+        }
     }
 
     private func reshardOnControlThread(by delta: Int, timeout: Duration) async throws {
@@ -628,7 +645,8 @@ public final class IngestBus: @unchecked Sendable {
                 reason: "rings nearly empty (fullest \(Int(fullest * 100))%), dispatches take \(slowest)"
             )
         }
-        return ScalingSuggestion(shards: current, current: current, reason: "fill \(Int(average * 100))% on average, dispatch \(slowest)")
+        return ScalingSuggestion(
+            shards: current, current: current, reason: "fill \(Int(average * 100))% on average, dispatch \(slowest)")
     }
 }
 

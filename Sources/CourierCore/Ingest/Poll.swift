@@ -22,7 +22,10 @@ public struct ConsumeRequest: Sendable, Hashable {
     public var shards: [Int]?
 
     /// Creates a request.
-    public init(limit: Int = 100, cursor: String? = nil, filter: String? = nil, ordering: Ordering = .sequence, shards: [Int]? = nil) {
+    public init(
+        limit: Int = 100, cursor: String? = nil, filter: String? = nil, ordering: Ordering = .sequence,
+        shards: [Int]? = nil
+    ) {
         self.limit = limit
         self.cursor = cursor
         self.filter = filter
@@ -67,7 +70,8 @@ extension IngestBus {
             var cursor = positions[shard] ?? 0
             // Read on past events the filter rejects, within a bounded number of reads.
             for _ in 0..<64 {
-                let result = try await configuration.adapter.pollShard(shard: shard, cursor: cursor, limit: request.limit)
+                let result = try await configuration.adapter.pollShard(
+                    shard: shard, cursor: cursor, limit: request.limit)
                 if result.skipped > 0 { gaps[shard, default: 0] += result.skipped }
                 var taken = 0
                 for event in result.events {

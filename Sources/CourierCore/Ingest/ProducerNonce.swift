@@ -52,7 +52,8 @@ public struct ProducerNonce: Sendable, Hashable {
                 generation = starts + 1
             }
             guard generation < 1 << 23 else {
-                throw CourierError(.invalidConfiguration, "producer nonce file \(path) has counted too many starts", input: path)
+                throw CourierError(
+                    .invalidConfiguration, "producer nonce file \(path) has counted too many starts", input: path)
             }
             try FileStateStore.atomicWrite(Array("\(Hex.encode64(nonce)) \(generation)\n".utf8), to: path)
             return (nonce, generation << 40)

@@ -53,7 +53,8 @@ public struct RawEvent: Sendable, Hashable {
 
     public static func == (lhs: RawEvent, rhs: RawEvent) -> Bool {
         lhs.storage === rhs.storage
-            || (lhs.hash == rhs.hash && lhs.timestamp == rhs.timestamp && lhs.subject == rhs.subject && lhs.bytes == rhs.bytes)
+            || (lhs.hash == rhs.hash && lhs.timestamp == rhs.timestamp && lhs.subject == rhs.subject
+                && lhs.bytes == rhs.bytes)
     }
 
     public func hash(into hasher: inout Hasher) {

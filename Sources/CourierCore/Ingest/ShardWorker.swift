@@ -122,7 +122,9 @@ final class ShardWorker: @unchecked Sendable {
         while true {
             do {
                 if adapter.needsTimeoutGuard {
-                    try await Self.guarded(configuration.adapterTimeout, adapter: adapter) { try await adapter.onBatch(batch) }
+                    try await Self.guarded(configuration.adapterTimeout, adapter: adapter) {
+                        try await adapter.onBatch(batch)
+                    }
                 } else {
                     try await adapter.onBatch(batch)
                 }
@@ -130,7 +132,8 @@ final class ShardWorker: @unchecked Sendable {
                 ring.add(.batches, 1)
                 let elapsed = (ContinuousClock.now - started).components
                 ring.counter(.lastDispatchNanos).pointee.store(
-                    UInt64(max(0, elapsed.seconds)) * 1_000_000_000 + UInt64(max(0, elapsed.attoseconds) / 1_000_000_000),
+                    UInt64(max(0, elapsed.seconds)) * 1_000_000_000
+                        + UInt64(max(0, elapsed.attoseconds) / 1_000_000_000),
                     ordering: .relaxed
                 )
                 return
@@ -166,7 +169,9 @@ final class ShardWorker: @unchecked Sendable {
 
     /// Runs `body` in a child task (which stays on the worker's thread) raced against a timer;
     /// the loser is cancelled. An adapter must honour cancellation for the timeout to end it.
-    private static func guarded(_ limit: Duration, adapter: any Adapter, _ body: @escaping @Sendable () async throws -> Void) async throws {
+    private static func guarded(
+        _ limit: Duration, adapter: any Adapter, _ body: @escaping @Sendable () async throws -> Void
+    ) async throws {
         try await withThrowingTaskGroup(of: Bool.self) { group in
             group.addTask {
                 try await body()
@@ -178,7 +183,9 @@ final class ShardWorker: @unchecked Sendable {
             }
             defer { group.cancelAll() }
             guard let finished = try await group.next(), finished else {
-                throw CourierError(.transient, "adapter \(adapter.name) took longer than \(limit)", input: adapter.name, isRetryable: true)
+                throw CourierError(
+                    .transient, "adapter \(adapter.name) took longer than \(limit)", input: adapter.name,
+                    isRetryable: true)
             }
         }
     }

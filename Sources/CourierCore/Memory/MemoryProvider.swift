@@ -95,7 +95,8 @@ public final class MemoryProvider: EventProvider {
         return EventSubscription(
             consumer: nil,
             filter: filter,
-            source: MemorySubscription(provider: self, consumer: name, deadLetters: options.deadLetterHandler ?? deadLetters)
+            source: MemorySubscription(
+                provider: self, consumer: name, deadLetters: options.deadLetterHandler ?? deadLetters)
         )
     }
 
@@ -106,12 +107,14 @@ public final class MemoryProvider: EventProvider {
         try options.validate()
         let name = try ConsumerName.sanitize(consumer)
         _ = try state.withLock { state in
-            try state.createConsumer(name: name, filter: parsed, options: options, policy: options.deliverPolicy ?? .all)
+            try state.createConsumer(
+                name: name, filter: parsed, options: options, policy: options.deliverPolicy ?? .all)
         }
         return EventSubscription(
             consumer: name,
             filter: filter,
-            source: MemorySubscription(provider: self, consumer: name, deadLetters: options.deadLetterHandler ?? deadLetters)
+            source: MemorySubscription(
+                provider: self, consumer: name, deadLetters: options.deadLetterHandler ?? deadLetters)
         )
     }
 
@@ -119,7 +122,8 @@ public final class MemoryProvider: EventProvider {
         let name = try ConsumerName.sanitize(consumer)
         let wake = try state.withLock { state in
             guard let removed = state.consumers.removeValue(forKey: name), removed.durable else {
-                throw CourierError(.notFound, "no durable consumer '\(consumer)' on stream \(configuration.stream)", input: consumer)
+                throw CourierError(
+                    .notFound, "no durable consumer '\(consumer)' on stream \(configuration.stream)", input: consumer)
             }
             removed.deleted = true
             return removed.takeWaiters()
@@ -244,7 +248,8 @@ public final class MemoryProvider: EventProvider {
             configuration.logger.error(
                 "dead-letter handler failed; the event stays pending and is retried",
                 metadata: [
-                    "consumer": "\(job.consumer)", "sequence": "\(job.sequence)", "subject": "\(job.letter.originalSubject)",
+                    "consumer": "\(job.consumer)", "sequence": "\(job.sequence)",
+                    "subject": "\(job.letter.originalSubject)",
                     "error": "\(error)",
                 ]
             )
@@ -257,7 +262,8 @@ public final class MemoryProvider: EventProvider {
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let registered = state.withLock { state -> Bool in
-                    guard !state.closed, !Task.isCancelled, let c = state.consumers[consumer], c.generation == generation
+                    guard !state.closed, !Task.isCancelled, let c = state.consumers[consumer],
+                        c.generation == generation
                     else { return false }
                     c.waiters[id] = MemoryConsumer.Waiter(continuation: continuation)
                     return true

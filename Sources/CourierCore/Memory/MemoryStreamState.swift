@@ -63,7 +63,10 @@ final class MemoryConsumer {
     var acknowledged: UInt64 = 0
     var missed: UInt64 = 0
 
-    init(name: String, durable: Bool, filter: SubjectFilter, options: SubscribeOptions, start: UInt64, seeded: Deque<UInt64>) {
+    init(
+        name: String, durable: Bool, filter: SubjectFilter, options: SubscribeOptions, start: UInt64,
+        seeded: Deque<UInt64>
+    ) {
         self.name = name
         self.durable = durable
         self.filter = filter
@@ -350,7 +353,8 @@ struct MemoryStreamState {
     }
 
     private func received(_ stored: StoredEvent, deliveries: Int) -> ReceivedEvent {
-        ReceivedEvent(event: stored.event, sequence: stored.sequence, deliveryCount: deliveries, stream: configuration.stream)
+        ReceivedEvent(
+            event: stored.event, sequence: stored.sequence, deliveryCount: deliveries, stream: configuration.stream)
     }
 
     mutating func apply(

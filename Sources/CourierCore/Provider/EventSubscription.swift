@@ -101,7 +101,8 @@ final class TransformedSubscriptionSource: EventSubscriptionSource {
     let base: any EventSubscriptionSource
     let transform: @Sendable (PendingEvent) async throws -> PendingEvent?
 
-    init(base: any EventSubscriptionSource, transform: @escaping @Sendable (PendingEvent) async throws -> PendingEvent?) {
+    init(base: any EventSubscriptionSource, transform: @escaping @Sendable (PendingEvent) async throws -> PendingEvent?)
+    {
         self.base = base
         self.transform = transform
     }

@@ -121,10 +121,12 @@ public struct SubscribeOptions: Sendable {
     /// Checks the values, naming the first invalid one.
     public func validate() throws {
         if let maxDeliver, maxDeliver < 1 {
-            throw CourierError(.invalidConfiguration, "maxDeliver must be at least 1 or nil, got \(maxDeliver)", input: "maxDeliver")
+            throw CourierError(
+                .invalidConfiguration, "maxDeliver must be at least 1 or nil, got \(maxDeliver)", input: "maxDeliver")
         }
         guard maxAckPending >= 1 else {
-            throw CourierError(.invalidConfiguration, "maxAckPending must be at least 1, got \(maxAckPending)", input: "maxAckPending")
+            throw CourierError(
+                .invalidConfiguration, "maxAckPending must be at least 1, got \(maxAckPending)", input: "maxAckPending")
         }
         guard ackWait > .zero else {
             throw CourierError(.invalidConfiguration, "ackWait must be positive, got \(ackWait)", input: "ackWait")
@@ -157,7 +159,9 @@ extension SubscribeOptions: Codable {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
             maxDeliver: try c.decodeIfPresent(Int.self, forKey: .maxDeliver),
-            backoff: (try c.decodeIfPresent([Int64].self, forKey: .backoffMilliseconds) ?? []).map { .milliseconds($0) },
+            backoff: (try c.decodeIfPresent([Int64].self, forKey: .backoffMilliseconds) ?? []).map {
+                .milliseconds($0)
+            },
             maxAckPending: try c.decodeIfPresent(Int.self, forKey: .maxAckPending) ?? 1000,
             ackWait: .milliseconds(try c.decodeIfPresent(Int64.self, forKey: .ackWaitMilliseconds) ?? 30_000),
             deliverPolicy: try c.decodeIfPresent(DeliverPolicy.self, forKey: .deliverPolicy)

@@ -189,7 +189,9 @@ public final class MemorySchemaRegistry: SchemaRegistry {
             throw CourierError(.invalidConfiguration, "schema '\(schema.eventType)': empty field name", input: field)
         }
         try schemas.withLock { schemas in
-            if enforcedMode != .none, let previous = Self.previous(of: schema.version, in: schemas[schema.eventType] ?? [:]) {
+            if enforcedMode != .none,
+                let previous = Self.previous(of: schema.version, in: schemas[schema.eventType] ?? [:])
+            {
                 try Self.compare(previous: previous, next: schema, mode: enforcedMode)
             }
             schemas[schema.eventType, default: [:]][schema.version] = schema
@@ -210,7 +212,9 @@ public final class MemorySchemaRegistry: SchemaRegistry {
 
     public func validate(_ event: Event) throws {
         guard event.isTyped else { return }
-        let (schema, known) = schemas.withLock { ($0[event.eventType]?[event.version], $0[event.eventType]?.keys.sorted()) }
+        let (schema, known) = schemas.withLock {
+            ($0[event.eventType]?[event.version], $0[event.eventType]?.keys.sorted())
+        }
         if let schema {
             try Self.check(event, against: schema)
         } else if let known {
@@ -242,10 +246,14 @@ public final class MemorySchemaRegistry: SchemaRegistry {
         let added = new.subtracting(old).sorted()
         let dropped = old.subtracting(new).sorted()
         if mode == .backward || mode == .full, let field = added.first {
-            throw CourierError(.validationFailed, "\(mode) compatibility broken for \(label): adds required field '\(field)'", input: field)
+            throw CourierError(
+                .validationFailed, "\(mode) compatibility broken for \(label): adds required field '\(field)'",
+                input: field)
         }
         if mode == .forward || mode == .full, let field = dropped.first {
-            throw CourierError(.validationFailed, "\(mode) compatibility broken for \(label): drops required field '\(field)'", input: field)
+            throw CourierError(
+                .validationFailed, "\(mode) compatibility broken for \(label): drops required field '\(field)'",
+                input: field)
         }
         if mode != .none {
             for field in old.intersection(new).sorted() {

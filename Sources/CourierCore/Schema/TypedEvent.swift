@@ -22,7 +22,9 @@ extension TypedEvent {
     ///
     /// - Throws: ``CourierError/Code/validationFailed`` naming the field when the payload breaks
     ///   the schema, or the subject error.
-    public func event(prefix: String = Subjects.defaultPrefix, summary: String = "", source: String, metadata: [String: String] = [:])
+    public func event(
+        prefix: String = Subjects.defaultPrefix, summary: String = "", source: String, metadata: [String: String] = [:]
+    )
         throws -> Event
     {
         let event = Event(
@@ -65,10 +67,13 @@ extension SchemaRegistry {
 extension EventBus {
     /// Publishes a typed event on its own subject (validated against its schema first).
     @discardableResult
-    public func publish<T: TypedEvent>(_ payload: T, summary: String = "", source: String, metadata: [String: String] = [:])
+    public func publish<T: TypedEvent>(
+        _ payload: T, summary: String = "", source: String, metadata: [String: String] = [:]
+    )
         async throws -> Event
     {
-        let event = try payload.event(prefix: provider.subjectPrefix, summary: summary, source: source, metadata: metadata)
+        let event = try payload.event(
+            prefix: provider.subjectPrefix, summary: summary, source: source, metadata: metadata)
         try await publishEvent(event)
         return event
     }

@@ -1,3 +1,5 @@
+import Synchronization
+
 #if canImport(FoundationEssentials)
 import FoundationEssentials
 #else
@@ -10,7 +12,6 @@ import Musl
 #elseif canImport(Darwin)
 import Darwin
 #endif
-import Synchronization
 
 /// A subscriber's registration on an ``EventBus``: which subjects it wants and how.
 public struct SubscriptionFilter: Sendable, Codable {
@@ -75,7 +76,8 @@ public struct FileStateStore: StateStore {
         do {
             return try JSONDecoder().decode([SubscriptionFilter].self, from: Data(bytes))
         } catch {
-            throw CourierError(.storageFailed, "state file \(path) is not valid subscription JSON: \(error)", input: path)
+            throw CourierError(
+                .storageFailed, "state file \(path) is not valid subscription JSON: \(error)", input: path)
         }
     }
 

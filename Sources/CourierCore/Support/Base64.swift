@@ -70,7 +70,9 @@ public enum Base64 {
                     if last {
                         // Padding only in the final group's last two positions, and "x=y=" is not valid.
                         if padding == 2 {
-                            guard input[i + 2] == UInt8(ascii: "="), input[i + 3] == UInt8(ascii: "=") else { valid = false; break }
+                            guard input[i + 2] == UInt8(ascii: "="), input[i + 3] == UInt8(ascii: "=") else {
+                                valid = false; break
+                            }
                             c = 0
                             d = 0
                         } else if padding == 1 {

@@ -25,11 +25,13 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
         for _ in 0..<max(1, threads) {
             var thread = pthread_t()
             let context = Unmanaged.passRetained(WorkerContext(executor: self)).toOpaque()
-            pthread_create(&thread, nil, { raw in
-                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                context.executor.work()
-                return nil
-            }, context)
+            pthread_create(
+                &thread, nil,
+                { raw in
+                    let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                    context.executor.work()
+                    return nil
+                }, context)
             self.threads.append(thread)
         }
     }

@@ -15,7 +15,9 @@ package func withDeadline<T: Sendable>(
             race.start(continuation)
             let timer = Task {
                 do { try await clock.sleep(for: limit) } catch { return }
-                race.finish(.failure(CourierError(.timeout, "\(what) took longer than \(limit)", input: what, isRetryable: true)))
+                race.finish(
+                    .failure(
+                        CourierError(.timeout, "\(what) took longer than \(limit)", input: what, isRetryable: true)))
             }
             let work = Task {
                 do { race.finish(.success(try await body())) } catch { race.finish(.failure(error)) }
@@ -62,7 +64,8 @@ private final class DeadlineRace<T: Sendable>: Sendable {
     }
 
     func finish(_ result: Result<T, any Error>) {
-        let (continuation, timer, work) = state.withLock { state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
+        let (continuation, timer, work) = state.withLock {
+            state -> (CheckedContinuation<T, any Error>?, Task<Void, Never>?, Task<Void, Never>?) in
             guard !state.done else { return (nil, nil, nil) }
             state.done = true
             if state.continuation == nil { state.pending = result }

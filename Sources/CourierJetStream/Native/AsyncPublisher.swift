@@ -54,7 +54,10 @@ final class BatchCollector: Sendable {
     }
 
     func resolve(_ index: Int, _ result: Result<PublishAck, CourierError>) {
-        let finished = state.withLock { state -> (CheckedContinuation<[Result<PublishAck, CourierError>], Never>, [Result<PublishAck, CourierError>])? in
+        let finished = state.withLock {
+            state -> (
+                CheckedContinuation<[Result<PublishAck, CourierError>], Never>, [Result<PublishAck, CourierError>]
+            )? in
             guard state.results[index] == nil else { return nil }
             state.results[index] = result
             state.remaining -= 1
@@ -273,13 +276,17 @@ final class AsyncPublisher: @unchecked Sendable {
         var list = natsMsgList()
         guard js_PublishAsyncGetPendingList(&list, context) == NATS_OK else { return }
         defer { natsMsgList_Destroy(&list) }
-        logger.warning("publish acknowledgements overdue; resending pending messages with their ids", metadata: ["count": "\(list.Count)"])
+        logger.warning(
+            "publish acknowledgements overdue; resending pending messages with their ids",
+            metadata: ["count": "\(list.Count)"])
         for i in 0..<Int(list.Count) {
             guard let msg = list.Msgs[i] else { continue }
             let key = Int(bitPattern: UnsafeRawPointer(msg))
             guard let entry = state.withLock({ $0.pending.removeValue(forKey: key) }) else { continue }
             list.Msgs[i] = nil  // ours again: natsMsgList_Destroy must not free it
-            fail(msg, entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0), detail: "no acknowledgement within \(requestTimeout)")
+            fail(
+                msg, entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0),
+                detail: "no acknowledgement within \(requestTimeout)")
         }
     }
 
@@ -327,7 +334,9 @@ final class AsyncPublisher: @unchecked Sendable {
             let stream = strcmp(ack.pointee.Stream, streamNameC) == 0 ? streamName : String(cString: ack.pointee.Stream)
             natsMsg_Destroy(msg)
             window.release()
-            entry.collector.resolve(entry.index, .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate)))
+            entry.collector.resolve(
+                entry.index,
+                .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate)))
             return
         }
         let status = failure?.pointee.Err ?? NATS_ERR
@@ -347,7 +356,10 @@ final class AsyncPublisher: @unchecked Sendable {
             retries.add(1, ordering: .relaxed)
             logger.debug(
                 "retrying publish",
-                metadata: ["subject": "\(entry.subject)", "messageID": "\(entry.messageID)", "attempt": "\(next.attempts)", "status": "\(detail)"]
+                metadata: [
+                    "subject": "\(entry.subject)", "messageID": "\(entry.messageID)", "attempt": "\(next.attempts)",
+                    "status": "\(detail)",
+                ]
             )
             let address = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg)))
             Task.detached { [self] in
@@ -383,13 +395,15 @@ func makeNATSMessage(subject: String, payload: [UInt8], headers: [(String, Strin
         }
     }
     guard status == NATS_OK, let msg else {
-        throw CourierError.nats(status, "cannot create a message for '\(subject)'", input: subject, detail: natsLastErrorText())
+        throw CourierError.nats(
+            status, "cannot create a message for '\(subject)'", input: subject, detail: natsLastErrorText())
     }
     for (name, value) in headers {
         let headerStatus = natsMsgHeader_Add(msg, name, value)
         guard headerStatus == NATS_OK else {
             natsMsg_Destroy(msg)
-            throw CourierError.nats(headerStatus, "cannot set header '\(name)'", input: name, detail: natsLastErrorText())
+            throw CourierError.nats(
+                headerStatus, "cannot set header '\(name)'", input: name, detail: natsLastErrorText())
         }
     }
     return msg

@@ -4,7 +4,8 @@ import Dispatch
 /// Runs blocking cnats calls (JetStream API requests, connect, flush, drain) on dedicated
 /// Dispatch threads, never on Swift's cooperative pool.
 enum Blocking {
-    private static let queue = DispatchQueue(label: "courier.nats.blocking", qos: .userInitiated, attributes: .concurrent)
+    private static let queue = DispatchQueue(
+        label: "courier.nats.blocking", qos: .userInitiated, attributes: .concurrent)
 
     /// Runs `body` on a blocking-call thread and returns its result.
     static func run<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
@@ -20,7 +21,9 @@ enum Blocking {
 }
 
 /// Calls `body` with a C array of C strings for `strings`, valid only during the call.
-func withCStringArray<R>(_ strings: [String], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>) throws -> R) rethrows -> R {
+func withCStringArray<R>(_ strings: [String], _ body: (UnsafeMutablePointer<UnsafePointer<CChar>?>) throws -> R)
+    rethrows -> R
+{
     let duplicated = strings.map { strdup($0) }
     defer { duplicated.forEach { free($0) } }
     var pointers = duplicated.map { UnsafePointer<CChar>($0) }

@@ -16,15 +16,21 @@ struct AckMetadata: Sendable, Hashable {
 
     init?(reply: UnsafePointer<CChar>) {
         let length = strlen(reply)
-        guard let parsed = reply.withMemoryRebound(to: UInt8.self, capacity: length, {
-            AckMetadata(utf8: UnsafeBufferPointer(start: $0, count: length))
-        }) else { return nil }
+        guard
+            let parsed = reply.withMemoryRebound(
+                to: UInt8.self, capacity: length,
+                {
+                    AckMetadata(utf8: UnsafeBufferPointer(start: $0, count: length))
+                })
+        else { return nil }
         self = parsed
     }
 
     init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
         // Token boundaries: starts[i] is where token i begins.
-        var starts: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) = (0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0)
+        var starts: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) = (
+            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
+        )
         var count = 1
         withUnsafeMutableBytes(of: &starts) { raw in
             let positions = raw.bindMemory(to: Int.self)
@@ -108,7 +114,9 @@ struct NATSMessage: Sendable {
     /// Calls `body` with the NUL-terminated reply subject.
     func withReply<R>(_ body: (UnsafePointer<CChar>) throws -> R) rethrows -> R {
         try storage.withUnsafeBufferPointer { buffer in
-            try UnsafeRawPointer(buffer.baseAddress!).withMemoryRebound(to: CChar.self, capacity: replyLength + 1) { try body($0) }
+            try UnsafeRawPointer(buffer.baseAddress!).withMemoryRebound(to: CChar.self, capacity: replyLength + 1) {
+                try body($0)
+            }
         }
     }
 

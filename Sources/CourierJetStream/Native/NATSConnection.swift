@@ -107,7 +107,8 @@ final class NATSConnection: @unchecked Sendable {
         var opts: OpaquePointer?
         var status = natsOptions_Create(&opts)
         guard status == NATS_OK, let opts else {
-            throw CourierError.nats(status, "cannot create NATS options", input: serverList, detail: natsLastErrorText())
+            throw CourierError.nats(
+                status, "cannot create NATS options", input: serverList, detail: natsLastErrorText())
         }
         func check(_ status: natsStatus, _ what: String, _ input: String) throws {
             guard status == NATS_OK else {
@@ -116,12 +117,24 @@ final class NATSConnection: @unchecked Sendable {
                 throw CourierError.nats(status, what, input: input, detail: detail)
             }
         }
-        try check(withCStringArray(servers) { natsOptions_SetServers(opts, $0, Int32(servers.count)) }, "invalid server URL", serverList)
-        try check(natsOptions_SetName(opts, configuration.connectionName), "invalid connection name", configuration.connectionName)
-        try check(natsOptions_SetTimeout(opts, max(1, configuration.connectTimeout.milliseconds)), "invalid connect timeout", "connectTimeout")
-        try check(natsOptions_SetMaxReconnect(opts, Int32(configuration.reconnect.maxAttempts ?? -1)), "invalid reconnect attempts", "reconnect.maxAttempts")
-        try check(natsOptions_SetReconnectWait(opts, max(1, configuration.reconnect.wait.milliseconds)), "invalid reconnect wait", "reconnect.wait")
-        try check(natsOptions_SetReconnectBufSize(opts, Int32(configuration.reconnect.bufferBytes)), "invalid reconnect buffer", "reconnect.bufferBytes")
+        try check(
+            withCStringArray(servers) { natsOptions_SetServers(opts, $0, Int32(servers.count)) }, "invalid server URL",
+            serverList)
+        try check(
+            natsOptions_SetName(opts, configuration.connectionName), "invalid connection name",
+            configuration.connectionName)
+        try check(
+            natsOptions_SetTimeout(opts, max(1, configuration.connectTimeout.milliseconds)), "invalid connect timeout",
+            "connectTimeout")
+        try check(
+            natsOptions_SetMaxReconnect(opts, Int32(configuration.reconnect.maxAttempts ?? -1)),
+            "invalid reconnect attempts", "reconnect.maxAttempts")
+        try check(
+            natsOptions_SetReconnectWait(opts, max(1, configuration.reconnect.wait.milliseconds)),
+            "invalid reconnect wait", "reconnect.wait")
+        try check(
+            natsOptions_SetReconnectBufSize(opts, Int32(configuration.reconnect.bufferBytes)),
+            "invalid reconnect buffer", "reconnect.bufferBytes")
         try check(natsOptions_SetMaxPendingMsgs(opts, 1 << 20), "invalid pending limit", "maxPendingMsgs")
         if getenv("COURIER_SEND_ASAP") != nil { try check(natsOptions_SetSendAsap(opts, true), "x", "x") }
         switch configuration.authentication.kind {
@@ -136,14 +149,21 @@ final class NATSConnection: @unchecked Sendable {
         }
         if let tls = configuration.tls {
             try check(natsOptions_SetSecure(opts, true), "cannot enable TLS", serverList)
-            if let ca = tls.caFile { try check(natsOptions_LoadCATrustedCertificates(opts, ca), "cannot load CA certificates", ca) }
+            if let ca = tls.caFile {
+                try check(natsOptions_LoadCATrustedCertificates(opts, ca), "cannot load CA certificates", ca)
+            }
             if let certificate = tls.certificateFile, let key = tls.keyFile {
-                try check(natsOptions_LoadCertificatesChain(opts, certificate, key), "cannot load client certificate or key", certificate)
+                try check(
+                    natsOptions_LoadCertificatesChain(opts, certificate, key), "cannot load client certificate or key",
+                    certificate)
             } else if tls.certificateFile != nil || tls.keyFile != nil {
                 natsOptions_Destroy(opts)
-                throw CourierError(.invalidConfiguration, "mutual TLS needs both certificateFile and keyFile", input: "tls")
+                throw CourierError(
+                    .invalidConfiguration, "mutual TLS needs both certificateFile and keyFile", input: "tls")
             }
-            if let host = tls.expectedHostname { try check(natsOptions_SetExpectedHostname(opts, host), "invalid expected host name", host) }
+            if let host = tls.expectedHostname {
+                try check(natsOptions_SetExpectedHostname(opts, host), "invalid expected host name", host)
+            }
         }
 
         let events = ConnectionEvents(logger: configuration.logger, servers: serverList)
@@ -227,10 +247,13 @@ final class NATSConnection: @unchecked Sendable {
     /// long: cnats buffers the write.
     func acknowledge(_ message: NATSMessage, _ body: StaticString) throws {
         let status = message.withReply { reply in
-            body.withUTF8Buffer { bytes in natsConnection_Publish(connection, reply, bytes.baseAddress, Int32(bytes.count)) }
+            body.withUTF8Buffer { bytes in
+                natsConnection_Publish(connection, reply, bytes.baseAddress, Int32(bytes.count))
+            }
         }
         guard status == NATS_OK else {
-            throw CourierError.nats(status, "cannot send acknowledgement '\(body)'", input: message.replyText, detail: natsLastErrorText())
+            throw CourierError.nats(
+                status, "cannot send acknowledgement '\(body)'", input: message.replyText, detail: natsLastErrorText())
         }
     }
 
@@ -240,14 +263,16 @@ final class NATSConnection: @unchecked Sendable {
             body.withUnsafeBytes { raw in natsConnection_Publish(connection, reply, raw.baseAddress, Int32(raw.count)) }
         }
         guard status == NATS_OK else {
-            throw CourierError.nats(status, "cannot send acknowledgement", input: message.replyText, detail: natsLastErrorText())
+            throw CourierError.nats(
+                status, "cannot send acknowledgement", input: message.replyText, detail: natsLastErrorText())
         }
     }
 
     /// Publishes `message` and waits for the stream's acknowledgement, at most `wait` (blocking:
     /// call it on a `BlockingExecutor` thread). cnats flushes a request at once, where an
     /// async publish would sit in the write buffer for up to a millisecond.
-    func publishSync(_ message: OutgoingMessage, msg: OpaquePointer, wait: Duration) -> Result<PublishAck, CourierError> {
+    func publishSync(_ message: OutgoingMessage, msg: OpaquePointer, wait: Duration) -> Result<PublishAck, CourierError>
+    {
         var options = jsPubOptions()
         jsPubOptions_Init(&options)
         options.MaxWait = max(1, wait.milliseconds)
@@ -261,7 +286,9 @@ final class NATSConnection: @unchecked Sendable {
         guard status == NATS_OK, let ack else {
             let detail = natsLastErrorText()
             return .failure(
-                CourierError.nats(status, "publish of '\(message.messageID)' to '\(message.subject)' failed", input: message.subject, jsCode: jerr, detail: detail)
+                CourierError.nats(
+                    status, "publish of '\(message.messageID)' to '\(message.subject)' failed", input: message.subject,
+                    jsCode: jerr, detail: detail)
             )
         }
         defer { jsPubAck_Destroy(ack) }

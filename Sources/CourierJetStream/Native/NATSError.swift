@@ -34,7 +34,9 @@ extension CourierError {
     ) -> CourierError {
         let statusText = String(cString: natsStatus_GetText(status))
         var reason = detail.isEmpty ? statusText : detail
-        if jsCode.rawValue != 0, !reason.contains("\(jsCode.rawValue)") { reason += " (JetStream error \(jsCode.rawValue))" }
+        if jsCode.rawValue != 0, !reason.contains("\(jsCode.rawValue)") {
+            reason += " (JetStream error \(jsCode.rawValue))"
+        }
         let message = "\(what): \(reason)"
         switch (status, jsCode) {
         case (_, JSStreamWrongLastSequenceErr):
@@ -57,7 +59,8 @@ extension CourierError {
         case (NATS_CONNECTION_AUTH_FAILED, _), (NATS_NOT_PERMITTED, _):
             return CourierError(.authenticationFailed, message, input: input)
         case (NATS_SSL_ERROR, _), (NATS_SECURE_CONNECTION_WANTED, _), (NATS_SECURE_CONNECTION_REQUIRED, _):
-            return CourierError(.authenticationFailed, "\(message) (TLS handshake or certificate verification failed)", input: input)
+            return CourierError(
+                .authenticationFailed, "\(message) (TLS handshake or certificate verification failed)", input: input)
         case (NATS_INVALID_SUBJECT, _):
             return CourierError(.invalidSubject, message, input: input)
         case (NATS_INVALID_ARG, _), (NATS_ADDRESS_MISSING, _):

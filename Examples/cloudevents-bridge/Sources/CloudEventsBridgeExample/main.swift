@@ -9,7 +9,8 @@ let provider = try await ProviderSelection.provider(connectionName: "example-clo
 let bus = EventBus(provider: provider)
 
 // In: JSON from elsewhere → validated CloudEvent → Event → published.
-let incoming = Array(#"""
+let incoming = Array(
+    #"""
     {"specversion":"1.0","id":"ce-42","source":"https://shop.example/checkout","type":"com.example.order.paid",
      "subject":"order-42","time":"2026-11-22T10:00:00Z","datacontenttype":"application/json",
      "data":{"orderID":"ord-42","amountCents":4999},
@@ -20,7 +21,9 @@ var imported = try Event(cloudEvent: cloudEvent, prefix: provider.subjectPrefix)
 imported.subject = try provider.buildSubject(category: "orders", topic: "paid")
 imported.category = "orders"
 let ack = try await bus.publishEvent(imported)
-print("imported \(cloudEvent.id) (\(cloudEvent.type)) as \(imported.subject) at sequence \(ack.sequence); traceparent kept: \(imported.metadata["traceparent"] != nil)")
+print(
+    "imported \(cloudEvent.id) (\(cloudEvent.type)) as \(imported.subject) at sequence \(ack.sequence); traceparent kept: \(imported.metadata["traceparent"] != nil)"
+)
 
 // Bad input is refused with a typed error naming it.
 do {
@@ -39,17 +42,22 @@ let received = Dictionary(binary.headers.map { ($0.0.lowercased(), $0.1) }, uniq
 let roundTripped = try NATSBinding.decode(headers: received, payload: binary.payload)
 // Binary mode carries attributes as header strings, so typed extension values come back as
 // their canonical strings (CloudEvents spec, type system); data and context attributes are kept.
-let kept = roundTripped.id == outgoing.id && roundTripped.type == outgoing.type && roundTripped.data == outgoing.data
+let kept =
+    roundTripped.id == outgoing.id && roundTripped.type == outgoing.type && roundTripped.data == outgoing.data
     && roundTripped.extensions.mapValues(\.canonicalString) == outgoing.extensions.mapValues(\.canonicalString)
 print("binary round trip keeps every attribute and the data: \(kept)")
 
 if let jetstream = provider as? JetStreamProvider {
-    let subscription = try await jetstream.subscribeCloudEvents(consumer: nil, filter: "\(jetstream.subjectPrefix).cloudevents.>")
+    let subscription = try await jetstream.subscribeCloudEvents(
+        consumer: nil, filter: "\(jetstream.subjectPrefix).cloudevents.>")
     // The imported event was stored with its id as dedupe id; the bridged copy needs its own.
     let bridged = PublishOptions(messageID: "bridge-\(outgoing.id)-\(UInt32.random(in: 0...UInt32.max))")
-    try await jetstream.publish(outgoing, mode: .binary, subject: "\(jetstream.subjectPrefix).cloudevents.orders", options: bridged)
+    try await jetstream.publish(
+        outgoing, mode: .binary, subject: "\(jetstream.subjectPrefix).cloudevents.orders", options: bridged)
     if let received = try await subscription.next(timeout: .seconds(5)) {
-        print("read back from JetStream: \(received.cloudEvent.id), data kept: \(received.cloudEvent.data == outgoing.data)")
+        print(
+            "read back from JetStream: \(received.cloudEvent.id), data kept: \(received.cloudEvent.data == outgoing.data)"
+        )
         try await received.ack()
     } else {
         print("nothing read back from JetStream within 5 s")

@@ -48,6 +48,8 @@ while done + terminated < 6, let pending = try await subscription.next(timeout: 
 }
 await subscription.close()
 let letters = try await provider.deadLetters.list(limit: 100)
-print("processed \(done), retried \(transientFailures), dead-lettered \(terminated); dead-letter queue holds \(letters.count)")
+print(
+    "processed \(done), retried \(transientFailures), dead-lettered \(terminated); dead-letter queue holds \(letters.count)"
+)
 if let letter = letters.last { print("last dead letter: \(letter.event.summary) — \(letter.reason)") }
 await provider.shutdown()

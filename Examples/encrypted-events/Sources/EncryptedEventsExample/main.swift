@@ -13,15 +13,21 @@ let bus = EventBus(provider: provider, configuration: configuration)
 let run = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 let topic = "card-\(run)"
 
-try await bus.publish(category: "payments", topic: topic, summary: "before rotation", source: "example", payload: ["pan": "4111 1111 1111 1111"])
+try await bus.publish(
+    category: "payments", topic: topic, summary: "before rotation", source: "example",
+    payload: ["pan": "4111 1111 1111 1111"])
 try keyRing.rotate(to: try EncryptionKey.generate(id: "2026-q4"))
 print("rotated the active key to \(keyRing.activeKeyID ?? "?")")
-try await bus.publish(category: "payments", topic: topic, summary: "after rotation", source: "example", payload: ["pan": "5500 0000 0000 0004"])
+try await bus.publish(
+    category: "payments", topic: topic, summary: "after rotation", source: "example",
+    payload: ["pan": "5500 0000 0000 0004"])
 
 // What the provider stores: envelopes naming their key, never the plaintext.
 let subject = try provider.buildSubject(category: "payments", topic: topic)
 for stored in try await provider.history(filter: subject, limit: 10) {
-    print("stored: \(stored.summary) → keyId \(stored.payload["keyId"]?.stringValue ?? "?"), encrypted \(stored.payload["encrypted"] == .bool(true))")
+    print(
+        "stored: \(stored.summary) → keyId \(stored.payload["keyId"]?.stringValue ?? "?"), encrypted \(stored.payload["encrypted"] == .bool(true))"
+    )
 }
 // What readers get (the bus decrypts the same way on list and on delivery): plaintext,
 // whichever key encrypted it.

@@ -16,13 +16,20 @@ let adapter: any Adapter =
         ProviderAdapter(provider: provider, retention: count)
     }
 let bus = try IngestBus(
-    configuration: .init(shards: 2, batch: .init(maxEvents: 512, maxDelay: .milliseconds(2)), backpressure: .block(timeout: .seconds(5)), adapter: adapter)
+    configuration: .init(
+        shards: 2, batch: .init(maxEvents: 512, maxDelay: .milliseconds(2)), backpressure: .block(timeout: .seconds(5)),
+        adapter: adapter)
 )
-print("ingesting \(count) events into \(provider.name) over \(bus.shardCount) shards (nonce \(String(bus.producerNonce, radix: 16)))")
+print(
+    "ingesting \(count) events into \(provider.name) over \(bus.shardCount) shards (nonce \(String(bus.producerNonce, radix: 16)))"
+)
 
 // Pre-serialise once, as a producer that receives bytes from the network would have them.
 let payloads = (0..<64).map { sensor in
-    RawEvent(Event(subject: "\(provider.subjectPrefix).telemetry.sensor\(sensor)", category: "telemetry", payload: ["celsius": .double(21.5)], source: "firehose"))
+    RawEvent(
+        Event(
+            subject: "\(provider.subjectPrefix).telemetry.sensor\(sensor)", category: "telemetry",
+            payload: ["celsius": .double(21.5)], source: "firehose"))
 }
 let started = ContinuousClock.now
 let producers = 2
@@ -40,8 +47,11 @@ let stats = await bus.shutdown()
 let elapsed = ContinuousClock.now - started
 let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
 print(stats)
-print(String(format: "%.0f events/s end to end; nothing lost: %@", Double(stats.eventsDispatched) / seconds,
-             stats.eventsDispatched + stats.eventsDropped == stats.eventsIngested && stats.eventsDropped == 0 ? "true" : "false"))
+print(
+    String(
+        format: "%.0f events/s end to end; nothing lost: %@", Double(stats.eventsDispatched) / seconds,
+        stats.eventsDispatched + stats.eventsDropped == stats.eventsIngested && stats.eventsDropped == 0
+            ? "true" : "false"))
 
 // Read back through the merged, resumable poll API.
 let page = try await bus.poll(ConsumeRequest(limit: 5))

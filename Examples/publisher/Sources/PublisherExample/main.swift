@@ -12,21 +12,27 @@ let bus = EventBus(provider: provider, configuration: configuration)
 print("publishing on \(provider.name)")
 
 for index in 1...5 {
-    let order = OrderCreated(amountCents: 1999 * index, currency: "EUR", orderID: "ord-\(index)", couponCode: index == 2 ? "WELCOME" : nil)
-    let event = try await bus.publish(order, summary: "order \(order.orderID) for \(order.amountCents) cents", source: "example-publisher")
+    let order = OrderCreated(
+        amountCents: 1999 * index, currency: "EUR", orderID: "ord-\(index)", couponCode: index == 2 ? "WELCOME" : nil)
+    let event = try await bus.publish(
+        order, summary: "order \(order.orderID) for \(order.amountCents) cents", source: "example-publisher")
     print("published \(event.id) on \(event.subject) (\(OrderCreated.eventType) v\(OrderCreated.version))")
 }
 
 // The registry refuses an untyped event that breaks the schema: a typed error names the field.
 do {
-    let broken = Event(subject: "events.orders.created", category: "orders", eventType: "order.created", payload: ["orderID": 42], source: "example")
+    let broken = Event(
+        subject: "events.orders.created", category: "orders", eventType: "order.created", payload: ["orderID": 42],
+        source: "example")
     try await bus.publishEvent(broken)
 } catch let error as CourierError {
     print("schema refused: \(error.code) — \(error.message)")
 }
 
 // Retrying a publish with the same message id never stores the event twice.
-let retried = Event(subject: "events.orders.paid", category: "orders", eventType: "order.paid", payload: ["orderID": "ord-1"], source: "example-publisher")
+let retried = Event(
+    subject: "events.orders.paid", category: "orders", eventType: "order.paid", payload: ["orderID": "ord-1"],
+    source: "example-publisher")
 let first = try await bus.publishEvent(retried, options: PublishOptions(messageID: "pay-ord-1"))
 let again = try await bus.publishEvent(retried, options: PublishOptions(messageID: "pay-ord-1"))
 print("payment stored at sequence \(first.sequence); the retry was a duplicate: \(again.duplicate)")
@@ -39,5 +45,7 @@ do {
 }
 
 let counts = try await bus.counts()
-print("stored per category: \(counts.categories.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))")
+print(
+    "stored per category: \(counts.categories.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: ", "))"
+)
 await provider.shutdown()

@@ -6,7 +6,8 @@ import Foundation
 // published event is routed as it is published) and adds an in-process sink of its own.
 
 let provider = try await ProviderSelection.provider(connectionName: "example-routing")
-let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .deletingLastPathComponent()
 let file = ProviderSelection.value(of: "--config") ?? here.appendingPathComponent("route.json").path
 let routing = try RoutingConfiguration.parse(Array(try Data(contentsOf: URL(fileURLWithPath: file))), source: file)
 let broker = try routing.makeBroker(provider: provider)
@@ -31,7 +32,9 @@ print("audit topic holds \(audit.count) routed events")
 print("shipping sink received: \(shipped.events.map(\.eventType))")
 for name in broker.triggers.map(\.name) {
     if let metrics = broker.metrics(forTrigger: name) {
-        print("trigger \(name): matched \(metrics.matched), delivered \(metrics.delivered), dead-lettered \(metrics.deadLettered)")
+        print(
+            "trigger \(name): matched \(metrics.matched), delivered \(metrics.delivered), dead-lettered \(metrics.deadLettered)"
+        )
     }
 }
 await provider.shutdown()

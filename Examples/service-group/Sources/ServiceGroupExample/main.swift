@@ -28,7 +28,9 @@ final class Producer: Service {
         var index = 0
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
             for _ in 0..<50 {
-                let event = Event(subject: "\(prefix).orders.created", category: "orders", eventType: "order.created", payload: ["n": .int(Int64(index))], source: source)
+                let event = Event(
+                    subject: "\(prefix).orders.created", category: "orders", eventType: "order.created",
+                    payload: ["n": .int(Int64(index))], source: source)
                 if (try? bus.ingest(event)) != nil { produced.add(1, ordering: .relaxed) }
                 index += 1
             }
@@ -46,14 +48,19 @@ let logger = Logger(label: "service-group")
 let provider = try await ProviderSelection.provider(connectionName: "example-service-group")
 let runID = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 
-let ingest = try IngestBus(configuration: .init(shards: 2, backpressure: .block(timeout: .seconds(5)), adapter: ProviderAdapter(provider: provider), logger: logger))
+let ingest = try IngestBus(
+    configuration: .init(
+        shards: 2, backpressure: .block(timeout: .seconds(5)), adapter: ProviderAdapter(provider: provider),
+        logger: logger))
 let routed = CollectorSink("orders")
 let broker = Broker(
     configuration: .init(
         name: "service-group-\(runID)",
         prefix: provider.subjectPrefix,
         deadLetters: provider.deadLetters,
-        durable: .init(provider: provider, filter: "\(provider.subjectPrefix).orders.>", options: SubscribeOptions(maxDeliver: nil, deliverPolicy: .new)),
+        durable: .init(
+            provider: provider, filter: "\(provider.subjectPrefix).orders.>",
+            options: SubscribeOptions(maxDeliver: nil, deliverPolicy: .new)),
         logger: logger
     )
 )
@@ -65,21 +72,29 @@ var services: [any Service] = []
 if let jetstream = provider as? JetStreamProvider { services.append(jetstream) }
 services += [broker, ingest, producer]
 let group = ServiceGroup(
-    configuration: .init(services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
+    configuration: .init(
+        services: services.map { .init(service: $0) }, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger)
 )
-print("service group running on \(provider.name) (pid \(ProcessInfo.processInfo.processIdentifier)); send SIGTERM to stop")
-fflush(stdout)
+print(
+    "service group running on \(provider.name) (pid \(ProcessInfo.processInfo.processIdentifier)); send SIGTERM to stop"
+)
+fflush(nil)  // flush every stream: the line above is what scripts wait for
 try await group.run()
 
 let stats = ingest.stats
 let produced = producer.produced.load(ordering: .relaxed)
 // The group shut the JetStream provider down; count what the stream holds over a new connection.
-let reader = await provider.health() ? provider : try await ProviderSelection.provider(connectionName: "example-service-group-check")
-let stored = try await reader.history(filter: "\(provider.subjectPrefix).orders.created", limit: 10_000_000).filter { $0.source == source }.count
+let reader =
+    await provider.health()
+    ? provider : try await ProviderSelection.provider(connectionName: "example-service-group-check")
+let stored = try await reader.history(filter: "\(provider.subjectPrefix).orders.created", limit: 10_000_000).filter {
+    $0.source == source
+}.count
 await reader.shutdown()
 print("produced \(produced); \(stats)")
 print("stored \(stored), routed \(routed.events.count) before shutdown")
-let nothingLost = stats.eventsIngested == UInt64(produced) && stats.eventsDispatched == stats.eventsIngested
+let nothingLost =
+    stats.eventsIngested == UInt64(produced) && stats.eventsDispatched == stats.eventsIngested
     && stats.eventsDropped == 0 && !stats.shutdownWasLossy && stored == produced
 print("nothing lost: \(nothingLost)")
 if !nothingLost { exit(1) }
