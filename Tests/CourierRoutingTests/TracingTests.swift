@@ -42,6 +42,9 @@ struct TracingTests {
         #expect(publish.kind == "producer" && publish.parentSpanID == nil)
         #expect(publish.attributes["messaging.destination.name"] == "events.orders.created")
         #expect(consumeOrder.kind == "consumer")
+        // A consume span lasts until the handler's decision, and records it.
+        #expect(consumeOrder.attributes["courier.delivery.decision"] == "ack")
+        #expect(consumeAudit.attributes["courier.delivery.decision"] == "ack")
         // One trace throughout, each hop the child of the one before it.
         #expect(Set(spans.map(\.traceID)) == [publish.traceID])
         #expect(route.parentSpanID == publish.spanID)
@@ -50,6 +53,26 @@ struct TracingTests {
         // What handlers get carries the consume span, as W3C trace context.
         #expect(delivered.0.metadata["traceparent"] == "00-\(publish.traceID)-\(consumeOrder.spanID)-01")
         #expect(delivered.1.metadata["traceparent"] == "00-\(publish.traceID)-\(consumeAudit.spanID)-01")
+    }
+
+    @Test("Each delivery's consume span ends with its decision: nak, then term")
+    func consumeSpanRecordsDecisions() async throws {
+        let provider = MemoryProvider()
+        let bus = EventBus(provider: provider)
+        let subscription = try await bus.subscribeDurable(consumer: "decider", filter: "events.jobs.>")
+        let ((), scope) = try await RecordingTracer.record {
+            try await bus.publishEvent(BrokerTests.event("events.jobs.resize"))
+            let first = try #require(await subscription.next(timeout: .seconds(5)))
+            try await first.inProgress()
+            try await first.nak()
+            let second = try #require(await subscription.next(timeout: .seconds(5)))
+            try await second.term(reason: "corrupt")
+        }
+        await subscription.close()
+        let consumes = scope.finished.filter { $0.name == "consume events.jobs.resize" }
+        #expect(consumes.map { $0.attributes["courier.delivery.decision"] } == ["nak", "term"])
+        let publish = try #require(scope.finished.first { $0.name == "publish events.jobs.resize" })
+        #expect(consumes.allSatisfy { $0.parentSpanID == publish.spanID })
     }
 
     @Test("Outside a trace nothing is added: no tracer means no trace metadata")

@@ -365,14 +365,14 @@ public final class EventBus: Sendable {
             }
             metrics.recordConsume(latencyNanoseconds: (Event.currentTimestamp() - event.timestamp) * 1_000_000)
             guard EventTracing.isActive else { return pending.replacingEvent(event) }
-            // The consume span is the parent of whatever the handler does with the event: its
-            // context replaces the publisher's in the delivered event's metadata.
+            // The consume span is the parent of whatever the handler does with the event (its
+            // context replaces the publisher's in the delivered event's metadata) and lasts until
+            // the handler's ack, nak or term.
             let span = startSpan("consume \(event.subject)", context: event.traceContext, ofKind: .consumer)
-            EventTracing.describe(span, event: event, system: provider.name, operation: "receive")
+            EventTracing.describe(span, event: event, system: provider.name, operation: "process")
             span.attributes["messaging.courier.delivery_count"] = Int(pending.deliveryCount)
             span.attributes["messaging.courier.sequence"] = Int(truncatingIfNeeded: pending.sequence)
-            defer { span.end() }
-            return pending.replacingEvent(event.carryingTraceContext(span.context))
+            return pending.tracing(span, event: event.carryingTraceContext(span.context))
         }
     }
 }

@@ -1,4 +1,5 @@
 import Synchronization
+import Tracing
 
 /// An event as a subscriber receives it.
 public struct ReceivedEvent: Sendable, Hashable {
@@ -118,6 +119,13 @@ public struct PendingEvent: Sendable {
     public func inProgress() async throws { try await handle.finalize(.inProgress) }
     /// Stops delivery for good. With a reason, the event is dead-lettered with it.
     public func term(reason: String? = nil) async throws { try await handle.finalize(.term(reason: reason)) }
+
+    /// A copy delivering `event` whose decision also ends `span`.
+    func tracing(_ span: any Span, event: Event) -> PendingEvent {
+        var received = self.received
+        received.event = event
+        return PendingEvent(received: received, handle: TracedDeliveryHandle(base: handle, span: span))
+    }
 
     /// A copy delivering a different event (after decryption, for example) with the same handle.
     public func replacingEvent(_ event: Event) -> PendingEvent {

@@ -1,5 +1,6 @@
 public import Instrumentation
 import ServiceContextModule
+import Synchronization
 public import Tracing
 
 /// How Courier carries distributed-tracing context with an event.
@@ -11,7 +12,7 @@ public import Tracing
 /// extension by the CloudEvents layer, so a trace continues from publisher to subscriber to sink.
 ///
 /// Spans Courier starts: `publish <subject>` (producer) in ``EventBus/publishEvent(_:options:)``,
-/// `consume <subject>` (consumer) as a bus subscription hands a delivery out, and
+/// `consume <subject>` (consumer) from a bus subscription's delivery until its ack, nak or term, and
 /// `route <subject>` in the broker, with OpenTelemetry messaging attributes.
 public enum EventTracing {
     /// Whether an instrument or tracer has been bootstrapped. Without one, Courier skips span
@@ -76,5 +77,54 @@ struct MetadataCarrier: Injector, Extractor {
 
     func extract(key: String, from carrier: [String: String]) -> String? {
         carrier[key]
+    }
+}
+
+/// Wraps a delivery's handle so that its `consume` span lasts until the handler's decision:
+/// `ack`, `nak` or `term` ends it (recording the decision), `inProgress` adds an event. A delivery
+/// dropped undecided (its subscription closed) ends the span when the handle goes away.
+final class TracedDeliveryHandle: DeliveryHandle, @unchecked Sendable {
+    private let base: DeliveryHandle
+    private let span: any Span
+    private let ended = Atomic<Bool>(false)
+
+    init(base: DeliveryHandle, span: any Span) {
+        self.base = base
+        self.span = span
+        super.init(sequence: base.sequence)
+    }
+
+    override func perform(_ action: AckAction) async throws {
+        let decision: String
+        switch action {
+        case .inProgress:
+            span.addEvent("in progress")
+            try await base.finalize(action)
+            return
+        case .ack: decision = "ack"
+        case .nak: decision = "nak"
+        case .term: decision = "term"
+        }
+        span.attributes["courier.delivery.decision"] = decision
+        do {
+            try await base.finalize(action)
+        } catch {
+            span.recordError(error)
+            end()
+            throw error
+        }
+        if decision == "term" { span.setStatus(SpanStatus(code: .error, message: "terminated")) }
+        end()
+    }
+
+    private func end() {
+        if !ended.exchange(true, ordering: .acquiringAndReleasing) { span.end() }
+    }
+
+    deinit {
+        if !ended.load(ordering: .acquiring) {
+            span.attributes["courier.delivery.decision"] = "none"
+            span.end()
+        }
     }
 }
