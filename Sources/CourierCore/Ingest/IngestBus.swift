@@ -51,6 +51,8 @@ public final class IngestBus: @unchecked Sendable {
         public var maxShards: Int
         /// Called with each batch the adapter never took, after it was counted as dropped.
         public var onDroppedBatch: (@Sendable (Batch, CourierError) async -> Void)?
+        /// The bus's name: the `bus` dimension of its swift-metrics (`courier_ingest_*`).
+        public var name: String = "ingest"
         /// How long ``IngestBus/run()`` (graceful shutdown of the service) may spend draining.
         public var shutdownDeadline: Duration = .seconds(30)
         /// Where the bus logs.

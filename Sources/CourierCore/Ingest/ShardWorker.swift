@@ -35,6 +35,8 @@ final class ShardWorker: @unchecked Sendable {
     private let task = Mutex<Task<Void, Never>?>(nil)
     /// The next shard sequence number; touched only by the worker task (and read after it ended).
     private(set) var nextSequence: UInt64
+    /// swift-metrics reporting; touched only by the worker task.
+    private var metrics: IngestMetricsReporter
 
     init(shard: Int, table: RingTable, configuration: IngestBus.Configuration, nonce: UInt64, sequenceStart: UInt64) {
         self.shard = shard
@@ -43,6 +45,7 @@ final class ShardWorker: @unchecked Sendable {
         self.configuration = configuration
         self.nonce = nonce
         self.nextSequence = sequenceStart
+        self.metrics = IngestMetricsReporter(bus: configuration.name, shard: shard)
     }
 
     func start() {
@@ -97,7 +100,9 @@ final class ShardWorker: @unchecked Sendable {
             }
             await dispatch(buffer)
             buffer.removeAll(keepingCapacity: true)
+            metrics.report(ring)
         }
+        metrics.report(ring)
         if detached.load(ordering: .acquiring) { executor.shutdown() }
     }
 
@@ -131,11 +136,11 @@ final class ShardWorker: @unchecked Sendable {
                 ring.add(.dispatched, UInt64(events.count))
                 ring.add(.batches, 1)
                 let elapsed = (ContinuousClock.now - started).components
-                ring.counter(.lastDispatchNanos).pointee.store(
+                let nanoseconds =
                     UInt64(max(0, elapsed.seconds)) * 1_000_000_000
-                        + UInt64(max(0, elapsed.attoseconds) / 1_000_000_000),
-                    ordering: .relaxed
-                )
+                    + UInt64(max(0, elapsed.attoseconds) / 1_000_000_000)
+                ring.counter(.lastDispatchNanos).pointee.store(nanoseconds, ordering: .relaxed)
+                metrics.recordBatch(nanoseconds: Int64(truncatingIfNeeded: nanoseconds))
                 return
             } catch {
                 let failure = Self.normalise(error)
