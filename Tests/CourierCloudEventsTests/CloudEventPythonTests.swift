@@ -1,6 +1,7 @@
 #if CloudEvents
 import CourierCloudEvents
 import CourierCore
+import CourierTesting
 import Foundation
 import Testing
 
@@ -18,7 +19,11 @@ struct CloudEventPythonTests {
             from cloudevents.conversion import to_json, to_binary, to_structured
         """
 
-    static func python(_ script: String, input: String) throws -> String {
+    static func python(_ script: String, input: String) async throws -> String {
+        try await offPool { try runPython(script, input: input) }
+    }
+
+    private static func runPython(_ script: String, input: String) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", imports + "\n" + script]
@@ -49,9 +54,9 @@ struct CloudEventPythonTests {
         extensions: ["tenant": .string("acme"), "priority": .integer(5), "urgent": .boolean(true)])
 
     @Test("Python parses Courier's JSON format")
-    func pythonReadsStructured() throws {
+    func pythonReadsStructured() async throws {
         let json = String(decoding: try CloudEventJSON.encode(Self.courierEvent), as: UTF8.self)
-        let output = try Self.python(
+        let output = try await Self.python(
             """
             event = from_json(sys.stdin.buffer.read())
             attrs = event.get_attributes()
@@ -71,14 +76,14 @@ struct CloudEventPythonTests {
     }
 
     @Test("Python parses Courier's binary-mode headers and body")
-    func pythonReadsBinary() throws {
+    func pythonReadsBinary() async throws {
         let message = try NATSBinding.encode(Self.courierEvent, mode: .binary)
         let headers = JSONValue.object(
             Dictionary(message.headers.map { ($0.0, JSONValue.string($0.1)) }, uniquingKeysWith: { $1 }))
         let input = JSONValue.object([
             "headers": headers, "body": .string(String(decoding: message.payload, as: UTF8.self)),
         ])
-        let output = try Self.python(
+        let output = try await Self.python(
             """
             doc = json.load(sys.stdin)
             event = from_http(doc["headers"], doc["body"].encode())
@@ -93,8 +98,8 @@ struct CloudEventPythonTests {
     }
 
     @Test("Courier parses events produced by Python, structured and binary")
-    func courierReadsPython() throws {
-        let output = try Self.python(
+    func courierReadsPython() async throws {
+        let output = try await Self.python(
             """
             event = CloudEvent({"type": "com.example.py", "source": "/python", "id": "py-7", "subject": "from python",
                                 "exttext": "naïve", "time": "2024-05-01T12:00:00+02:00"}, {"answer": 42})

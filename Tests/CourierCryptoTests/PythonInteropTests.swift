@@ -1,6 +1,7 @@
 #if Encryption
 import CourierCore
 import CourierCrypto
+import CourierTesting
 import Foundation
 import Testing
 
@@ -8,7 +9,11 @@ import Testing
 /// nonce, ciphertext ‖ tag and associated data (event id, zero byte, subject).
 @Suite("Encryption interoperability with Python cryptography")
 struct PythonInteropTests {
-    static func python(_ script: String, input: String) throws -> String {
+    static func python(_ script: String, input: String) async throws -> String {
+        try await offPool { try runPython(script, input: input) }
+    }
+
+    private static func runPython(_ script: String, input: String) throws -> String {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         process.arguments = ["python3", "-c", script]
@@ -32,7 +37,7 @@ struct PythonInteropTests {
     }
 
     @Test("Python decrypts a Courier envelope")
-    func pythonDecryptsCourier() throws {
+    func pythonDecryptsCourier() async throws {
         let key = try EncryptionKey.generate(id: "shared")
         let encryptor = AESGCMEncryptor(keyRing: try KeyRing([key]))
         let event = Event(
@@ -41,7 +46,7 @@ struct PythonInteropTests {
         let input = try JSONValue(encoding: [
             "key": key.hexMaterial, "id": event.id, "subject": event.subject, "envelope": sealed.payload.description,
         ])
-        let plaintext = try Self.python(
+        let plaintext = try await Self.python(
             """
             import sys, json, base64
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM
@@ -57,11 +62,11 @@ struct PythonInteropTests {
     }
 
     @Test("Courier decrypts an envelope made by Python")
-    func courierDecryptsPython() throws {
+    func courierDecryptsPython() async throws {
         let key = try EncryptionKey.generate(id: "py")
         let encryptor = AESGCMEncryptor(keyRing: try KeyRing([key]))
         var event = Event(subject: "events.orders.created", category: "orders")
-        let envelope = try Self.python(
+        let envelope = try await Self.python(
             """
             import sys, json, base64, os
             from cryptography.hazmat.primitives.ciphers.aead import AESGCM

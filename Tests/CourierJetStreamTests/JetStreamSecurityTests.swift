@@ -57,7 +57,7 @@ struct JetStreamSecurityTests {
 
     @Test("TLS with a CA generated at test time; an untrusted CA or no TLS fails clearly")
     func tls() async throws {
-        let certificates = try Certificates.generate()
+        let certificates = try await offPool { try Certificates.generate() }
         defer { certificates.remove() }
         let server = try await NATSServerHarness.start(
             configuration: """
@@ -143,7 +143,9 @@ struct JetStreamSecurityTests {
         configuration.connectTimeout = .seconds(1)
         let started = ContinuousClock.now
         let error = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(configuration) }
-        #expect(ContinuousClock.now - started < .seconds(3))
+        // A refused connection fails at once; the bound is loose because a loaded CI machine can
+        // delay the blocking connect's thread, but it still catches a connect that retries forever.
+        #expect(ContinuousClock.now - started < .seconds(10))
         #expect(error?.code == .connectionFailed)
         #expect(error?.input == url)
         #expect(error?.message.contains(url) == true)

@@ -173,11 +173,24 @@ public protocol DlqHandler: Sendable {
 }
 
 /// Keeps dead letters in memory, the newest ``capacity`` of them.
+///
+/// It is idempotent per delivery: a letter for a delivery it already holds (same consumer and
+/// stream sequence, or same consumer and event id when there is no sequence) is taken without
+/// being stored twice. Dead-lettering is at least once — a consumer that lags past its ack wait
+/// can see an expired or undecodable delivery again before the server learnt of the first
+/// letter — and this keeps such a repeat from looking like a second failure.
 public final class MemoryDlqHandler: DlqHandler {
     private struct State {
         var letters: Deque<DeadLetterEvent> = []
+        var keys: Set<String> = []
         var total = 0
         var evicted = 0
+    }
+
+    /// Identifies the delivery a letter is about.
+    private static func key(_ letter: DeadLetterEvent) -> String {
+        let consumer = letter.consumer ?? ""
+        return letter.streamSequence.map { "\(consumer)#\($0)" } ?? "\(consumer)@\(letter.event.id)"
     }
 
     /// How many dead letters are kept; older ones are dropped and counted in ``evicted``.
@@ -190,11 +203,14 @@ public final class MemoryDlqHandler: DlqHandler {
     }
 
     public func handle(_ letter: DeadLetterEvent) async throws {
+        let key = Self.key(letter)
         state.withLock { state in
+            guard state.keys.insert(key).inserted else { return }
             state.letters.append(letter)
             state.total += 1
             if state.letters.count > capacity {
-                state.letters.removeFirst()
+                let dropped = state.letters.removeFirst()
+                state.keys.remove(Self.key(dropped))
                 state.evicted += 1
             }
         }
