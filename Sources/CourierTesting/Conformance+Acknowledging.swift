@@ -5,7 +5,7 @@ extension ProviderConformance {
     static let acknowledging: [ProviderConformanceCase] = [
         check("an unacknowledged event is redelivered after ackWait") { ctx async throws in
             let subscription = try await ctx.provider.subscribeDurable(
-                consumer: "expire", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(2)))
+                consumer: "expire", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(3)))
             let event = ctx.event()
             try await ctx.provider.publish(event)
             let first = try await ctx.next(subscription)
@@ -14,7 +14,7 @@ extension ProviderConformance {
             #expect(second.event.id == event.id)
             #expect(second.deliveryCount == 2)
             try await second.ack()
-            try await ctx.expectNothing(subscription, for: .milliseconds(2500))
+            try await ctx.expectNothing(subscription, for: .milliseconds(3500))
             await subscription.close()
         },
         check("nak redelivers at once, without waiting for ackWait") { ctx async throws in
@@ -127,7 +127,7 @@ extension ProviderConformance {
             let subscription = try await ctx.provider.subscribeDurable(
                 consumer: "term",
                 filter: ctx.subject(">"),
-                options: SubscribeOptions(ackWait: .seconds(1), deadLetterHandler: dlq)
+                options: SubscribeOptions(ackWait: .seconds(3), deadLetterHandler: dlq)
             )
             let published = try await ctx.publish(2)
             let first = try await ctx.next(subscription)
@@ -139,7 +139,8 @@ extension ProviderConformance {
             #expect(letter.event.id == published[0].id)
             #expect(letter.reason.contains("invalid order total"))
             #expect(letter.attempts == 1)
-            try await ctx.expectNothing(subscription, for: .milliseconds(1500))
+            // Neither comes back, although the 3 s ack wait has passed for both.
+            try await ctx.expectNothing(subscription, for: .milliseconds(3500))
             #expect(dlq.letters().count == 1)
             await subscription.close()
         },

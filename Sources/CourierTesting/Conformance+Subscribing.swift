@@ -179,7 +179,7 @@ extension ProviderConformance {
         check("the auto-ack sequence acknowledges what it hands out") { ctx async throws in
             let published = try await ctx.publish(3)
             let first = try await ctx.provider.subscribeDurable(
-                consumer: "auto", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(1)))
+                consumer: "auto", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(3)))
             var ids: [String] = []
             for try await received in first {
                 ids.append(received.event.id)
@@ -188,8 +188,9 @@ extension ProviderConformance {
             #expect(ids == published.map(\.id))
             await first.close()
             let second = try await ctx.provider.subscribeDurable(
-                consumer: "auto", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(1)))
-            try await ctx.expectNothing(second, for: .milliseconds(1500))
+                consumer: "auto", filter: ctx.subject(">"), options: SubscribeOptions(ackWait: .seconds(3)))
+            // An ack lost or late would bring an event back after the 3 s ack wait.
+            try await ctx.expectNothing(second, for: .milliseconds(3500))
             await second.close()
         },
     ]

@@ -5,6 +5,20 @@ import Logging
 import Synchronization
 import Testing
 
+/// Runs `count` producers, each on a thread of its own, and returns their results in order.
+/// Producers spin and, under `.block`, wait; on Swift's cooperative pool (one thread per core)
+/// that would stall every other test running in the process.
+func onProducerThreads<T: Sendable>(_ count: Int, _ body: @escaping @Sendable (Int) -> T) async -> [T] {
+    await withTaskGroup(of: (Int, T).self) { group in
+        for index in 0..<count {
+            group.addTask { (index, try! await offPool { body(index) }) }
+        }
+        var results = [T?](repeating: nil, count: count)
+        for await (index, result) in group { results[index] = result }
+        return results.map { $0! }
+    }
+}
+
 /// An adapter that records what it took, optionally slowly, failing on demand.
 final class RecordingAdapter: Adapter {
     struct Plan: Sendable {
@@ -125,13 +139,9 @@ struct IngestTests {
         let bus = try IngestBus(
             configuration: .init(shards: 3, ringCapacity: 1024, adapter: adapter, logger: quietIngestLogger))
         let producers = 4, perProducer = 25_000
-        await withTaskGroup(of: Void.self) { group in
-            for producer in 0..<producers {
-                group.addTask {
-                    for index in 0..<perProducer {
-                        _ = try? bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 50))
-                    }
-                }
+        _ = await onProducerThreads(producers) { producer in
+            for index in 0..<perProducer {
+                _ = try? bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 50))
             }
         }
         let stats = await bus.shutdown()
@@ -179,22 +189,18 @@ struct IngestTests {
         let producers = 3, perProducer = 4_000
         let thrownDrops = AtomicCounter()
         let refusals = AtomicCounter()
-        await withTaskGroup(of: Void.self) { group in
-            for producer in 0..<producers {
-                group.addTask {
-                    for index in 0..<perProducer {
-                        do {
-                            try bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 7))
-                        } catch let error as CourierError where error.code == .backpressure {
-                            if error.isRetryable {
-                                refusals.value.add(1, ordering: .relaxed)
-                            } else {
-                                thrownDrops.value.add(1, ordering: .relaxed)
-                            }
-                        } catch {
-                            Issue.record("unexpected \(error)")
-                        }
+        _ = await onProducerThreads(producers) { producer in
+            for index in 0..<perProducer {
+                do {
+                    try bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 7))
+                } catch let error as CourierError where error.code == .backpressure {
+                    if error.isRetryable {
+                        refusals.value.add(1, ordering: .relaxed)
+                    } else {
+                        thrownDrops.value.add(1, ordering: .relaxed)
                     }
+                } catch {
+                    Issue.record("unexpected \(error)")
                 }
             }
         }
@@ -234,13 +240,9 @@ struct IngestTests {
                 logger: quietIngestLogger
             )
         )
-        await withTaskGroup(of: Void.self) { group in
-            for producer in 0..<2 {
-                group.addTask {
-                    for index in 0..<2_000 {
-                        try! bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 5))
-                    }
-                }
+        _ = await onProducerThreads(2) { producer in
+            for index in 0..<2_000 {
+                try! bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 5))
             }
         }
         let stats = await bus.shutdown()
@@ -303,20 +305,14 @@ struct IngestTests {
         )
         let producing = AtomicCounter(1)
         let producers = Task {
-            await withTaskGroup(of: Int.self) { group in
-                for producer in 0..<3 {
-                    group.addTask {
-                        var index = 0
-                        while producing.value.load(ordering: .relaxed) == 1, index < 2_000_000 {
-                            try! bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 40))
-                            index += 1
-                            if index % 256 == 0 { await Task.yield() }
-                        }
-                        return index
-                    }
+            await onProducerThreads(3) { producer in
+                var index = 0
+                while producing.value.load(ordering: .relaxed) == 1, index < 2_000_000 {
+                    try! bus.ingestRaw(loadEvent(producer: producer, index: index, subjects: 40))
+                    index += 1
                 }
-                return await group.reduce(0, +)
-            }
+                return index
+            }.reduce(0, +)
         }
         try await bus.addShards(2)
         #expect(bus.shardCount == 4)

@@ -37,7 +37,8 @@ struct IngestJetStreamTests {
         )
         let total = 100_000
         let events = Self.events(total)
-        for event in events { try bus.ingestRaw(event) }
+        // The producer waits in `.block` while JetStream catches up: keep that off the cooperative pool.
+        try await offPool { for event in events { try bus.ingestRaw(event) } }
         let stats = await bus.shutdown(deadline: .seconds(120))
         #expect(
             stats.eventsIngested == UInt64(total) && stats.eventsDispatched == UInt64(total)

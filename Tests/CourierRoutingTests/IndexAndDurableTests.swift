@@ -122,7 +122,7 @@ struct DurableMemoryBrokerTests {
         }
         let group = ServiceGroup(services: [broker], logger: Self.quietLogger())
         let running = Task { try await group.run() }
-        #expect(await eventually(within: .seconds(10)) { collected.events.count >= 50 })
+        #expect(await eventually(within: .seconds(30)) { collected.events.count >= 50 })
         #expect(Set(collected.events.map(\.id)) == Set(published))
         await group.triggerGracefulShutdown()
         try await running.value
