@@ -23,7 +23,8 @@ struct EventSchemaTests {
     @Test("Publishing the generated type passes the registry; it round-trips through a subscription")
     func publishAndDecode() async throws {
         let registry = MemorySchemaRegistry()
-        try registry.register(OrderPaid.self)
+        try GeneratedEventSchemas.register(in: registry)
+        #expect(registry.listTypes() == ["order.paid"] && registry.latestVersion(eventType: "order.paid") == 2)
         var configuration = EventBus.Configuration()
         configuration.schemaRegistry = registry
         let bus = EventBus(provider: MemoryProvider(), configuration: configuration)
@@ -70,6 +71,16 @@ struct EventSchemaTests {
             Self.minimal.replacingOccurrences(of: #""name""#, with: #""access":"internal","name""#))
         #expect(
             EventSchemaGenerator.swiftSource(for: internalFile, sourceName: "x").contains("\nstruct Ping: TypedEvent"))
+    }
+
+    @Test("The registrations source lists every generated type")
+    func registrationSource() throws {
+        let ping = try Self.parse(Self.minimal)
+        var pong = ping
+        pong.name = "Pong"
+        let source = EventSchemaGenerator.registrationSource(for: [ping, pong])
+        #expect(source.contains("static let all: [any TypedEvent.Type] = [Ping.self, Pong.self]"))
+        #expect(source.contains("for type in all { try registry.register(type.schema) }"))
     }
 
     @Test(

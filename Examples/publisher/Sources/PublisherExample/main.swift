@@ -5,7 +5,7 @@ import Courier
 // version, subject and schema. Registering the schema makes the bus validate every publish.
 let provider = try await ProviderSelection.provider(connectionName: "example-publisher")
 let registry = MemorySchemaRegistry()
-try registry.register(OrderCreated.self)
+try GeneratedEventSchemas.register(in: registry)  // generated too: every schema of this target
 var configuration = EventBus.Configuration()
 configuration.schemaRegistry = registry
 let bus = EventBus(provider: provider, configuration: configuration)
