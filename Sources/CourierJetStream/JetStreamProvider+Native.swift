@@ -392,38 +392,13 @@ extension JetStreamProvider {
 
     /// Reads `count` matching events from `sequence` with an ordered consumer (blocking).
     private func readOrdered(from sequence: UInt64, filter: String?, count: Int) throws -> [Event] {
-        let arena = CStringArena()
-        var options = jsSubOptions()
-        jsSubOptions_Init(&options)
-        options.Stream = arena.c(configuration.stream)
-        options.Ordered = true
-        options.Config.DeliverPolicy = js_DeliverByStartSequence
-        options.Config.OptStartSeq = max(1, sequence)
-        var sub: OpaquePointer?
-        var jerr = jsErrCode(0)
-        let subject = filter ?? subjectPrefix + ".>"
-        let status = js_SubscribeSync(&sub, js, subject, nil, &options, &jerr)
-        guard status == NATS_OK, let sub else {
-            throw CourierError.nats(
-                status, "cannot read history of '\(subject)'", input: subject, jsCode: jerr, detail: natsLastErrorText()
-            )
-        }
-        defer {
-            natsSubscription_Unsubscribe(sub)
-            natsSubscription_Destroy(sub)
-        }
+        guard count > 0 else { return [] }
         var events: [Event] = []
         events.reserveCapacity(count)
-        let wait = max(1, configuration.requestTimeout.milliseconds)
-        while events.count < count {
-            var msg: OpaquePointer?
-            let next = natsSubscription_NextMsg(&msg, sub, wait)
-            guard next == NATS_OK, let msg else {
-                if next == NATS_TIMEOUT { break }  // the rest was removed meanwhile (retention)
-                throw CourierError.nats(
-                    next, "cannot read history of '\(subject)'", input: subject, detail: natsLastErrorText())
-            }
-            defer { natsMsg_Destroy(msg) }
+        let subject = filter ?? subjectPrefix + ".>"
+        try readOrderedMessages(
+            from: sequence, subject: subject, failure: "cannot read history of '\(subject)'", input: subject
+        ) { msg, _ in
             let length = Int(natsMsg_GetDataLength(msg))
             let bytes = UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: length).bindMemory(to: UInt8.self)
             if let event = try? Event(wireJSON: bytes) {
@@ -433,18 +408,22 @@ extension JetStreamProvider {
                     "history skipped an undecodable message",
                     metadata: ["subject": "\(String(cString: natsMsg_GetSubject(msg)))"])
             }
-            if let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: reply), meta.pending == 0 { break }
+            return events.count < count
         }
         return events
     }
-}
 
-extension JetStreamProvider {
-    /// Reads up to `limit` stored messages from stream sequence `sequence` on, with an ordered
-    /// consumer (blocking).
-    func readStored(from sequence: UInt64, limit: Int) throws -> [StoredMessage] {
-        let stream = try streamState()
-        guard stream.messages > 0, sequence <= stream.lastSequence, limit > 0 else { return [] }
+    /// Hands the messages on `subject` from stream sequence `sequence` on, read with an ordered
+    /// consumer (blocking), to `body` with their JetStream metadata, until `body` returns `false`,
+    /// the last stored message was read, or a read times out (the rest was removed meanwhile).
+    /// Errors say `failure` and name `input`.
+    func readOrderedMessages(
+        from sequence: UInt64,
+        subject: String,
+        failure: String,
+        input: String,
+        _ body: (_ msg: OpaquePointer, _ metadata: AckMetadata?) throws -> Bool
+    ) throws {
         let arena = CStringArena()
         var options = jsSubOptions()
         jsSubOptions_Init(&options)
@@ -454,31 +433,42 @@ extension JetStreamProvider {
         options.Config.OptStartSeq = max(1, sequence)
         var sub: OpaquePointer?
         var jerr = jsErrCode(0)
-        let subject = subjectPrefix + ".>"
-        let status = js_SubscribeSync(&sub, connection.context, subject, nil, &options, &jerr)
+        let status = js_SubscribeSync(&sub, js, subject, nil, &options, &jerr)
         guard status == NATS_OK, let sub else {
-            throw CourierError.nats(
-                status, "cannot read stream \(configuration.stream)", input: configuration.stream, jsCode: jerr,
-                detail: natsLastErrorText())
+            throw CourierError.nats(status, failure, input: input, jsCode: jerr, detail: natsLastErrorText())
         }
         defer {
             natsSubscription_Unsubscribe(sub)
             natsSubscription_Destroy(sub)
         }
-        var messages: [StoredMessage] = []
-        messages.reserveCapacity(min(limit, 4096))
         let wait = max(1, configuration.requestTimeout.milliseconds)
-        while messages.count < limit {
+        while true {
             var msg: OpaquePointer?
             let next = natsSubscription_NextMsg(&msg, sub, wait)
             guard next == NATS_OK, let msg else {
-                if next == NATS_TIMEOUT { break }
-                throw CourierError.nats(
-                    next, "cannot read stream \(configuration.stream)", input: configuration.stream,
-                    detail: natsLastErrorText())
+                if next == NATS_TIMEOUT { return }
+                throw CourierError.nats(next, failure, input: input, detail: natsLastErrorText())
             }
             defer { natsMsg_Destroy(msg) }
-            guard let reply = natsMsg_GetReply(msg), let meta = AckMetadata(reply: reply) else { continue }
+            let metadata = natsMsg_GetReply(msg).flatMap { AckMetadata(reply: $0) }
+            guard try body(msg, metadata), metadata?.pending != 0 else { return }
+        }
+    }
+}
+
+extension JetStreamProvider {
+    /// Reads up to `limit` stored messages from stream sequence `sequence` on, with an ordered
+    /// consumer (blocking).
+    func readStored(from sequence: UInt64, limit: Int) throws -> [StoredMessage] {
+        let stream = try streamState()
+        guard stream.messages > 0, sequence <= stream.lastSequence, limit > 0 else { return [] }
+        var messages: [StoredMessage] = []
+        messages.reserveCapacity(min(limit, 4096))
+        try readOrderedMessages(
+            from: sequence, subject: subjectPrefix + ".>", failure: "cannot read stream \(configuration.stream)",
+            input: configuration.stream
+        ) { msg, metadata in
+            guard let metadata else { return true }
             var value: UnsafePointer<CChar>?
             let messageID =
                 natsMsgHeader_Get(msg, "Nats-Msg-Id", &value) == NATS_OK ? value.map { String(cString: $0) } : nil
@@ -487,14 +477,14 @@ extension JetStreamProvider {
                 UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: length).bindMemory(to: UInt8.self))
             messages.append(
                 StoredMessage(
-                    sequence: meta.streamSequence,
+                    sequence: metadata.streamSequence,
                     subject: String(cString: natsMsg_GetSubject(msg)),
                     messageID: messageID,
                     payload: payload,
-                    timestamp: meta.timestamp
+                    timestamp: metadata.timestamp
                 )
             )
-            if meta.pending == 0 { break }
+            return messages.count < limit
         }
         return messages
     }

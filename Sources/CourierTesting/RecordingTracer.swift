@@ -1,3 +1,4 @@
+import CourierCore
 public import Instrumentation
 import Synchronization
 public import Tracing
@@ -106,13 +107,7 @@ public final class RecordingTracer: Tracer, Sendable {
     }
 
     static func randomHex(bytes: Int) -> String {
-        var generator = SystemRandomNumberGenerator()
-        var text = ""
-        for _ in 0..<bytes {
-            let byte = UInt8.random(in: 0...255, using: &generator)
-            text += String(byte >> 4, radix: 16) + String(byte & 0xF, radix: 16)
-        }
-        return text
+        Hex.encode((0..<bytes).map { _ in UInt8.random(in: 0...255) })
     }
 }
 

@@ -10,30 +10,8 @@ import Testing
 @Suite("Encryption interoperability with Python cryptography")
 struct PythonInteropTests {
     static func python(_ script: String, input: String) async throws -> String {
-        try await offPool { try runPython(script, input: input) }
-    }
-
-    private static func runPython(_ script: String, input: String) throws -> String {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", "-c", script]
-        let stdin = Pipe()
-        let stdout = Pipe()
-        let stderr = Pipe()
-        process.standardInput = stdin
-        process.standardOutput = stdout
-        process.standardError = stderr
-        try process.run()
-        stdin.fileHandleForWriting.write(Data(input.utf8))
-        try stdin.fileHandleForWriting.close()
-        let output = stdout.fileHandleForReading.readDataToEndOfFile()
-        let errors = stderr.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        guard process.terminationStatus == 0 else {
-            throw CourierError(
-                .providerError, "python3 failed: \(String(decoding: errors, as: UTF8.self))", input: "python3")
-        }
-        return String(decoding: output, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines)
+        try await runChildProcess("/usr/bin/env", ["python3", "-c", script], input: input)
+            .trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
     @Test("Python decrypts a Courier envelope")

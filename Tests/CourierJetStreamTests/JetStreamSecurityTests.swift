@@ -17,7 +17,7 @@ struct JetStreamSecurityTests {
         var serverCertificate: String { directory + "/server.pem" }
         var serverKey: String { directory + "/server.key" }
 
-        static func generate() throws -> Certificates {
+        static func generate() async throws -> Certificates {
             let directory = "/tmp/courier-tls-\(UInt32.random(in: 0...UInt32.max))"
             try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let certificates = Certificates(directory: directory)
@@ -29,20 +29,9 @@ struct JetStreamSecurityTests {
                 "req -newkey rsa:2048 -nodes -keyout \(directory)/server.key -out \(directory)/server.csr -subj /CN=localhost",
                 "x509 -req -in \(directory)/server.csr -CA \(directory)/ca.pem -CAkey \(directory)/ca.key -CAcreateserial -out \(directory)/server.pem -days 1 -extfile \(directory)/san.ext",
             ] {
-                try openssl(command)
+                _ = try await runChildProcess("/usr/bin/openssl", command.split(separator: " ").map(String.init))
             }
             return certificates
-        }
-
-        private static func openssl(_ arguments: String) throws {
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: "/usr/bin/openssl")
-            process.arguments = arguments.split(separator: " ").map(String.init)
-            process.standardOutput = FileHandle.nullDevice
-            process.standardError = FileHandle.nullDevice
-            try process.run()
-            process.waitUntilExit()
-            guard process.terminationStatus == 0 else { throw CourierTestingError("openssl \(arguments) failed") }
         }
 
         func remove() { try? FileManager.default.removeItem(atPath: directory) }
@@ -57,7 +46,7 @@ struct JetStreamSecurityTests {
 
     @Test("TLS with a CA generated at test time; an untrusted CA or no TLS fails clearly")
     func tls() async throws {
-        let certificates = try await offPool { try Certificates.generate() }
+        let certificates = try await Certificates.generate()
         defer { certificates.remove() }
         let server = try await NATSServerHarness.start(
             configuration: """

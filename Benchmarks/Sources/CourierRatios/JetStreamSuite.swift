@@ -88,6 +88,16 @@ func jetStreamPairs(url: String) -> [Pair] {
                 }
             )
         )
+        /// An empty stream holding `consumeCount` events published by raw cnats, for the C consumers.
+        func prefillForBaseline() {
+            reset()
+            precondition(
+                wire.withUnsafeBytes {
+                    cb_async_publish(
+                        url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount), Int32(window),
+                        0)
+                } > 0)
+        }
         let consume: () async throws -> Double = {
             reset()
             let provider = try await provider()
@@ -115,13 +125,7 @@ func jetStreamPairs(url: String) -> [Pair] {
                 courier: "subscribeDurable, manual ack",
                 target: 0.9,
                 measureBaseline: {
-                    reset()
-                    precondition(
-                        wire.withUnsafeBytes {
-                            cb_async_publish(
-                                url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount),
-                                Int32(window), 0)
-                        } > 0)
+                    prefillForBaseline()
                     let elapsed = cb_fetch_ack(url, stream, "fetch", "\(prefix).>", Int32(consumeCount), 256)
                     precondition(elapsed > 0, "baseline failed")
                     return Double(consumeCount) / elapsed
@@ -136,13 +140,7 @@ func jetStreamPairs(url: String) -> [Pair] {
                 courier: "subscribeDurable, manual ack",
                 target: nil,
                 measureBaseline: {
-                    reset()
-                    precondition(
-                        wire.withUnsafeBytes {
-                            cb_async_publish(
-                                url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount),
-                                Int32(window), 0)
-                        } > 0)
+                    prefillForBaseline()
                     let elapsed = cb_push_ack(url, stream, "push", "\(prefix).>", Int32(consumeCount), 1000)
                     precondition(elapsed > 0, "baseline failed")
                     return Double(consumeCount) / elapsed

@@ -52,17 +52,6 @@ extension Event {
         return copy
     }
 
-    /// A copy with the W3C trace-context `headers` (lowercased names) copied into metadata
-    /// where the event does not carry them already: how a provider restores context that came in
-    /// message headers.
-    public func addingTraceHeaders(_ headers: [String: String]) -> Event {
-        var copy = self
-        for key in EventTracing.propagatedKeys where copy.metadata[key] == nil {
-            if let value = headers[key] { copy.metadata[key] = value }
-        }
-        return copy
-    }
-
     /// The W3C trace-context entries of the metadata, as message headers.
     public var traceHeaders: [(String, String)] {
         EventTracing.propagatedKeys.compactMap { key in metadata[key].map { (key, $0) } }
