@@ -1,4 +1,4 @@
-import CourierCore
+public import CourierCore
 import Foundation
 import Synchronization
 
@@ -7,8 +7,11 @@ import Glibc
 #endif
 
 /// Starts a real `nats-server -js` on a free loopback port with a temporary store directory,
-/// for integration tests and benchmarks. It can stop, `kill -9` and restart the server on the
-/// same port and store. Every server it starts is stopped by PID when the harness is released.
+/// for integration tests and benchmarks. It can stop, `kill -9`, freeze (SIGSTOP), thaw
+/// (SIGCONT) and restart the server on the same port and store, and read its monitoring
+/// endpoints (``monitor(_:)``). Every server it starts is stopped by PID when the harness is
+/// released. The binary is `$NATS_SERVER_BIN` when set (see ``serverBinary()``), which is how CI
+/// runs the same tests against several server versions.
 ///
 /// ```swift
 /// let server = try await NATSServerHarness.start()
@@ -18,6 +21,8 @@ import Glibc
 public final class NATSServerHarness: @unchecked Sendable {
     /// The loopback port.
     public let port: Int
+    /// The loopback port of the HTTP monitoring endpoints (`/varz`, `/jsz`, …).
+    public let monitorPort: Int
     /// The JetStream store directory (removed by ``cleanUp()``).
     public let storeDirectory: String
     /// The work directory holding the store, the log and any configuration file.
@@ -35,8 +40,9 @@ public final class NATSServerHarness: @unchecked Sendable {
 
     private var logPath: String { workDirectory + "/server.log" }
 
-    private init(port: Int, workDirectory: String, configuration: String?, extraArguments: [String]) {
+    init(port: Int, monitorPort: Int, workDirectory: String, configuration: String?, extraArguments: [String]) {
         self.port = port
+        self.monitorPort = monitorPort
         self.workDirectory = workDirectory
         self.storeDirectory = workDirectory + "/store"
         self.configuration = configuration
@@ -59,6 +65,7 @@ public final class NATSServerHarness: @unchecked Sendable {
             let directory = try makeWorkDirectory()
             let harness = NATSServerHarness(
                 port: try freePort(),
+                monitorPort: try freePort(),
                 workDirectory: directory,
                 configuration: configuration,
                 extraArguments: arguments
@@ -95,9 +102,12 @@ public final class NATSServerHarness: @unchecked Sendable {
         return found
     }
 
-    private func launch(timeout: Duration) async throws {
+    func launch(timeout: Duration) async throws {
         try? FileManager.default.removeItem(atPath: logPath)
-        var arguments = ["-js", "-a", "127.0.0.1", "-p", String(port), "-sd", storeDirectory, "-l", logPath]
+        var arguments = [
+            "-js", "-a", "127.0.0.1", "-p", String(port), "-m", String(monitorPort), "-sd", storeDirectory, "-l",
+            logPath,
+        ]
         if let configuration {
             let configPath = workDirectory + "/server.conf"
             try configuration.write(toFile: configPath, atomically: true, encoding: .utf8)
@@ -137,9 +147,65 @@ public final class NATSServerHarness: @unchecked Sendable {
         signal(SIGKILL)
     }
 
+    /// Freezes the server with SIGSTOP: its sockets stay open but it answers nothing, as a
+    /// stalled machine or a long GC pause would. ``thaw()`` resumes it.
+    public func freeze() {
+        guard let pid else { return }
+        Glibc.kill(pid, SIGSTOP)
+    }
+
+    /// Resumes a frozen server with SIGCONT.
+    public func thaw() {
+        guard let pid else { return }
+        Glibc.kill(pid, SIGCONT)
+    }
+
+    /// The JSON of a monitoring endpoint, for example `/jsz?accounts=true&streams=true&config=true`.
+    ///
+    /// - Throws: ``CourierTestingError`` when the server does not answer within `timeout`
+    ///   (stopped or frozen).
+    public func monitor(_ path: String, timeout: Duration = .seconds(2)) async throws -> JSONValue {
+        try await LoopbackClient.getJSON(port: monitorPort, path: path, timeout: timeout)
+    }
+
+    /// The server version it reports (`/varz`), for example `2.9.10`.
+    public func version() async throws -> String {
+        guard let version = try await monitor("/varz")["version"]?.stringValue else {
+            throw CourierTestingError("nats-server /varz has no version")
+        }
+        return version
+    }
+
+    /// The configuration of stream `stream` as the server reports it (`/jsz`), or `nil` when
+    /// there is no such stream.
+    public func streamConfig(_ stream: String) async throws -> JSONValue? {
+        try await streamDetail(stream)?["config"]
+    }
+
+    /// The configuration of consumer `consumer` of stream `stream` (`/jsz`), or `nil`.
+    public func consumerConfig(stream: String, consumer: String) async throws -> JSONValue? {
+        let detail = try await streamDetail(stream, consumers: true)
+        return detail?["consumer_detail"]?.arrayValue?.first { $0["name"]?.stringValue == consumer }?["config"]
+    }
+
+    /// The `/jsz` entry of stream `stream` (its config, state and cluster), or `nil`.
+    public func streamDetail(_ stream: String, consumers: Bool = false) async throws -> JSONValue? {
+        let jsz = try await monitor("/jsz?accounts=true&streams=true&config=true&consumers=\(consumers)")
+        for account in jsz["account_details"]?.arrayValue ?? [] {
+            for detail in account["stream_detail"]?.arrayValue ?? [] where detail["name"]?.stringValue == stream {
+                return detail
+            }
+        }
+        return nil
+    }
+
     private func signal(_ number: Int32) {
         guard let process = process.withLock({ $0 }) else { return }
-        if process.isRunning { Glibc.kill(process.processIdentifier, number) }
+        if process.isRunning {
+            Glibc.kill(process.processIdentifier, number)
+            // A frozen server only acts on SIGTERM once it runs again.
+            if number != SIGKILL { Glibc.kill(process.processIdentifier, SIGCONT) }
+        }
         let deadline = ContinuousClock.now + .seconds(10)
         while process.isRunning, ContinuousClock.now < deadline { usleep(5_000) }
         if process.isRunning {
@@ -179,7 +245,7 @@ public final class NATSServerHarness: @unchecked Sendable {
 
     /// Starts a watchdog that kills the server if this process dies without stopping it (a crashed
     /// or killed test run must not leave servers behind).
-    private static func watch(server: Int32) {
+    static func watch(server: Int32) {
         let watchdog = Process()
         watchdog.executableURL = URL(fileURLWithPath: "/bin/sh")
         watchdog.arguments = [
@@ -191,7 +257,7 @@ public final class NATSServerHarness: @unchecked Sendable {
         try? watchdog.run()
     }
 
-    private static func makeWorkDirectory() throws -> String {
+    static func makeWorkDirectory() throws -> String {
         let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
         let path = "\(base)/courier-nats-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: path + "/store", withIntermediateDirectories: true)

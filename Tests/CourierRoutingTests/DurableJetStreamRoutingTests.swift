@@ -8,18 +8,6 @@ import Logging
 import Synchronization
 import Testing
 
-/// The `courier` executable built next to this test bundle (or `$COURIER_BIN`).
-func courierExecutable() throws -> String {
-    if let explicit = ProcessInfo.processInfo.environment["COURIER_BIN"] { return explicit }
-    let bundleDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).deletingLastPathComponent()
-    var candidates = [bundleDirectory.appendingPathComponent("courier").path]
-    // The test bundle may be a directory (…/courierPackageTests.xctest/…) on some setups.
-    candidates.append(bundleDirectory.deletingLastPathComponent().appendingPathComponent("courier").path)
-    if let found = candidates.first(where: { FileManager.default.isExecutableFile(atPath: $0) }) { return found }
-    throw CourierTestingError(
-        "courier executable not found at \(candidates); build it (swift build) or set COURIER_BIN")
-}
-
 /// A `courier route` child process; killed when dropped.
 final class RouteProcess: @unchecked Sendable {
     let process = Process()

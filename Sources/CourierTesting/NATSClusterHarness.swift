@@ -1,0 +1,174 @@
+public import CourierCore
+import Foundation
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// Starts an N-node JetStream cluster of real `nats-server` processes on loopback: free client,
+/// route and monitoring ports, server names `n1`…`nN`, one cluster name, full-mesh routes and a
+/// temporary store per node. Nodes can be killed (SIGKILL), frozen (SIGSTOP), thawed and
+/// restarted on their own store; the harness finds stream and consumer leaders from the
+/// monitoring endpoints and asks a stream leader to step down through the JetStream API. Every
+/// wait is bounded and every process is stopped by PID when the harness is released.
+///
+/// ```swift
+/// let cluster = try await NATSClusterHarness.start(nodes: 3)
+/// defer { cluster.stop() }
+/// var configuration = JetStreamProvider.Configuration(servers: cluster.urls)
+/// configuration.replicas = 3
+/// ```
+public final class NATSClusterHarness: Sendable {
+    /// The nodes, `n1` first.
+    public let nodes: [NATSServerHarness]
+    /// The cluster name.
+    public let name: String
+
+    /// Every node's client URL.
+    public var urls: [String] { nodes.map(\.url) }
+
+    private init(nodes: [NATSServerHarness], name: String) {
+        self.nodes = nodes
+        self.name = name
+    }
+
+    /// Starts `count` nodes and waits (at most `timeout`) until every node is ready and the
+    /// JetStream meta group has a leader.
+    public static func start(nodes count: Int = 3, timeout: Duration = .seconds(60)) async throws
+        -> NATSClusterHarness
+    {
+        precondition(count >= 1, "a cluster needs at least one node")
+        let name = "courier-\(UInt32.random(in: 0...UInt32.max))"
+        let clientPorts = try (0..<count).map { _ in try NATSServerHarness.freePort() }
+        let routePorts = try (0..<count).map { _ in try NATSServerHarness.freePort() }
+        let monitorPorts = try (0..<count).map { _ in try NATSServerHarness.freePort() }
+        var nodes: [NATSServerHarness] = []
+        for i in 0..<count {
+            let routes = routePorts.enumerated().filter { $0.offset != i }
+                .map { "\"nats-route://127.0.0.1:\($0.element)\"" }
+            let configuration = """
+                server_name: "n\(i + 1)"
+                cluster {
+                  name: "\(name)"
+                  listen: "127.0.0.1:\(routePorts[i])"
+                  routes: [\(routes.joined(separator: ", "))]
+                }
+                """
+            nodes.append(
+                NATSServerHarness(
+                    port: clientPorts[i],
+                    monitorPort: monitorPorts[i],
+                    workDirectory: try NATSServerHarness.makeWorkDirectory(),
+                    configuration: configuration,
+                    extraArguments: []
+                )
+            )
+        }
+        let cluster = NATSClusterHarness(nodes: nodes, name: name)
+        do {
+            // Every node must be launched before any can report ready: each waits for its routes.
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for node in nodes { group.addTask { try await node.launch(timeout: timeout) } }
+                try await group.waitForAll()
+            }
+            try await cluster.waitForMetaLeader(timeout: timeout)
+        } catch {
+            cluster.stop()
+            throw error
+        }
+        return cluster
+    }
+
+    /// The index in ``nodes`` of the server named `name` (`n1` is 0).
+    public func index(ofServer name: String) -> Int? {
+        guard name.hasPrefix("n"), let number = Int(name.dropFirst()), number >= 1, number <= nodes.count else {
+            return nil
+        }
+        return number - 1
+    }
+
+    /// Waits until every running node sees a JetStream meta leader.
+    public func waitForMetaLeader(timeout: Duration = .seconds(60)) async throws {
+        let ready = await eventually(within: timeout, every: .milliseconds(100)) {
+            for node in self.nodes where node.pid != nil {
+                let jsz = try? await node.monitor("/jsz")
+                guard let leader = jsz?["meta_cluster"]?["leader"]?.stringValue, !leader.isEmpty else { return false }
+            }
+            return true
+        }
+        guard ready else { throw CourierTestingError("the JetStream meta group elected no leader within \(timeout)") }
+    }
+
+    /// The `/jsz` entry of `stream` as seen by the first node that answers.
+    private func streamDetail(_ stream: String, consumers: Bool) async -> JSONValue? {
+        for node in nodes where node.pid != nil {
+            if let detail = try? await node.streamDetail(stream, consumers: consumers) { return detail }
+        }
+        return nil
+    }
+
+    /// The configuration of `stream` as its leader reports it, waiting (at most `timeout`) for a
+    /// leader to be known.
+    public func streamConfig(_ stream: String, timeout: Duration = .seconds(15)) async throws -> JSONValue {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let leader = await streamLeader(stream),
+                let config = try? await nodes[leader].streamConfig(stream)
+            {
+                return config
+            }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        throw CourierTestingError("no node reported the configuration of stream \(stream) within \(timeout)")
+    }
+
+    /// The node index of the current leader of `stream`, `nil` when it has none right now.
+    public func streamLeader(_ stream: String) async -> Int? {
+        guard let leader = await streamDetail(stream, consumers: false)?["cluster"]?["leader"]?.stringValue else {
+            return nil
+        }
+        return index(ofServer: leader)
+    }
+
+    /// The node index of the current leader of consumer `consumer` of `stream`, `nil` when none.
+    public func consumerLeader(stream: String, consumer: String) async -> Int? {
+        let detail = await streamDetail(stream, consumers: true)
+        let entry = detail?["consumer_detail"]?.arrayValue?.first { $0["name"]?.stringValue == consumer }
+        guard let leader = entry?["cluster"]?["leader"]?.stringValue else { return nil }
+        return index(ofServer: leader)
+    }
+
+    /// Waits (at most `timeout`) for `stream` to have a leader other than `excluded`; returns it.
+    @discardableResult
+    public func waitForStreamLeader(_ stream: String, excluding excluded: Int? = nil, timeout: Duration = .seconds(30))
+        async throws -> Int
+    {
+        let deadline = ContinuousClock.now + timeout
+        while ContinuousClock.now < deadline {
+            if let leader = await streamLeader(stream), leader != excluded { return leader }
+            try await Task.sleep(for: .milliseconds(100))
+        }
+        throw CourierTestingError(
+            "stream \(stream) had no leader other than \(excluded.map { "n\($0 + 1)" } ?? "-") within \(timeout)")
+    }
+
+    /// Asks the leader of `stream` to step down (`$JS.API.STREAM.LEADER.STEPDOWN.<stream>`), through
+    /// a running node other than the leader when there is one.
+    public func stepDown(stream: String) async throws {
+        let leader = await streamLeader(stream)
+        let via = nodes.indices.first { $0 != leader && nodes[$0].pid != nil } ?? leader ?? 0
+        let reply = try await LoopbackClient.request(
+            port: nodes[via].port, subject: "$JS.API.STREAM.LEADER.STEPDOWN.\(stream)")
+        guard (try? JSONValue(parsing: reply))?["success"]?.boolValue == true else {
+            throw CourierTestingError("stream \(stream) leader step-down refused: \(reply)")
+        }
+    }
+
+    /// Stops every node (SIGTERM, then SIGKILL after a grace period) and removes their stores.
+    public func stop() {
+        for node in nodes {
+            node.stop()
+            node.cleanUp()
+        }
+    }
+}
