@@ -215,6 +215,11 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "CourierCLITests",
+            dependencies: ["CourierCore", "CourierTesting", "courier"],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "CourierCryptoTests",
             dependencies: [
                 "CourierCore", "CourierTesting",

@@ -39,13 +39,40 @@ public final class JetStreamAdapter: Adapter {
     /// The adapter bounds its own publishes.
     public var needsTimeoutGuard: Bool { false }
 
-    public func onBatch(_ batch: Batch) async throws {
+    /// Only subjects under the stream's prefix can be stored.
+    public var subjectPrefix: String? { provider.subjectPrefix }
+
+    /// Rejected events go to the provider's dead letters (its dead-letter stream by default).
+    public var deadLetters: (any DlqHandler)? { provider.deadLetters }
+
+    /// Publishes the batch pipelined, in order. An event that can never be stored (outside the
+    /// stream's subjects, larger than the server or stream accepts, refused by the stream for
+    /// good) is rejected and the rest stored; a retryable failure that outlasts
+    /// ``publishTimeout`` fails the batch, which the bus retries with the same dedupe ids (the
+    /// publisher resends failed messages in order, so what was stored is a prefix of the batch).
+    public func onBatch(_ batch: Batch) async throws -> BatchResult {
         guard !closed.isSet else { throw CourierError(.shutdown, "the JetStream adapter was shut down", input: name) }
+        var rejected: [RejectedEvent] = []
         var messages: [OutgoingMessage] = []
+        var indices: [Int] = []
         messages.reserveCapacity(batch.events.count)
+        indices.reserveCapacity(batch.events.count)
+        let prefix = provider.subjectPrefix + "."
         for (index, event) in batch.events.enumerated() {
-            messages.append(
-                OutgoingMessage(subject: event.subject, payload: event.bytes, messageID: batch.dedupeID(at: index)))
+            let message = OutgoingMessage(
+                subject: event.subject, payload: event.bytes, messageID: batch.dedupeID(at: index))
+            if !event.subject.hasPrefix(prefix) {
+                rejected.append(
+                    RejectedEvent(
+                        index: index,
+                        error: CourierError.invalidSubject(
+                            event.subject, "it is outside the stream's subjects '\(prefix)>'")))
+            } else if let tooLarge = provider.sizeProblem(message) {
+                rejected.append(RejectedEvent(index: index, error: tooLarge))
+            } else {
+                messages.append(message)
+                indices.append(index)
+            }
         }
         let results: [Result<PublishAck, CourierError>]
         do {
@@ -53,9 +80,17 @@ public final class JetStreamAdapter: Adapter {
         } catch let error as CourierError {
             throw Self.adapterError(error)
         }
-        for result in results {
-            if case .failure(let error) = result { throw Self.adapterError(error) }
+        var retryable: CourierError?
+        for (position, result) in results.enumerated() {
+            guard case .failure(let error) = result else { continue }
+            if error.isRetryable || error.code == .shutdown || error.code == .closed {
+                retryable = retryable ?? error
+            } else {
+                rejected.append(RejectedEvent(index: indices[position], error: error))
+            }
         }
+        if let retryable { throw Self.adapterError(retryable) }
+        return BatchResult(rejected: rejected.sorted { $0.index < $1.index })
     }
 
     /// Maps provider errors onto the adapter contract's kinds.

@@ -13,9 +13,14 @@ extension JetStreamProvider {
         public var stream: String = "EVENTS"
         /// The subject prefix; the stream captures `<prefix>.>`.
         public var subjectPrefix: String = Subjects.defaultPrefix
-        /// File or memory storage.
+        /// What connecting may do to the stream: by default it creates a missing stream and
+        /// never changes an existing one (see ``StreamProvisioning``). The storage, replica and
+        /// limit settings below are what a created stream gets (and what
+        /// ``StreamProvisioning/updateLimits`` brings an existing one to).
+        public var provisioning: StreamProvisioning = .createIfMissing
+        /// File or memory storage of a created stream.
         public var storage: Storage = .file
-        /// Stream replicas (1 on a single server).
+        /// Replicas of a created stream (1 on a single server, 3 on a cluster for durability).
         public var replicas: Int = 1
         /// The most events kept; `nil` is unlimited.
         public var maxEvents: Int64? = nil
@@ -41,8 +46,12 @@ extension JetStreamProvider {
         /// how many ``JetStreamProvider/publish(_:options:)`` calls can wait at once.
         public var publishThreads: Int = 4
         /// Where exhausted or undecodable deliveries go unless a subscription names its own;
-        /// `nil` publishes them to `<prefix>.dlq.<original subject>` in the stream.
+        /// `nil` stores them in the dead-letter stream (``deadLetterStream``), where no ordinary
+        /// subscription sees them.
         public var deadLetterHandler: (any DlqHandler)? = nil
+        /// The stream dead letters are kept in when ``deadLetterHandler`` is `nil`: its own
+        /// stream, subject space and retention. Connecting provisions it like the event stream.
+        public var deadLetterStream: DeadLetterStream = DeadLetterStream()
         /// How long graceful shutdown (``JetStreamProvider/run()`` as a `Service`) waits for
         /// in-flight publishes and acknowledgements.
         public var shutdownDrainTimeout: Duration = .seconds(10)
@@ -82,6 +91,7 @@ extension JetStreamProvider {
                 throw CourierError(
                     .invalidConfiguration, "replicas must be between 1 and 5, got \(replicas)", input: "replicas")
             }
+            try deadLetterStream.validate(eventStream: stream, eventPrefix: subjectPrefix)
             guard publishThreads >= 1 && publishThreads <= 256 else {
                 throw CourierError(
                     .invalidConfiguration, "publishThreads must be between 1 and 256, got \(publishThreads)",
@@ -110,6 +120,110 @@ extension JetStreamProvider {
         }
     }
 
+    /// What connecting may do to the stream it uses.
+    ///
+    /// Streams belong to their operators. Two services with different defaults must never fight
+    /// over one stream, so by default Courier creates a missing stream and leaves an existing one
+    /// exactly as it is: it checks the stream captures `<prefix>.>` with limits retention, logs
+    /// (at notice) where it differs from the configuration, and fails with an error naming the
+    /// field only when Courier cannot work with it.
+    public struct StreamProvisioning: Sendable, Hashable, CustomStringConvertible {
+        enum Kind: Sendable, Hashable {
+            case createIfMissing
+            case updateLimits(allowFewerReplicas: Bool)
+            case requireExisting
+        }
+
+        let kind: Kind
+
+        /// Creates a missing stream; never changes an existing one (the default).
+        public static let createIfMissing = StreamProvisioning(kind: .createIfMissing)
+        /// Creates a missing stream; brings an existing one's limits (`maxEvents`, `maxBytes`,
+        /// `maxAge`, duplicate window) to the configuration and raises its replicas to the
+        /// configured count. It never lowers replicas.
+        public static let updateLimits = StreamProvisioning(kind: .updateLimits(allowFewerReplicas: false))
+        /// As ``updateLimits``, and lowers the replicas of an existing stream when the
+        /// configuration asks for fewer: fewer copies survive fewer node failures.
+        public static let updateLimitsAllowingFewerReplicas = StreamProvisioning(
+            kind: .updateLimits(allowFewerReplicas: true))
+        /// Binds to an existing stream only: connecting fails when it is missing.
+        public static let requireExisting = StreamProvisioning(kind: .requireExisting)
+
+        public var description: String {
+            switch kind {
+            case .createIfMissing: "createIfMissing"
+            case .updateLimits(false): "updateLimits"
+            case .updateLimits(true): "updateLimitsAllowingFewerReplicas"
+            case .requireExisting: "requireExisting"
+            }
+        }
+
+        /// Whether connecting may create a missing stream.
+        var mayCreate: Bool { kind != .requireExisting }
+    }
+
+    /// Where the JetStream provider keeps dead letters: a stream of its own whose subjects lie
+    /// outside the event stream's, so no ordinary subscription ever receives a dead letter.
+    ///
+    /// A letter for an event on `events.orders.created` is stored on
+    /// `<subjectPrefix>.events.orders.created` (by default `events-dlq.events.orders.created`)
+    /// with the reason, attempts, consumer and original sequence in its metadata.
+    public struct DeadLetterStream: Sendable, Hashable {
+        /// The stream name; `nil` is `<event stream>_DLQ`.
+        public var name: String?
+        /// The subject prefix; `nil` is `<event prefix>-dlq`.
+        public var subjectPrefix: String?
+        /// How long letters are kept; `nil` keeps them until removed. Default: 14 days.
+        public var maxAge: Duration? = .seconds(14 * 24 * 3600)
+        /// The most bytes of letters kept; `nil` is unlimited.
+        public var maxBytes: Int64? = nil
+        /// Replicas of a created dead-letter stream; `nil` is as many as the event stream has.
+        public var replicas: Int? = nil
+
+        /// The default dead-letter stream.
+        public init(name: String? = nil, subjectPrefix: String? = nil) {
+            self.name = name
+            self.subjectPrefix = subjectPrefix
+        }
+
+        /// The stream name for the event stream `stream`.
+        public func streamName(eventStream stream: String) -> String { name ?? stream + "_DLQ" }
+
+        /// The subject prefix for the event prefix `prefix`.
+        public func prefix(eventPrefix prefix: String) -> String { subjectPrefix ?? prefix + "-dlq" }
+
+        func validate(eventStream: String, eventPrefix: String) throws {
+            let name = streamName(eventStream: eventStream)
+            let prefix = self.prefix(eventPrefix: eventPrefix)
+            let forbidden: Set<Character> = [".", "*", ">", " ", "\t", "\n", "/", "\\"]
+            guard !name.isEmpty, !name.contains(where: { forbidden.contains($0) }), name != eventStream else {
+                throw CourierError(
+                    .invalidConfiguration, "invalid dead-letter stream name '\(name)'", input: "deadLetterStream.name")
+            }
+            do {
+                try Subjects.validate(prefix)
+            } catch let error as CourierError {
+                throw CourierError(
+                    .invalidConfiguration, "invalid dead-letter subject prefix: \(error.message)",
+                    input: "deadLetterStream.subjectPrefix")
+            }
+            let overlaps =
+                ((try? SubjectFilter(prefix + ".>").canMatch(under: eventPrefix)) ?? true)
+                || ((try? SubjectFilter(eventPrefix + ".>").canMatch(under: prefix)) ?? true)
+            guard !overlaps else {
+                throw CourierError(
+                    .invalidConfiguration,
+                    "dead-letter subjects '\(prefix).>' overlap the event subjects '\(eventPrefix).>': ordinary subscriptions would receive dead letters",
+                    input: "deadLetterStream.subjectPrefix")
+            }
+            if let replicas, !(1...5).contains(replicas) {
+                throw CourierError(
+                    .invalidConfiguration, "dead-letter replicas must be between 1 and 5, got \(replicas)",
+                    input: "deadLetterStream.replicas")
+            }
+        }
+    }
+
     /// Stream storage.
     public struct Storage: Sendable, Hashable, CustomStringConvertible {
         let isFile: Bool
@@ -121,19 +235,22 @@ extension JetStreamProvider {
     }
 
     /// Reconnection behaviour after a lost connection.
+    ///
+    /// Nothing Courier sends waits in cnats' reconnect buffer: a publish buffered while
+    /// reconnecting would be flushed after the reconnect, ahead of earlier publishes lost with the
+    /// old connection, and overtake them. Instead, publishes fail retryably while the connection
+    /// is down (and are resent in order once it is back), and acknowledgements wait for the
+    /// connection (at most the request timeout) before they are sent.
     public struct Reconnect: Sendable, Hashable {
         /// Attempts before giving up; `nil` retries forever.
         public var maxAttempts: Int? = nil
         /// The wait between attempts to the same server.
         public var wait: Duration = .seconds(1)
-        /// Bytes of outgoing data buffered while reconnecting; publishes beyond it fail retryably.
-        public var bufferBytes: Int = 8 * 1024 * 1024
 
         /// Creates a reconnect policy.
-        public init(maxAttempts: Int? = nil, wait: Duration = .seconds(1), bufferBytes: Int = 8 * 1024 * 1024) {
+        public init(maxAttempts: Int? = nil, wait: Duration = .seconds(1)) {
             self.maxAttempts = maxAttempts
             self.wait = wait
-            self.bufferBytes = bufferBytes
         }
     }
 

@@ -6,8 +6,9 @@ import Synchronization
 
 /// The production provider: NATS JetStream through the C client cnats.
 ///
-/// Connecting creates the stream (capturing `<prefix>.>`) or updates it when the configuration
-/// changed compatibly. Events are stored in their JSON wire form, identical to the memory
+/// Connecting creates the stream (capturing `<prefix>.>`) when it is missing and otherwise uses
+/// it as the operator configured it (``Configuration/provisioning`` says what else connecting may
+/// do); the dead-letter stream is provisioned alongside. Events are stored in their JSON wire form, identical to the memory
 /// provider's, with `Nats-Msg-Id` set to the dedupe id. Publishing is pipelined (async publish
 /// with a bounded window, retried with the same message id); consumption uses push consumers
 /// bound to durable consumers created with `js_AddConsumer`, so they survive restarts and are
@@ -22,16 +23,33 @@ public final class JetStreamProvider: EventProvider {
     /// The configuration the provider was connected with.
     public let configuration: Configuration
     public var subjectPrefix: String { configuration.subjectPrefix }
-    public var deadLetters: any DlqHandler { configuration.deadLetterHandler ?? ProviderDlqHandler(provider: self) }
+    /// The provider's dead-letter handler: ``Configuration/deadLetterHandler``, else the
+    /// dead-letter stream (``deadLetterQueue``).
+    public var deadLetters: any DlqHandler { configuration.deadLetterHandler ?? deadLetterQueue }
+    /// The dead-letter stream: list, count and replay what was dead-lettered.
+    public var deadLetterQueue: JetStreamDeadLetterQueue { JetStreamDeadLetterQueue(provider: self) }
 
     let connection: NATSConnection
     /// The threads synchronous publishes block on. A task that publishes in a loop can prefer it
     /// (`withTaskExecutorPreference(provider.executor) { … }`) to avoid a thread hop per publish.
     public let executor: BlockingExecutor
+    /// The event stream as connecting found or created it.
+    let eventStream: StreamFacts
+    /// The dead-letter stream's name and subject prefix.
+    let deadLetterStreamName: String
+    let deadLetterPrefix: String
     private let state = Mutex(State())
 
+    /// The provider's lifecycle: running until ``shutdown(drainTimeout:)`` begins; every call
+    /// after that fails with ``CourierError/Code/shutdown``.
+    private enum Lifecycle {
+        case running
+        case shuttingDown
+        case closed
+    }
+
     private struct State {
-        var closed = false
+        var lifecycle = Lifecycle.running
         var subscriptions: [ObjectIdentifier: Weak] = [:]
     }
 
@@ -39,42 +57,72 @@ public final class JetStreamProvider: EventProvider {
         weak var subscription: JetStreamSubscription?
     }
 
-    private init(configuration: Configuration, connection: NATSConnection) {
+    private init(configuration: Configuration, connection: NATSConnection, eventStream: StreamFacts) {
         self.configuration = configuration
         self.connection = connection
+        self.eventStream = eventStream
+        self.deadLetterStreamName = configuration.deadLetterStream.streamName(eventStream: configuration.stream)
+        self.deadLetterPrefix = configuration.deadLetterStream.prefix(eventPrefix: configuration.subjectPrefix)
         self.executor = BlockingExecutor(threads: configuration.publishThreads)
     }
 
-    /// Connects, then creates or reconciles the stream.
+    /// Connects, then provisions the event stream and the dead-letter stream as
+    /// ``Configuration/provisioning`` allows (by default: create what is missing, change nothing
+    /// that exists).
     ///
     /// - Throws: `CourierError` naming the URL when no server answers within the connect
-    ///   timeout, the field when the existing stream is incompatible, or the bad setting.
+    ///   timeout, the field when an existing stream cannot serve Courier, the stream when it is
+    ///   missing and may not be created, or the bad setting.
     public static func connect(_ configuration: Configuration) async throws -> JetStreamProvider {
         try configuration.validate()
         let connection = try await Blocking.run { try NATSConnection(configuration: configuration) }
-        let provider = JetStreamProvider(configuration: configuration, connection: connection)
         do {
-            try await Blocking.run { try provider.ensureStream() }
+            let eventStream = try await Blocking.run {
+                let js = connection.context
+                let facts = try StreamProvisioner.ensure(
+                    StreamSpec(eventStreamOf: configuration), provisioning: configuration.provisioning, js: js,
+                    logger: configuration.logger)
+                if configuration.deadLetterHandler == nil {
+                    _ = try StreamProvisioner.ensure(
+                        StreamSpec(deadLetterStreamOf: configuration, eventReplicas: facts.replicas),
+                        provisioning: configuration.provisioning, js: js, logger: configuration.logger)
+                }
+                return facts
+            }
+            configuration.logger.info(
+                "connected to JetStream",
+                metadata: [
+                    "url": "\(connection.currentURL)", "stream": "\(configuration.stream)",
+                    "replicas": "\(eventStream.replicas)", "server": "\(connection.serverVersion)",
+                ]
+            )
+            return JetStreamProvider(configuration: configuration, connection: connection, eventStream: eventStream)
         } catch {
-            await provider.shutdown()
+            _ = try? await Blocking.run { connection.close(flushTimeout: .milliseconds(100)) }
             throw error
         }
-        configuration.logger.info(
-            "connected to JetStream",
-            metadata: ["url": "\(connection.currentURL)", "stream": "\(configuration.stream)"]
-        )
-        return provider
     }
 
     private func closedError() -> CourierError? {
-        guard state.withLock({ $0.closed }) else { return nil }
+        guard state.withLock({ $0.lifecycle != .running }) else { return nil }
         return CourierError(
-            .closed, "JetStream provider for stream \(configuration.stream) is shut down", input: configuration.stream)
+            .shutdown, "JetStream provider for stream \(configuration.stream) is shut down",
+            input: configuration.stream)
     }
 
     private func ensureOpen() throws {
         if let error = closedError() { throw error }
     }
+
+    /// Runs `body` with this provider on a blocking-call thread, once the provider is known to
+    /// be running.
+    func blocking<T: Sendable>(_ body: @escaping @Sendable (JetStreamProvider) throws -> T) async throws -> T {
+        try ensureOpen()
+        return try await Blocking.run { try body(self) }
+    }
+
+    /// The largest message the server and the stream accept.
+    var messageSizeLimit: Int { min(connection.maxPayload, eventStream.maxMessageSize ?? .max) }
 
     /// The envelope and subject rules every published event must meet.
     private func checkPublishable(_ event: Event) throws {
@@ -103,11 +151,11 @@ public final class JetStreamProvider: EventProvider {
     public func publish(message: OutgoingMessage, timeout: Duration = defaultPublishTimeout) async throws -> PublishAck
     {
         try ensureOpen()
-        let limit = connection.maxPayload
+        try Subjects.validate(message.subject)
+        let limit = messageSizeLimit
         if message.payload.count + headerEstimate(message.messageID, message.headers) > limit {
             throw tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
         }
-        try Subjects.validate(message.subject)
         return try await publishAcknowledged(message, timeout: timeout)
     }
 
@@ -127,6 +175,8 @@ public final class JetStreamProvider: EventProvider {
             var attempts = 0
             while true {
                 attempts += 1
+                // Shutdown began (maybe while this publish slept in its backoff): stop retrying.
+                try ensureOpen()
                 let remaining = deadline - ContinuousClock.now
                 let result = connection.publishSync(
                     message, msg: msg, wait: min(requestTimeout, max(remaining, .milliseconds(1))))
@@ -134,6 +184,7 @@ public final class JetStreamProvider: EventProvider {
                 case .success(let ack):
                     return ack
                 case .failure(let error):
+                    try ensureOpen()
                     let backoff = min(Duration.milliseconds(25) * (1 << min(attempts - 1, 5)), .seconds(1))
                     guard error.isRetryable, ContinuousClock.now + backoff < deadline else {
                         var final = error
@@ -160,7 +211,7 @@ public final class JetStreamProvider: EventProvider {
         PublishAck, CourierError
     >] {
         if let closed = closedError() { return Array(repeating: .failure(closed), count: events.count) }
-        let limit = connection.maxPayload
+        let limit = messageSizeLimit
         var scratch: [UInt8] = []
         scratch.reserveCapacity(1024)
         return await connection.publisher.publish(count: events.count, timeout: timeout) { index in
@@ -183,7 +234,7 @@ public final class JetStreamProvider: EventProvider {
         -> [Result<PublishAck, CourierError>]
     {
         try ensureOpen()
-        let limit = connection.maxPayload
+        let limit = messageSizeLimit
         for message in messages where message.payload.count + headerEstimate(message.messageID, message.headers) > limit
         {
             throw tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
@@ -198,13 +249,20 @@ public final class JetStreamProvider: EventProvider {
         try checkPublishable(event)
         let payload = event.wireJSON()
         let id = messageID ?? event.id
-        let limit = connection.maxPayload
+        let limit = messageSizeLimit
         if payload.count + headerEstimate(id, headers) > limit {
             throw tooLarge(subject: event.subject, size: payload.count, limit: limit)
         }
         return OutgoingMessage(
             subject: event.subject, payload: payload, headers: headers, messageID: id,
             expectedLastSequence: expectedLastSequence)
+    }
+
+    /// The error for `message` when it is larger than the server and stream accept, else `nil`.
+    func sizeProblem(_ message: OutgoingMessage) -> CourierError? {
+        let limit = messageSizeLimit
+        guard message.payload.count + headerEstimate(message.messageID, message.headers) > limit else { return nil }
+        return tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
     }
 
     private func headerEstimate(_ messageID: String, _ headers: [(String, String)]) -> Int {
@@ -214,7 +272,7 @@ public final class JetStreamProvider: EventProvider {
     private func tooLarge(subject: String, size: Int, limit: Int) -> CourierError {
         CourierError(
             .payloadTooLarge,
-            "message for '\(subject)' is \(size) bytes; the server's max_payload is \(limit) bytes (headers included)",
+            "message for '\(subject)' is \(size) bytes; the server and stream accept at most \(limit) bytes (headers included)",
             input: subject
         )
     }
@@ -317,11 +375,12 @@ public final class JetStreamProvider: EventProvider {
             handle: handle,
             consumer: consumerName,
             durable: config.durable != nil,
-            maxDeliver: options.maxDeliver,
+            options: options,
             deadLetters: options.deadLetterHandler ?? deadLetters,
             prefix: subjectPrefix,
             stream: configuration.stream,
             logger: configuration.logger,
+            requestTimeout: configuration.requestTimeout,
             onClose: { [weak self] subscription in
                 _ = self?.state.withLock { $0.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) }
             }
@@ -333,19 +392,7 @@ public final class JetStreamProvider: EventProvider {
     public func unsubscribe(consumer: String) async throws {
         try ensureOpen()
         let name = try ConsumerName.sanitize(consumer)
-        try await Blocking.run {
-            var jerr = jsErrCode(0)
-            let status = js_DeleteConsumer(self.connection.context, self.configuration.stream, name, nil, &jerr)
-            guard status == NATS_OK else {
-                throw CourierError.nats(
-                    status,
-                    "cannot delete consumer '\(consumer)' on stream \(self.configuration.stream)",
-                    input: consumer,
-                    jsCode: jerr,
-                    detail: natsLastErrorText()
-                )
-            }
-        }
+        try await Blocking.run { try self.deleteConsumer(name, requested: consumer) }
     }
 
     // MARK: Queries
@@ -387,29 +434,34 @@ public final class JetStreamProvider: EventProvider {
             state: connection.stateDescription,
             details: [
                 "url": connection.currentURL,
+                "server": connection.serverVersion,
                 "storage": stream.storage,
+                "replicas": String(stream.replicas),
+                "deadLetterStream": deadLetterStreamName,
                 "disconnects": String(events.disconnects.load(ordering: .relaxed)),
                 "reconnects": String(events.reconnects.load(ordering: .relaxed)),
                 "asyncErrors": String(events.asyncErrors.load(ordering: .relaxed)),
                 "publishRetries": String(connection.publisher.retryCount),
+                "publishReorders": String(connection.publisher.reorderCount),
                 "publishesInFlight": String(connection.publisher.inFlight),
             ]
         )
     }
 
     public func health() async -> Bool {
-        !state.withLock { $0.closed } && connection.isConnected
+        state.withLock { $0.lifecycle == .running } && connection.isConnected
     }
 
     /// Stops accepting publishes, waits (up to `drainTimeout`) for in-flight publishes to be
     /// acknowledged, closes every subscription (buffered deliveries are handed back), flushes
     /// pending acknowledgements and closes the connection.
     public func shutdown(drainTimeout: Duration) async {
-        let subscriptions = state.withLock { state -> [JetStreamSubscription] in
-            guard !state.closed else { return [] }
-            state.closed = true
+        let subscriptions = state.withLock { state -> [JetStreamSubscription]? in
+            guard state.lifecycle == .running else { return nil }
+            state.lifecycle = .shuttingDown
             return state.subscriptions.values.compactMap(\.subscription)
         }
+        guard let subscriptions else { return }
         if !(await connection.publisher.waitUntilIdle(timeout: drainTimeout)) {
             configuration.logger.warning(
                 "shutdown: publishes still unacknowledged after the drain timeout",
@@ -419,6 +471,7 @@ public final class JetStreamProvider: EventProvider {
         for subscription in subscriptions { await subscription.close() }
         let connection = self.connection
         _ = try? await Blocking.run { connection.close(flushTimeout: drainTimeout) }
+        state.withLock { $0.lifecycle = .closed }
         let executor = self.executor
         Blocking.detach { executor.shutdown() }
     }

@@ -1,36 +1,7 @@
 #if NATS
-internal import CNATS
 import CourierCore
 import Logging
 import Synchronization
-
-/// Owns one `natsSubscription` handle. The subscription's ``DeliveryInbox`` keeps it alive until
-/// cnats reports the subscription complete, so it is never destroyed while a drain is running
-/// (destroying a draining subscription drops the messages still queued for it).
-final class SubscriptionHandle: @unchecked Sendable {
-    let subscription: OpaquePointer
-    private let draining = Atomic<Bool>(false)
-
-    init(_ subscription: OpaquePointer) {
-        self.subscription = subscription
-    }
-
-    /// Stops interest and lets cnats deliver what is already queued, then completes (and, for a
-    /// subscription that owns an ephemeral consumer, deletes it). Non-blocking; idempotent.
-    func drain() {
-        guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        else {
-            return
-        }
-        if natsSubscription_Drain(subscription) != NATS_OK {
-            _ = natsSubscription_Unsubscribe(subscription)
-        }
-    }
-
-    deinit {
-        natsSubscription_Destroy(subscription)
-    }
-}
 
 /// A push-consumer subscription: the source behind an `EventSubscription` from the JetStream
 /// provider.
@@ -45,11 +16,13 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
     let handle: SubscriptionHandle
     let consumer: String
     let durable: Bool
-    let maxDeliver: Int?
+    let options: SubscribeOptions
     let deadLetters: any DlqHandler
     let prefix: String
     let stream: String
     let logger: Logger
+    /// How long a confirmed acknowledgement waits for the server.
+    let requestTimeout: Duration
     private let closed = Atomic<Bool>(false)
     private let onClose: @Sendable (JetStreamSubscription) -> Void
 
@@ -59,11 +32,12 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
         handle: SubscriptionHandle,
         consumer: String,
         durable: Bool,
-        maxDeliver: Int?,
+        options: SubscribeOptions,
         deadLetters: any DlqHandler,
         prefix: String,
         stream: String,
         logger: Logger,
+        requestTimeout: Duration,
         onClose: @escaping @Sendable (JetStreamSubscription) -> Void
     ) {
         self.connection = connection
@@ -71,11 +45,12 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
         self.handle = handle
         self.consumer = consumer
         self.durable = durable
-        self.maxDeliver = maxDeliver
+        self.options = options
         self.deadLetters = deadLetters
         self.prefix = prefix
         self.stream = stream
         self.logger = logger
+        self.requestTimeout = requestTimeout
         self.onClose = onClose
     }
 
@@ -102,8 +77,10 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
                 )
                 continue
             }
-            if let maxDeliver, count > maxDeliver {
-                // The server redelivered past the budget (the last attempt expired): dead-letter it.
+            let maxDeliver = options.maxDeliver
+            if count > maxDeliver {
+                // Past the budget: the last attempt expired, or an earlier hand-off failed and the
+                // server brought the event back to try again.
                 await deadLetterAndTerm(
                     delivery,
                     letter(
@@ -142,7 +119,8 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
                     prefix: prefix
                 )
             }
-            if let maxDeliver, count > maxDeliver {
+            let maxDeliver = options.maxDeliver
+            if count > maxDeliver {
                 await deadLetterAndTerm(delivery, rawLetter("maximum deliveries (\(maxDeliver)) exhausted", maxDeliver))
                 continue
             }
@@ -171,20 +149,45 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
     }
 
     /// Hands `letter` to the dead-letter handler, then terminates the delivery. If the handler
-    /// fails, the delivery is nak'ed with a delay instead, so the hand-off is retried later.
+    /// fails, the delivery is nak'ed with ``SubscribeOptions/deadLetterHandOffDelay(afterFailures:)``
+    /// instead, so the server brings it back to try again (up to the consumer's server-side
+    /// bound, ``SubscribeOptions/deliveryLimit``); it is never terminated unless a store took it.
     func deadLetterAndTerm(_ delivery: IncomingDelivery, _ letter: DeadLetterEvent) async {
         do {
             try await deadLetters.handle(letter)
-            try connection.acknowledge(delivery.message, "+TERM")
+            try await sendAcknowledgement { try self.connection.acknowledge(delivery.message, "+TERM") }
         } catch {
+            // Deliveries past `maxDeliver` are hand-off retries.
+            let failures = max(1, delivery.metadata.deliveryCount - options.maxDeliver + 1)
+            let delay = SubscribeOptions.deadLetterHandOffDelay(afterFailures: failures)
+            let last = delivery.metadata.deliveryCount >= options.deliveryLimit
             logger.error(
-                "dead-letter hand-off failed; the message stays in the stream and is retried",
+                last
+                    ? "dead-letter hand-off failed on the last delivery the consumer allows; the event stays in the stream"
+                    : "dead-letter hand-off failed; the event stays in the stream and the hand-off is retried",
                 metadata: [
                     "subject": "\(letter.originalSubject)", "sequence": "\(delivery.metadata.streamSequence)",
+                    "attempt": "\(failures)/\(SubscribeOptions.deadLetterHandOffAttempts)", "retryIn": "\(delay)",
                     "error": "\(error)",
                 ]
             )
-            try? connection.acknowledge(delivery.message, bytes: nakBody(delay: .seconds(5)))
+            try? await sendAcknowledgement {
+                try self.connection.acknowledge(delivery.message, bytes: nakBody(delay: delay))
+            }
+        }
+    }
+
+    /// Sends an acknowledgement. While the connection is down (the send fails retryably: cnats
+    /// keeps no reconnect buffer for Courier) it waits for the connection to come back, at most
+    /// the request timeout, then throws the last error.
+    func sendAcknowledgement(_ send: () throws -> Void) async throws {
+        let deadline = ContinuousClock.now + requestTimeout
+        while true {
+            do {
+                return try send()
+            } catch let error as CourierError where error.isRetryable && ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
         }
     }
 
@@ -239,24 +242,30 @@ final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
         let count = delivery.metadata.deliveryCount
         switch action {
         case .ack:
-            try connection.acknowledge(message, "+ACK")
+            try await subscription.sendAcknowledgement { try connection.acknowledge(message, "+ACK") }
+        case .doubleAck:
+            let timeout = subscription.requestTimeout
+            try await Blocking.run { try connection.acknowledgeConfirmed(message, timeout: timeout) }
         case .inProgress:
-            try connection.acknowledge(message, "+WPI")
+            try await subscription.sendAcknowledgement { try connection.acknowledge(message, "+WPI") }
         case .nak(let delay):
-            if let maxDeliver = subscription.maxDeliver, count >= maxDeliver {
+            let maxDeliver = subscription.options.maxDeliver
+            if count >= maxDeliver {
                 await subscription.deadLetterAndTerm(
                     delivery, letter("nak'ed on its final delivery (maximum deliveries \(maxDeliver) exhausted)", count)
                 )
             } else if let delay, delay > .zero {
-                try connection.acknowledge(message, bytes: nakBody(delay: delay))
+                try await subscription.sendAcknowledgement {
+                    try connection.acknowledge(message, bytes: nakBody(delay: delay))
+                }
             } else {
-                try connection.acknowledge(message, "-NAK")
+                try await subscription.sendAcknowledgement { try connection.acknowledge(message, "-NAK") }
             }
         case .term(let reason):
             if let reason {
                 await subscription.deadLetterAndTerm(delivery, letter("terminated: \(reason)", count))
             } else {
-                try connection.acknowledge(message, "+TERM")
+                try await subscription.sendAcknowledgement { try connection.acknowledge(message, "+TERM") }
             }
         }
     }

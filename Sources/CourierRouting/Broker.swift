@@ -32,7 +32,7 @@ public final class Broker: EventRouter, Service {
     public struct Configuration: Sendable {
         /// The broker's name: its durable consumer name and its metrics dimension.
         public var name: String
-        /// The subject prefix (dead-letter subjects are `<prefix>.dlq.<subject>`).
+        /// The subject prefix of the events the broker reads.
         public var prefix: String
         /// The delivery policy of triggers that have none of their own.
         public var delivery: DeliveryPolicy
@@ -94,19 +94,25 @@ public final class Broker: EventRouter, Service {
             public var provider: any EventProvider
             /// The subject filter to read; `nil` reads `<prefix>.>`.
             public var filter: String?
-            /// Subscription options. By default deliveries are unbounded (`maxDeliver` `nil`):
-            /// the broker dead-letters per trigger itself and only naks when even that failed.
+            /// Subscription options (``defaultOptions`` by default). The broker dead-letters per
+            /// trigger itself and naks an event only when even that failed; after `maxDeliver`
+            /// such deliveries the provider dead-letters the whole event.
             public var options: SubscribeOptions
             /// How many events are routed at once.
             public var concurrency: Int
-            /// The redelivery delay of an event that could not be completely routed.
+            /// The first redelivery delay of an event that could not be completely routed; it
+            /// doubles with each further delivery, up to a minute.
             public var nakDelay: Duration
+
+            /// The subscription options a durable broker uses unless told otherwise: ten
+            /// deliveries of an event that cannot be completely routed, then it is dead-lettered.
+            public static var defaultOptions: SubscribeOptions { SubscribeOptions(maxDeliver: 10) }
 
             /// Creates a durable source.
             public init(
                 provider: any EventProvider,
                 filter: String? = nil,
-                options: SubscribeOptions = SubscribeOptions(maxDeliver: nil),
+                options: SubscribeOptions = Durable.defaultOptions,
                 concurrency: Int = 32,
                 nakDelay: Duration = .seconds(1)
             ) {
@@ -425,8 +431,8 @@ public final class Broker: EventRouter, Service {
     /// Reads `durable` through the durable consumer `Configuration/name` until graceful
     /// shutdown or cancellation, routing each event and acking it only once it is completely
     /// routed; an incompletely routed event is nak'ed and comes back after
-    /// `Configuration/Durable/nakDelay`. Dead-letter events (`<prefix>.dlq.…`) are acked
-    /// without routing. While an event is being routed its ack deadline is extended.
+    /// `Configuration/Durable/nakDelay` (doubling per delivery). While an event is being routed
+    /// its ack deadline is extended.
     public func runDurable(_ durable: Durable) async throws {
         guard durable.concurrency >= 1 else {
             throw CourierError(.invalidConfiguration, "durable concurrency must be at least 1", input: "concurrency")
@@ -464,10 +470,6 @@ public final class Broker: EventRouter, Service {
 
     private func handle(_ pending: PendingEvent, durable: Durable) async {
         let event = pending.event
-        if event.subject.hasPrefix("\(configuration.prefix).dlq.") {
-            try? await pending.ack()
-            return
-        }
         let heartbeat = durable.options.ackWait / 2
         let result = await withTaskGroup(of: RouteResult?.self) { group in
             group.addTask {
@@ -494,7 +496,8 @@ public final class Broker: EventRouter, Service {
                     "event not completely routed; it will be redelivered",
                     metadata: ["event": "\(event.id)", "failures": "\(result.failures)"]
                 )
-                try await pending.nak(delay: durable.nakDelay)
+                let doubling = min(max(pending.deliveryCount - 1, 0), 6)
+                try await pending.nak(delay: min(durable.nakDelay * (1 << doubling), .seconds(60)))
             }
         } catch {
             configuration.logger.error(

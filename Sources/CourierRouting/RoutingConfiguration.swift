@@ -74,8 +74,8 @@ public struct RoutingConfiguration: Sendable, Codable {
 
     /// Where a routing file sends dead letters.
     public struct DeadLetterSection: Sendable, Codable {
-        /// `provider` (stored on `<prefix>.dlq.<subject>` through the provider, the default) or a
-        /// sink type (`topic`, `log`).
+        /// `provider` (the provider's dead letters, the default: a dead-letter stream of its own on
+        /// JetStream) or a sink type (`topic`, `log`).
         public var type: String = "provider"
         /// The sink, for `topic` and `log`.
         public var sink: SinkSection?
@@ -289,9 +289,9 @@ public struct RoutingConfiguration: Sendable, Codable {
                 SinkDlqHandler(
                     sink: try sink.makeSink(provider: provider, logger: sinkLogger), prefix: provider.subjectPrefix)
             } else {
-                ProviderDlqHandler(provider: provider)
+                provider.deadLetters
             }
-        var options = SubscribeOptions(maxDeliver: nil)
+        var options = Broker.Durable.defaultOptions
         options.ackWait = .milliseconds(broker.ackWaitMilliseconds)
         let configuration = Broker.Configuration(
             name: broker.name,

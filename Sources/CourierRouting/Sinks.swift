@@ -117,7 +117,7 @@ public final class CollectorSink: EventSink {
     public var events: [Event] { collected.withLock { $0 } }
 }
 
-/// Sends dead letters to a sink (as events on `<prefix>.dlq.<original subject>` with the reason,
+/// Sends dead letters to a sink (as events on `<prefix>-dlq.<original subject>` with the reason,
 /// original id and subject, attempts and first failure time in metadata) and keeps the newest
 /// ``capacity`` of them in memory.
 public final class SinkDlqHandler: DlqHandler {
@@ -137,7 +137,8 @@ public final class SinkDlqHandler: DlqHandler {
     }
 
     public func handle(_ letter: DeadLetterEvent) async throws {
-        _ = try await sink.deliver(letter.asEvent(prefix: prefix))
+        _ = try await sink.deliver(
+            letter.asEvent(deadLetterPrefix: DeadLetterEvent.defaultSubjectPrefix(forEventPrefix: prefix)))
         record.withLock { record in
             record.letters.append(letter)
             record.total += 1

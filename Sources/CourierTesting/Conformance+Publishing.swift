@@ -86,6 +86,31 @@ extension ProviderConformance {
             #expect(!other.duplicate)
             #expect(try await ctx.provider.history(filter: nil, limit: 10).count == 2)
         },
+        check("a message id is remembered for the whole duplicate window, however many events pass") {
+            ctx async throws in
+            let started = ContinuousClock.now
+            let first = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: "kept"))
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for lane in 0..<8 {
+                    group.addTask {
+                        for i in stride(from: lane, to: 1100, by: 8) {
+                            try await ctx.provider.publish(ctx.event("other", payload: ["i": .int(Int64(i))]))
+                        }
+                    }
+                }
+                try await group.waitForAll()
+            }
+            let again = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: "kept"))
+            try #require(
+                ContinuousClock.now - started < ProviderConformance.duplicateWindow,
+                "1100 publishes took longer than the duplicate window: nothing to conclude")
+            #expect(again.duplicate, "the id was forgotten by count, inside the window")
+            #expect(again.sequence == first.sequence)
+            // Past the window (factories use ProviderConformance.duplicateWindow) it is new again.
+            try await Task.sleep(for: ProviderConformance.duplicateWindow + .milliseconds(500))
+            let later = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: "kept"))
+            #expect(!later.duplicate, "the id outlived the duplicate window")
+        },
         check("publishing the same event twice stores it once (event id is the default dedupe id)") {
             ctx async throws in
             let event = ctx.event()
@@ -117,6 +142,30 @@ extension ProviderConformance {
                 #expect(error?.input == bad)
             }
             #expect(try await ctx.provider.history(filter: nil, limit: 10).isEmpty)
+        },
+        check("an over-long subject is refused, named by its prefix and length") { ctx async throws in
+            var event = ctx.event()
+            event.subject = ctx.subject(String(repeating: "x", count: 6000))
+            let error = await #expect(throws: CourierError.self) { try await ctx.provider.publish(event) }
+            #expect(error?.code == .invalidSubject)
+            #expect((error?.message.count ?? .max) < 300)
+            #expect(error?.message.contains("bytes") == true)
+            #expect(await ctx.provider.health())
+            #expect(try await ctx.provider.publish(ctx.event()).sequence == 1)
+        },
+        check("after shutdown every call fails with a shutdown error") { ctx async throws in
+            await ctx.provider.shutdown()
+            let publish = await #expect(throws: CourierError.self) { try await ctx.provider.publish(ctx.event()) }
+            #expect(publish?.code == .shutdown)
+            let subscribe = await #expect(throws: CourierError.self) {
+                _ = try await ctx.provider.subscribeDurable(consumer: "late", filter: ctx.subject(">"))
+            }
+            #expect(subscribe?.code == .shutdown)
+            let history = await #expect(throws: CourierError.self) {
+                _ = try await ctx.provider.history(filter: nil, limit: 1)
+            }
+            #expect(history?.code == .shutdown)
+            #expect(await !ctx.provider.health())
         },
         check("an oversized payload is rejected") { ctx async throws in
             let big = String(repeating: "x", count: 2 * 1024 * 1024)

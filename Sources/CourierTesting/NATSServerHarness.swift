@@ -82,6 +82,38 @@ public final class NATSServerHarness: @unchecked Sendable {
         throw lastError ?? CourierError(.connectionFailed, "nats-server did not start")
     }
 
+    /// The version of the `nats-server` binary the harness starts (`nats-server --version`), for
+    /// example `2.9.10`.
+    public static func binaryVersion() throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try serverBinary())
+        process.arguments = ["--version"]
+        let output = Pipe()
+        process.standardOutput = output
+        process.standardError = output
+        try process.run()
+        let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        guard let range = text.firstRange(of: "v") else {
+            throw CourierTestingError("cannot read the nats-server version from '\(text)'")
+        }
+        return String(text[range.upperBound...].prefix { $0 == "." || $0.isNumber })
+    }
+
+    /// Whether the binary is at least `major.minor`.
+    public static func binaryIsAtLeast(_ major: Int, _ minor: Int) -> Bool {
+        guard let version = try? binaryVersion() else { return false }
+        let parts = version.split(separator: ".").compactMap { Int($0) } + [0, 0]
+        return (parts[0], parts[1]) >= (major, minor)
+    }
+
+    /// Configuration that makes the server fsync every write (`sync_interval: always`, nats-server
+    /// 2.10 and later), so a SIGKILL loses nothing it acknowledged; `nil` for older servers,
+    /// which always buffer writes.
+    public static var syncAlwaysConfiguration: String? {
+        binaryIsAtLeast(2, 10) ? "jetstream { sync_interval: always }" : nil
+    }
+
     /// The `nats-server` binary: `$NATS_SERVER_BIN`, then `PATH`, then the usual sbin folders.
     public static func serverBinary() throws -> String {
         var candidates: [String] = []

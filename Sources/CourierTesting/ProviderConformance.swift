@@ -92,15 +92,20 @@ public struct ProviderConformanceCase: Sendable, CustomTestStringConvertible {
 
 /// The provider conformance suite: `MemoryProvider` and the JetStream provider both pass it.
 ///
-/// Use it from a test target with a parameterised test:
+/// Use it from a test target with a parameterised test; the factory gives each provider the
+/// subject prefix it is passed and a duplicate window of ``duplicateWindow``:
 ///
 /// ```swift
 /// @Test(arguments: ProviderConformance.cases)
 /// func conformance(_ check: ProviderConformanceCase) async throws {
-///     try await check.run { prefix in MyProvider(prefix: prefix) }
+///     try await check.run { prefix in MyProvider(prefix: prefix, duplicateWindow: ProviderConformance.duplicateWindow) }
 /// }
 /// ```
 public enum ProviderConformance {
+    /// The duplicate window a factory must give the providers it creates: the dedupe cases wait
+    /// for it to pass.
+    public static let duplicateWindow: Duration = .seconds(5)
+
     /// Every case.
     public static let cases: [ProviderConformanceCase] = publishing + subscribing + acknowledging + policies + queries
 

@@ -46,12 +46,7 @@ struct IngestBenchCommand: AsyncParsableCommand {
     var json = false
 
     #if NATS
-    @Option(
-        name: .long, help: "NATS server URL for --adapter jetstream (default: $NATS_URL, else nats://127.0.0.1:4222).")
-    var server: String?
-
-    @Option(name: .long, help: "JetStream stream for --adapter jetstream.")
-    var stream: String = "EVENTS"
+    @OptionGroup(title: "Connection (--adapter jetstream)") var connection: ConnectionOptions
     #endif
 
     func validate() throws {
@@ -89,17 +84,22 @@ struct IngestBenchCommand: AsyncParsableCommand {
         )
         // Pre-built events: the hot path is measured, not event construction.
         let distinct = min(count, 4096)
+        #if NATS
+        let prefix = adapter == "jetstream" ? connection.prefix : Subjects.defaultPrefix
+        #else
+        let prefix = Subjects.defaultPrefix
+        #endif
         let events: [RawEvent] =
             if adapter == "noop" {
                 (0..<distinct).map {
                     RawEvent(
-                        subject: "events.bench.s\($0 % 64)", bytes: Array(repeating: UInt8(ascii: "x"), count: size))
+                        subject: "\(prefix).bench.s\($0 % 64)", bytes: Array(repeating: UInt8(ascii: "x"), count: size))
                 }
             } else {
                 (0..<distinct).map { i in
                     RawEvent(
                         Event(
-                            subject: "events.bench.s\(i % 64)",
+                            subject: "\(prefix).bench.s\(i % 64)",
                             category: "bench",
                             payload: ["data": .string(String(repeating: "x", count: max(0, size - 10)))]
                         )
@@ -182,9 +182,7 @@ struct IngestBenchCommand: AsyncParsableCommand {
             return (ProviderAdapter(provider: MemoryProvider(configuration: configuration), retention: 1), {})
         case "jetstream":
             #if NATS
-            let url = server ?? ProcessInfo.processInfo.environment["NATS_URL"] ?? "nats://127.0.0.1:4222"
-            var configuration = JetStreamProvider.Configuration(url: url)
-            configuration.stream = stream
+            var configuration = connection.configuration()
             configuration.connectionName = "courier-bench"
             let provider = try await JetStreamProvider.connect(configuration)
             return (JetStreamAdapter(provider: provider), { await provider.shutdown() })

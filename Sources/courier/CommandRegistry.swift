@@ -19,7 +19,7 @@ enum CommandRegistry {
 
     #if NATS
     static let natsCommands: [any ParsableCommand.Type] = [
-        PubCommand.self, SubCommand.self, HistoryCommand.self, InfoCommand.self,
+        PubCommand.self, SubCommand.self, HistoryCommand.self, InfoCommand.self, DeadLetterCommand.self,
     ]
     #else
     static let natsCommands: [any ParsableCommand.Type] = []

@@ -10,22 +10,18 @@ struct DemoCommand: AsyncParsableCommand {
     @OptionGroup var global: GlobalOptions
 
     #if NATS
-    @Option(name: .long, help: "Run the scenario on NATS JetStream at this URL instead of the embedded provider.")
-    var server: String?
-
-    @Option(name: .long, help: "JetStream stream name (with --server).")
-    var stream: String = "EVENTS"
+    /// With --server the scenario runs on NATS JetStream instead of the embedded provider.
+    @OptionGroup(title: "NATS JetStream (with --server)") var connection: ConnectionOptions
     #endif
 
     func run() async throws {
         global.bootstrapLogging()
         #if NATS
-        if let server {
-            var configuration = JetStreamProvider.Configuration(url: server)
-            configuration.stream = stream
+        if connection.server != nil {
+            var configuration = connection.configuration()
             configuration.connectionName = "courier-demo"
             let provider = try await JetStreamProvider.connect(configuration)
-            print("Courier demo on NATS JetStream at \(server) (stream \(stream))\n")
+            print("Courier demo on NATS JetStream at \(connection.resolvedServer) (stream \(configuration.stream))\n")
             do {
                 try await DemoScenario(provider: provider, deadLetters: provider.deadLetters, say: { print($0) }).run()
             } catch {

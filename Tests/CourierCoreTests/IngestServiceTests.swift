@@ -58,7 +58,10 @@ struct IngestServiceTests {
 /// An adapter that takes 1 ms per batch, so producers outrun it.
 final class SlowAdapter: Adapter {
     let name = "slow"
-    func onBatch(_ batch: Batch) async throws { try await Task.sleep(for: .milliseconds(1)) }
+    func onBatch(_ batch: Batch) async throws -> BatchResult {
+        try await Task.sleep(for: .milliseconds(1))
+        return .stored
+    }
     func pollShard(shard: Int, cursor: UInt64, limit: Int) async throws -> ShardPollResult {
         ShardPollResult(events: [], cursor: cursor, hasMore: false)
     }

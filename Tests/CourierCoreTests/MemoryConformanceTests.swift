@@ -9,6 +9,7 @@ struct MemoryConformanceTests {
         try await check.run { prefix in
             var configuration = MemoryProvider.Configuration()
             configuration.subjectPrefix = prefix
+            configuration.duplicateWindow = ProviderConformance.duplicateWindow
             return MemoryProvider(configuration: configuration)
         }
     }

@@ -94,7 +94,7 @@ struct MemoryProviderTests {
         let error = await #expect(throws: CourierError.self) {
             try await memory.publish(try Event(category: "a", topic: "b"))
         }
-        #expect(error?.code == .closed)
+        #expect(error?.code == .shutdown)
         #expect(await !memory.health())
     }
 

@@ -13,6 +13,7 @@ struct JetStreamConformanceTests {
             var configuration = JetStreamProvider.Configuration(url: url)
             configuration.stream = prefix.uppercased()
             configuration.subjectPrefix = prefix
+            configuration.duplicateWindow = ProviderConformance.duplicateWindow
             configuration.storage = .file
             return try await JetStreamProvider.connect(configuration)
         }

@@ -35,7 +35,7 @@ struct JetStreamIntegrationTests {
         let subscription = try await provider.subscribeDurable(
             consumer: "crash-worker",
             filter: "events.>",
-            options: SubscribeOptions(maxDeliver: nil, ackWait: .seconds(2))
+            options: SubscribeOptions(maxDeliver: 100, ackWait: .seconds(2))
         )
         let published = Atomic<Int>(0)
         let publisher = Task {
@@ -236,7 +236,7 @@ struct JetStreamIntegrationTests {
         var acked: Set<String> = []
         for round in 0..<25 {
             let subscription = try await provider.subscribeDurable(
-                consumer: "churn", filter: "events.>", options: SubscribeOptions(maxDeliver: nil, ackWait: .seconds(2)))
+                consumer: "churn", filter: "events.>", options: SubscribeOptions(maxDeliver: 100, ackWait: .seconds(2)))
             let events = (0..<40).map { Self.event(round * 100 + $0) }
             publishedIDs.formUnion(events.map(\.id))
             let batch = Task { await provider.publishBatch(events) }
@@ -248,7 +248,7 @@ struct JetStreamIntegrationTests {
             _ = await batch.value
         }
         let final = try await provider.subscribeDurable(
-            consumer: "churn", filter: "events.>", options: SubscribeOptions(maxDeliver: nil, ackWait: .seconds(2)))
+            consumer: "churn", filter: "events.>", options: SubscribeOptions(maxDeliver: 100, ackWait: .seconds(2)))
         while acked.count < publishedIDs.count, let pending = try await final.next(timeout: .seconds(6)) {
             acked.insert(pending.event.id)
             try await pending.ack()

@@ -173,8 +173,9 @@ struct JetStreamSecurityTests {
         await provider.shutdown()
     }
 
-    @Test("an existing stream with incompatible storage is a clear error; compatible changes update it")
-    func streamReconciliation() async throws {
+    @Test(
+        "provisioning: an existing stream is used as it is unless updateLimits is asked for; requireExisting needs it")
+    func streamProvisioning() async throws {
         let server = try await NATSServerHarness.start()
         defer {
             server.stop()
@@ -185,23 +186,45 @@ struct JetStreamSecurityTests {
         file.storage = .file
         let first = try await JetStreamProvider.connect(file)
         await first.shutdown()
+        #expect(try await server.streamConfig("RECONCILE_DLQ")?["subjects"] == ["events-dlq.>"])
 
-        var memory = file
-        memory.storage = .memory
-        let error = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(memory) }
-        #expect(error?.code == .invalidConfiguration)
-        #expect(error?.input == "storage")
+        // Another storage and other limits in the configuration: the stream stays as it is.
+        var other = file
+        other.storage = .memory
+        other.maxEvents = 10
+        let unchanged = try await JetStreamProvider.connect(other)
+        _ = await unchanged.publishBatch(
+            (0..<25).map { Event(subject: "events.r.x", category: "r", payload: ["i": .int(Int64($0))]) })
+        #expect(try await unchanged.info().messages == 25)
+        await unchanged.shutdown()
+        #expect(try await server.streamConfig("RECONCILE")?["storage"] == "file")
+        #expect(try await server.streamConfig("RECONCILE")?["max_msgs"] == -1)
 
+        // Asked in so many words: the limits follow the configuration.
         var limited = file
         limited.maxEvents = 10
+        limited.provisioning = .updateLimits
         let provider = try await JetStreamProvider.connect(limited)
-        _ = await provider.publishBatch(
-            (0..<25).map { Event(subject: "events.r.x", category: "r", payload: ["i": .int(Int64($0))]) })
+        #expect(try await server.streamConfig("RECONCILE")?["max_msgs"] == 10)
         #expect(try await provider.info().messages == 10)
         await provider.shutdown()
+
+        var bind = file
+        bind.stream = "MISSING"
+        bind.provisioning = .requireExisting
+        let missing = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(bind) }
+        #expect(missing?.code == .notFound)
+        #expect(missing?.input == "MISSING")
+        #expect(try await server.streamConfig("MISSING") == nil)
+
+        var foreign = file
+        foreign.subjectPrefix = "orders"
+        let unusable = await #expect(throws: CourierError.self) { _ = try await JetStreamProvider.connect(foreign) }
+        #expect(unusable?.code == .invalidConfiguration)
+        #expect(unusable?.input == "subjects")
     }
 
-    @Test("calls after shutdown fail with a closed error")
+    @Test("calls after shutdown fail with a shutdown error")
     func afterShutdown() async throws {
         let server = try await NATSServerHarness.start()
         defer {
@@ -213,7 +236,7 @@ struct JetStreamSecurityTests {
         let error = await #expect(throws: CourierError.self) {
             try await provider.publish(Event(subject: "events.a.b", category: "a"))
         }
-        #expect(error?.code == .closed)
+        #expect(error?.code == .shutdown)
         #expect(await !provider.health())
     }
 }

@@ -201,8 +201,8 @@ struct BrokerTests {
         let firstFailure = try #require(letter.firstFailureAt)
         #expect(firstFailure >= started && firstFailure <= letter.deadLetteredAt)
 
-        let dlq = letter.asEvent(prefix: "events")
-        #expect(dlq.subject == "events.dlq.events.orders.created")
+        let dlq = letter.asEvent(deadLetterPrefix: DeadLetterEvent.defaultSubjectPrefix(forEventPrefix: "events"))
+        #expect(dlq.subject == "events-dlq.events.orders.created")
         #expect(dlq.metadata[DeadLetterEvent.MetadataKey.reason] == letter.reason)
         #expect(dlq.metadata[DeadLetterEvent.MetadataKey.originalID] == event.id)
         #expect(dlq.metadata[DeadLetterEvent.MetadataKey.originalSubject] == "events.orders.created")
@@ -320,7 +320,7 @@ struct BrokerTests {
             guard let bus = busReplies.withLock({ $0 }) else { throw CourierError(.closed, "no bus") }
             _ = try await bus.publishEvent(reply)
         }
-        configuration.deadLetters = ProviderDlqHandler(provider: provider)
+        configuration.deadLetters = provider.deadLetters
         let broker = Broker(configuration: configuration)
         var layers = EventBus.Configuration()
         layers.router = broker
@@ -361,9 +361,12 @@ struct BrokerTests {
         #expect(republished.count == 2)
         #expect(republished.map { $0.metadata["courier_original_id"] }.contains(paid.id))
         #expect(audit.events.isEmpty, "the topic sink publishes through the provider, not the bus: no inline re-route")
-        let dlq = stored.filter { $0.subject == "events.dlq.events.orders.broken" }
+        #expect(
+            !stored.contains { $0.metadata[DeadLetterEvent.MetadataKey.reason] != nil }, "no dead letter in the stream")
+        let dlq = try await provider.deadLetters.list(limit: 10)
         #expect(dlq.count == 1)
-        #expect(dlq.first?.metadata[DeadLetterEvent.MetadataKey.consumer] == "broken")
+        #expect(dlq.first?.consumer == "broken")
+        #expect(dlq.first?.originalSubject == "events.orders.broken")
     }
 }
 #endif

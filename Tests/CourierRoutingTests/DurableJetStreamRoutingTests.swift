@@ -177,5 +177,28 @@ struct DurableJetStreamRoutingTests {
         for provider in providers { await provider.shutdown() }
         await publisher.shutdown()
     }
+
+    @Test("the durable broker's consumer has a finite MaxDeliver on the server by default")
+    func brokerIsBounded() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "BROKERBOUND"))
+        let broker = Broker(configuration: .init(name: "bounded", deadLetters: provider.deadLetters))
+        let run = Task { try await broker.runDurable(Broker.Durable(provider: provider)) }
+        #expect(
+            await eventually(within: .seconds(10)) {
+                (try? await server.consumerConfig(stream: "BROKERBOUND", consumer: "bounded")) != nil
+            })
+        let maxDeliver = try await server.consumerConfig(stream: "BROKERBOUND", consumer: "bounded")?["max_deliver"]
+        #expect(
+            maxDeliver?.intValue == Int64(Broker.Durable.defaultOptions.deliveryLimit),
+            "server-side MaxDeliver is \(maxDeliver.map { "\($0)" } ?? "-")")
+        run.cancel()
+        _ = try? await run.value
+        await provider.shutdown()
+    }
 }
 #endif

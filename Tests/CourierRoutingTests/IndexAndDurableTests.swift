@@ -167,13 +167,12 @@ struct DurableMemoryBrokerTests {
         #expect(try await letters.list(limit: 1).first?.event.id == event.id)
     }
 
-    @Test("Dead-letter events on <prefix>.dlq.> are never routed again")
-    func deadLettersAreSkipped() async throws {
+    @Test("Dead letters go to the provider's dead-letter store, never back into the stream the broker reads")
+    func deadLettersStayOutOfTheStream() async throws {
         let provider = MemoryProvider()
         let seen = CollectorSink()
         let broker = Broker(
-            configuration: .init(
-                name: "skipper", deadLetters: ProviderDlqHandler(provider: provider), logger: Self.quietLogger()))
+            configuration: .init(name: "skipper", deadLetters: provider.deadLetters, logger: Self.quietLogger()))
         try broker.addTrigger(Trigger(name: "everything", sink: seen))
         try broker.addTrigger(
             Trigger(
@@ -182,16 +181,14 @@ struct DurableMemoryBrokerTests {
         let bad = Event(subject: "events.orders.bad", category: "orders", eventType: "bad", payload: nil)
         _ = try await provider.publish(bad)
         let run = Task { try await broker.runDurable(Broker.Durable(provider: provider)) }
-        #expect(
-            await eventually(within: .seconds(10)) {
-                (try? await provider.history(filter: "events.dlq.>", limit: 10).count) == 1
-            })
+        #expect(await eventually(within: .seconds(10)) { (try? await provider.deadLetters.count()) == 1 })
         let marker = Event(subject: "events.orders.marker", category: "orders", payload: nil)
         _ = try await provider.publish(marker)
         #expect(await eventually(within: .seconds(10)) { seen.events.contains { $0.id == marker.id } })
         run.cancel()
         _ = try? await run.value
-        #expect(!seen.events.contains { $0.subject.hasPrefix("events.dlq.") }, "the dead letter itself was not routed")
+        #expect(seen.events.map(\.id) == [bad.id, marker.id], "the broker saw the two events and no dead letter")
+        #expect(try await provider.history(filter: nil, limit: 10).map(\.id) == [bad.id, marker.id])
     }
 }
 #endif

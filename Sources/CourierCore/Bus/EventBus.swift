@@ -43,6 +43,9 @@ public final class EventBus: Sendable {
     /// Counters, also reported through swift-metrics.
     public let metrics: EventMetrics
     private let subscriptions = Mutex<[String: SubscriptionFilter]>([:])
+    /// Saves run one at a time, each saving the registrations as they are when it starts: the
+    /// last save to finish always holds every change made before it.
+    private let saves = AsyncLock()
 
     /// Creates a bus over `provider`.
     public init(provider: any EventProvider, configuration: Configuration = Configuration()) {
@@ -233,11 +236,16 @@ public final class EventBus: Sendable {
         }
         for subject in filter.subjects { _ = try provider.validatedFilter(subject) }
         try filter.options?.validate()
-        let all = subscriptions.withLock { map in
-            map[filter.subscriberID] = filter
-            return Array(map.values)
+        subscriptions.withLock { $0[filter.subscriberID] = filter }
+        try await saveRegistrations()
+    }
+
+    /// Persists the registrations as they are now, after any save already under way.
+    private func saveRegistrations() async throws {
+        try await saves.run {
+            let all = subscriptions.withLock { Array($0.values) }
+            try await configuration.stateStore.save(all)
         }
-        try await configuration.stateStore.save(all)
     }
 
     /// The registration of `subscriberID`.
@@ -313,12 +321,11 @@ public final class EventBus: Sendable {
 
     /// Removes `subscriberID`'s registration and deletes its durable consumers.
     public func removeSubscription(_ subscriberID: String) async throws {
-        let (removed, all) = subscriptions.withLock { map in (map.removeValue(forKey: subscriberID), Array(map.values))
-        }
+        let removed = subscriptions.withLock { $0.removeValue(forKey: subscriberID) }
         guard let removed else {
             throw CourierError(.notFound, "no subscription registered for '\(subscriberID)'", input: subscriberID)
         }
-        try await configuration.stateStore.save(all)
+        try await saveRegistrations()
         if removed.durable {
             for subject in removed.subjects {
                 do {

@@ -92,30 +92,40 @@ public struct DeadLetterEvent: Sendable, Hashable, Codable {
         public static let firstFailureAt = "dlq_first_failure_at"
         /// Dead-letter time, Unix milliseconds.
         public static let deadLetteredAt = "dlq_dead_lettered_at"
+        /// The original category.
+        public static let originalCategory = "dlq_original_category"
     }
 
-    /// The dead-letter subject for `subject`: `<prefix>.dlq.<subject>`.
-    public static func subject(for subject: String, prefix: String) -> String {
-        "\(prefix).dlq.\(subject)"
+    /// The subject prefix of the dead letters of events under `eventPrefix`: `<eventPrefix>-dlq`.
+    /// Dead-letter subjects lie outside `<eventPrefix>.>`, so no subscription to events ever
+    /// receives a dead letter.
+    public static func defaultSubjectPrefix(forEventPrefix eventPrefix: String) -> String {
+        eventPrefix + "-dlq"
     }
 
-    /// This dead letter as an event on `<prefix>.dlq.<original subject>`: the original payload,
-    /// the original metadata plus the `dlq_*` keys, and a deterministic id (from the original id
-    /// and the consumer or trigger) so re-sending it never stores it twice, while letters of one
-    /// event from different triggers stay distinct.
-    public func asEvent(prefix: String) -> Event {
+    /// The dead-letter subject for `subject`: `<deadLetterPrefix>.<subject>`.
+    public static func subject(for subject: String, deadLetterPrefix: String) -> String {
+        "\(deadLetterPrefix).\(subject)"
+    }
+
+    /// This dead letter as an event on `<deadLetterPrefix>.<original subject>`: the original
+    /// payload, the original metadata plus the `dlq_*` keys, and a deterministic id (from the
+    /// original id and the consumer or trigger) so re-sending it never stores it twice, while
+    /// letters of one event from different triggers stay distinct.
+    public func asEvent(deadLetterPrefix: String) -> Event {
         var metadata = event.metadata
         metadata[MetadataKey.reason] = reason
         metadata[MetadataKey.originalID] = event.id
         metadata[MetadataKey.originalSubject] = originalSubject
         metadata[MetadataKey.attempts] = String(attempts)
         metadata[MetadataKey.deadLetteredAt] = String(deadLetteredAt)
+        metadata[MetadataKey.originalCategory] = event.category
         if let consumer { metadata[MetadataKey.consumer] = consumer }
         if let streamSequence { metadata[MetadataKey.sequence] = String(streamSequence) }
         if let firstFailureAt { metadata[MetadataKey.firstFailureAt] = String(firstFailureAt) }
         return Event(
             id: "dlq-\(event.id)" + (consumer.map { "~\($0)" } ?? ""),
-            subject: Self.subject(for: originalSubject, prefix: prefix),
+            subject: Self.subject(for: originalSubject, deadLetterPrefix: deadLetterPrefix),
             category: "dlq",
             eventType: event.eventType,
             version: event.version,
@@ -136,11 +146,12 @@ public struct DeadLetterEvent: Sendable, Hashable, Codable {
         for key in [
             MetadataKey.reason, MetadataKey.originalID, MetadataKey.originalSubject, MetadataKey.attempts,
             MetadataKey.consumer, MetadataKey.sequence, MetadataKey.firstFailureAt, MetadataKey.deadLetteredAt,
+            MetadataKey.originalCategory,
         ] { metadata[key] = nil }
         let original = Event(
             id: event.metadata[MetadataKey.originalID] ?? event.id,
             subject: originalSubject,
-            category: Subjects.category(of: originalSubject, prefix: String(event.subject.prefix { $0 != "." })) ?? "",
+            category: event.metadata[MetadataKey.originalCategory] ?? "",
             eventType: event.eventType,
             version: event.version,
             payload: event.payload,
@@ -227,31 +238,4 @@ public final class MemoryDlqHandler: DlqHandler {
 
     /// Letters dropped because more than ``capacity`` arrived.
     public var evicted: Int { state.withLock { $0.evicted } }
-}
-
-/// Publishes dead letters through a provider to `<prefix>.dlq.<original subject>`, so they are as
-/// durable as the stream itself. Each letter has a deterministic id, so a retried hand-off is
-/// stored once.
-public struct ProviderDlqHandler: DlqHandler {
-    /// The provider that stores the letters.
-    public let provider: any EventProvider
-
-    /// Creates a handler publishing through `provider`.
-    public init(provider: any EventProvider) {
-        self.provider = provider
-    }
-
-    public func handle(_ letter: DeadLetterEvent) async throws {
-        let event = letter.asEvent(prefix: provider.subjectPrefix)
-        _ = try await provider.publish(event, options: PublishOptions(messageID: event.id))
-    }
-
-    public func list(limit: Int) async throws -> [DeadLetterEvent] {
-        try await provider.history(filter: "\(provider.subjectPrefix).dlq.>", limit: limit)
-            .compactMap(DeadLetterEvent.init(dlqEvent:))
-    }
-
-    public func count() async throws -> Int {
-        try await provider.history(filter: "\(provider.subjectPrefix).dlq.>", limit: .max).count
-    }
 }

@@ -64,6 +64,9 @@ public struct CourierError: Error, Sendable, Hashable, CustomStringConvertible {
         public static let deliveryFailed = Code("deliveryFailed")
         /// Reading or writing local state failed.
         public static let storageFailed = Code("storageFailed")
+        /// The store has no room left for the event right now (disk, memory or account limits of
+        /// the server). Retryable: room may be freed.
+        public static let insufficientStorage = Code("insufficientStorage")
         /// The server or library reported an error that fits no other code.
         public static let providerError = Code("providerError")
         /// A failure that may pass (an adapter asks to be retried).
@@ -83,12 +86,24 @@ public struct CourierError: Error, Sendable, Hashable, CustomStringConvertible {
     /// Whether repeating the same operation may succeed.
     public var isRetryable: Bool
 
-    /// Creates an error.
+    /// Creates an error. An `input` longer than ``longInputThreshold`` characters is kept as
+    /// ``abbreviated(_:)`` describes it.
     public init(_ code: Code, _ message: String, input: String? = nil, isRetryable: Bool = false) {
         self.code = code
         self.message = message
-        self.input = input
+        self.input = input.map { $0.utf8.count > Self.longInputThreshold ? Self.abbreviated($0) : $0 }
         self.isRetryable = isRetryable
+    }
+
+    /// Inputs longer than this many bytes are named by a prefix and their length.
+    public static let longInputThreshold = 128
+
+    /// How an error names `input`: the input itself, or for a long one its first 64 characters
+    /// followed by `…` and its length in bytes, so a 6 000-character subject never fills a log.
+    public static func abbreviated(_ input: String) -> String {
+        let length = input.utf8.count
+        guard length > longInputThreshold else { return input }
+        return "\(input.prefix(64))… (\(length) bytes)"
     }
 
     public var description: String { "CourierError.\(code): \(message)" }
@@ -97,12 +112,12 @@ public struct CourierError: Error, Sendable, Hashable, CustomStringConvertible {
 extension CourierError {
     /// An invalid published subject.
     public static func invalidSubject(_ subject: String, _ reason: String) -> CourierError {
-        CourierError(.invalidSubject, "invalid subject '\(subject)': \(reason)", input: subject)
+        CourierError(.invalidSubject, "invalid subject '\(abbreviated(subject))': \(reason)", input: subject)
     }
 
     /// An invalid subscription filter.
     public static func invalidFilter(_ filter: String, _ reason: String) -> CourierError {
-        CourierError(.invalidFilter, "invalid filter '\(filter)': \(reason)", input: filter)
+        CourierError(.invalidFilter, "invalid filter '\(abbreviated(filter))': \(reason)", input: filter)
     }
 
     /// A delivery that was already finalised.

@@ -70,22 +70,62 @@ public struct ShardPollResult: Sendable {
     }
 }
 
+/// An event of a batch that an adapter refused on its own (it will never be storable as it is),
+/// while it stored the others.
+public struct RejectedEvent: Sendable, Hashable {
+    /// Its index in ``Batch/events``.
+    public var index: Int
+    /// Why: an invalid or foreign subject, an oversized payload, bytes that are not an event, a
+    /// schema violation, …
+    public var error: CourierError
+
+    /// Creates a rejection.
+    public init(index: Int, error: CourierError) {
+        self.index = index
+        self.error = error
+    }
+}
+
+/// What an adapter did with a batch it did not fail as a whole: every event was stored, in
+/// order, except the ``rejected`` ones, which the bus dead-letters.
+public struct BatchResult: Sendable, Hashable {
+    /// Events refused one by one, by index.
+    public var rejected: [RejectedEvent]
+
+    /// Creates a result.
+    public init(rejected: [RejectedEvent] = []) {
+        self.rejected = rejected
+    }
+
+    /// Every event stored.
+    public static let stored = BatchResult()
+}
+
 /// Where an ``IngestBus`` sends its batches.
 ///
 /// The contract:
-/// - ``onBatch(_:)`` persists the whole batch atomically and in order, or throws. Errors are
-///   ``CourierError``s: `transient`, `backpressure` and `connectionFailed` ones are retryable
-///   (`isRetryable`) and the bus retries the same batch, with the same dedupe ids, within its
-///   retry budget; `fatal` and `shutdown` ones are not. An adapter must store a retried batch
-///   once (by its dedupe ids).
+/// - ``onBatch(_:)`` persists the batch in order and returns, or throws. One event that can
+///   never be stored (a bad subject, an oversized payload) must not cost the others: the adapter
+///   stores the rest, in order, and names it in ``BatchResult/rejected``; the bus dead-letters
+///   it with its reason. Errors are ``CourierError``s: `transient`, `backpressure` and
+///   `connectionFailed` ones are retryable (`isRetryable`) and the bus retries the same batch,
+///   with the same dedupe ids, within its retry budget; `fatal` and `shutdown` ones are not. An
+///   adapter must store a retried batch once (by its dedupe ids) and keep the shard's order:
+///   what a failed attempt stored must be a prefix of the batch.
 /// - ``pollShard(shard:cursor:limit:)`` reads back what a shard stored, from a cursor.
 /// - ``flush()`` returns once everything accepted before it is persisted.
 /// - After ``shutdown()``, ``onBatch(_:)`` throws a `shutdown` error.
 public protocol Adapter: Sendable {
     /// A short name for logs and stats.
     var name: String { get }
-    /// Persists `batch`.
-    func onBatch(_ batch: Batch) async throws
+    /// The subject prefix every event must carry (`<prefix>.`), when the adapter's store only
+    /// takes subjects under one; the bus refuses other events at ``IngestBus/ingestRaw(_:)``.
+    var subjectPrefix: String? { get }
+    /// Where the events the adapter rejects are dead-lettered, unless the bus's configuration
+    /// names a handler; `nil` keeps them in the bus's own memory handler.
+    var deadLetters: (any DlqHandler)? { get }
+    /// Persists `batch` (except events it rejects one by one).
+    func onBatch(_ batch: Batch) async throws -> BatchResult
     /// Up to `limit` events of `shard` from `cursor` on.
     func pollShard(shard: Int, cursor: UInt64, limit: Int) async throws -> ShardPollResult
     /// A barrier: returns when everything accepted before it is persisted.
@@ -100,6 +140,10 @@ public protocol Adapter: Sendable {
 extension Adapter {
     /// By default the bus bounds `onBatch` with its adapter timeout.
     public var needsTimeoutGuard: Bool { true }
+    /// By default any subject is accepted.
+    public var subjectPrefix: String? { nil }
+    /// By default rejected events go to the bus's handler.
+    public var deadLetters: (any DlqHandler)? { nil }
 }
 
 /// Accepts every batch and stores nothing: the ceiling of the ingest path itself.
@@ -111,8 +155,9 @@ public struct NoopAdapter: Adapter {
 
     public var name: String { "noop" }
 
-    public func onBatch(_ batch: Batch) async throws {
+    public func onBatch(_ batch: Batch) async throws -> BatchResult {
         if state.isSet { throw CourierError(.shutdown, "the noop adapter was shut down") }
+        return .stored
     }
 
     public func pollShard(shard: Int, cursor: UInt64, limit: Int) async throws -> ShardPollResult {
@@ -138,8 +183,10 @@ final class SharedFlag: Sendable {
 /// batch is stored once. It also keeps the newest ``retention`` events of each shard in memory,
 /// which is what ``pollShard(shard:cursor:limit:)`` reads.
 ///
-/// A batch is stored in order; if an event fails, the batch fails and is retried whole (the
-/// events already stored are recognised as duplicates).
+/// A batch is stored in order. An event the provider refuses for good (not event JSON, an
+/// invalid subject, too large) is rejected and the rest stored; a retryable failure fails the
+/// batch, which the bus retries whole (the events already stored are recognised as duplicates,
+/// so the shard's order holds).
 public final class ProviderAdapter: Adapter {
     /// The provider events are published through.
     public let provider: any EventProvider
@@ -166,32 +213,44 @@ public final class ProviderAdapter: Adapter {
 
     public var name: String { "provider(\(provider.name))" }
 
-    public func onBatch(_ batch: Batch) async throws {
+    public var subjectPrefix: String? { provider.subjectPrefix }
+
+    public var deadLetters: (any DlqHandler)? { provider.deadLetters }
+
+    public func onBatch(_ batch: Batch) async throws -> BatchResult {
         guard !closed.load(ordering: .relaxed) else {
             throw CourierError(.shutdown, "the provider adapter was shut down")
         }
+        var rejected: [RejectedEvent] = []
         for (index, raw) in batch.events.enumerated() {
             let event: Event
             do {
                 event = try raw.decoded()
             } catch {
-                throw CourierError(
-                    .fatal,
-                    "event \(index) of shard \(batch.shardID) batch \(batch.sequenceStart) is not event wire JSON: \(error)",
-                    input: raw.subject
-                )
+                let reason = (error as? CourierError)?.message ?? "\(error)"
+                rejected.append(
+                    RejectedEvent(
+                        index: index,
+                        error: CourierError(.invalidEvent, "not event wire JSON: \(reason)", input: raw.subject)))
+                continue
             }
             do {
                 _ = try await provider.publish(event, options: PublishOptions(messageID: batch.dedupeID(at: index)))
             } catch let error as CourierError {
-                throw CourierError(
-                    error.isRetryable ? .transient : .fatal, error.message, input: error.input,
-                    isRetryable: error.isRetryable)
+                if error.code == .shutdown || error.code == .closed {
+                    throw CourierError(.shutdown, error.message, input: error.input)
+                }
+                guard error.isRetryable else {
+                    rejected.append(RejectedEvent(index: index, error: error))
+                    continue
+                }
+                throw CourierError(.transient, error.message, input: error.input, isRetryable: true)
             }
         }
+        let refused = Set(rejected.map(\.index))
         logs.withLock { logs in
             var log = logs[batch.shardID] ?? ShardLog()
-            for (index, raw) in batch.events.enumerated() {
+            for (index, raw) in batch.events.enumerated() where !refused.contains(index) {
                 let sequence = batch.sequenceStart + UInt64(index)
                 if let last = log.lastSequence, sequence <= last { continue }  // a retried batch
                 log.next += 1
@@ -209,6 +268,7 @@ public final class ProviderAdapter: Adapter {
             }
             logs[batch.shardID] = log
         }
+        return BatchResult(rejected: rejected)
     }
 
     public func pollShard(shard: Int, cursor: UInt64, limit: Int) async throws -> ShardPollResult {

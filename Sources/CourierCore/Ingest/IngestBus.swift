@@ -13,7 +13,10 @@ import Glibc
 /// - events with the same subject (hash) land on the same shard and reach the adapter in the
 ///   order they were ingested, also across ``addShards(_:timeout:)`` / ``removeShards(_:timeout:)``;
 /// - every event is accounted for: after ``shutdown(deadline:)``,
-///   `eventsDispatched + eventsDropped == eventsIngested` (see ``IngestStats``);
+///   `eventsDispatched + eventsDeadLettered + eventsDropped == eventsIngested` (see ``IngestStats``);
+/// - one bad event never costs the others: a subject that cannot be stored is refused at
+///   ``ingestRaw(_:)``, and an event the adapter rejects is dead-lettered while the rest of its
+///   batch is stored;
 /// - a retried batch carries the same dedupe ids, so an adapter stores it once.
 ///
 /// ```swift
@@ -51,6 +54,10 @@ public final class IngestBus: @unchecked Sendable {
         public var maxShards: Int
         /// Called with each batch the adapter never took, after it was counted as dropped.
         public var onDroppedBatch: (@Sendable (Batch, CourierError) async -> Void)?
+        /// Where events the adapter rejects one by one are dead-lettered; `nil` uses the
+        /// adapter's handler (its provider's dead letters), else a memory handler of the bus
+        /// (``IngestBus/deadLetters``).
+        public var deadLetterHandler: (any DlqHandler)? = nil
         /// The bus's name: the `bus` dimension of its swift-metrics (`courier_ingest_*`).
         public var name: String = "ingest"
         /// How long ``IngestBus/run()`` (graceful shutdown of the service) may spend draining.
@@ -188,6 +195,10 @@ public final class IngestBus: @unchecked Sendable {
     private let rings: UnsafeMutablePointer<IngestRing>
     private let workers = Mutex<[Int: ShardWorker]>([:])
     private let rejectedAfterShutdown = Atomic<UInt64>(0)
+    /// Events refused at entry for their subject.
+    private let rejectedSubjects = Atomic<UInt64>(0)
+    /// `<prefix>.` as bytes when the adapter takes subjects under one prefix only.
+    private let acceptedPrefix: [UInt8]?
     private let lossyShutdown = Atomic<Bool>(false)
     private let sampleTick = Atomic<UInt64>(0)
     private let control = AsyncLock()
@@ -197,6 +208,8 @@ public final class IngestBus: @unchecked Sendable {
 
     /// The settings.
     public let configuration: Configuration
+    /// Where events the adapter rejected one by one were dead-lettered, with their reasons.
+    public let deadLetters: any DlqHandler
     /// The nonce stamped on this bus's batches.
     public let producerNonce: UInt64
     private let sequenceBase: UInt64
@@ -211,6 +224,8 @@ public final class IngestBus: @unchecked Sendable {
     public init(configuration: Configuration = Configuration()) throws {
         try configuration.validate()
         self.configuration = configuration
+        deadLetters = configuration.deadLetterHandler ?? configuration.adapter.deadLetters ?? MemoryDlqHandler()
+        acceptedPrefix = configuration.adapter.subjectPrefix.map { Array(($0 + ".").utf8) }
         (producerNonce, sequenceBase) = try configuration.producerNonce.resolve()
         var interval = 1
         while interval < configuration.batch.maxEvents { interval <<= 1 }
@@ -255,14 +270,17 @@ public final class IngestBus: @unchecked Sendable {
     }
 
     /// Ingests a pre-serialised event and returns its shard at once (in `.block` mode, after at
-    /// most the block timeout).
+    /// most the block timeout). A normal return means the bus took the event: it will be
+    /// dispatched, dead-lettered or counted as dropped, never lost silently.
     ///
-    /// - Throws: ``CourierError/Code/backpressure`` when the ring is full and the mode refuses or
-    ///   drops the event (`isRetryable` says whether the producer should try again), or
-    ///   ``CourierError/Code/shutdown`` after ``shutdown(deadline:)``.
+    /// - Throws: ``CourierError/Code/invalidSubject`` for a subject that cannot be published (or
+    ///   lies outside the adapter's prefix), ``CourierError/Code/backpressure`` when the ring is
+    ///   full and the mode refuses or drops this event (`isRetryable` says whether the producer
+    ///   should try again), or ``CourierError/Code/shutdown`` after ``shutdown(deadline:)``.
     @discardableResult
     @inline(__always)
     public func ingestRaw(_ event: consuming RawEvent) throws -> Int {
+        guard event.hasValidSubject, hasAcceptedPrefix(event) else { throw refuseSubject(event) }
         let word = layout.load(ordering: .acquiring)
         let shard = Int(event.hash % max(1, word & 0xFFFF))
         var pending: RawEvent? = consume event
@@ -274,6 +292,26 @@ public final class IngestBus: @unchecked Sendable {
             }
         }
         return try ingestSlow(&pending)
+    }
+
+    @inline(__always)
+    private func hasAcceptedPrefix(_ event: borrowing RawEvent) -> Bool {
+        guard let acceptedPrefix else { return true }
+        return event.subject.utf8.withContiguousStorageIfAvailable { $0.starts(with: acceptedPrefix) }
+            ?? event.subject.utf8.starts(with: acceptedPrefix)
+    }
+
+    /// The error for an event whose subject the bus will not take.
+    private func refuseSubject(_ event: borrowing RawEvent) -> CourierError {
+        rejectedSubjects.add(1, ordering: .relaxed)
+        do {
+            try Subjects.validate(event.subject)
+        } catch let error as CourierError {
+            return error
+        } catch {}
+        let prefix = String(decoding: acceptedPrefix ?? [], as: UTF8.self)
+        return CourierError.invalidSubject(
+            event.subject, "it is outside '\(prefix)>', the subjects adapter \(configuration.adapter.name) stores")
     }
 
     /// The ring was full, the layout is changing, or the bus is shut down.
@@ -323,13 +361,19 @@ public final class IngestBus: @unchecked Sendable {
                     evictions += 1
                     if evictions > 1000 {  // producers keep refilling the freed slot: give up
                         ring.add(.droppedOnEntry, 1)
-                        return shard
+                        throw CourierError(
+                            .backpressure,
+                            "shard \(shard) stays full under other producers; event on '\(subject)' dropped",
+                            input: subject)
                     }
                     if ring.dequeue() != nil { ring.add(.evicted, 1) }
                 case .sample:
                     if sampleTick.add(1, ordering: .relaxed).newValue % sampleEvery != 0 || evictions > 1000 {
                         ring.add(.droppedOnEntry, 1)
-                        return shard
+                        throw CourierError(
+                            .backpressure,
+                            "shard \(shard) is full (\(ring.capacity) events); event on '\(subject)' sampled out",
+                            input: subject)
                     }
                     evictions += 1
                     if ring.dequeue() != nil { ring.add(.evicted, 1) }
@@ -408,11 +452,13 @@ public final class IngestBus: @unchecked Sendable {
                 onEntry + ring.load(.evicted) + ring.load(.droppedInBatches) + ring.load(.droppedAtShutdown)
             stats.eventsRejected += ring.load(.rejected)
             stats.eventsDispatched += ring.load(.dispatched)
+            stats.eventsDeadLettered += ring.load(.deadLettered)
             stats.batchesDispatched += ring.load(.batches)
             stats.batchRetries += ring.load(.retries)
             stats.pending += UInt64(ring.pending)
         }
-        stats.eventsRejected += rejectedAfterShutdown.load(ordering: .relaxed)
+        stats.eventsRejected +=
+            rejectedAfterShutdown.load(ordering: .relaxed) + rejectedSubjects.load(ordering: .relaxed)
         stats.shards = Int(layout.load(ordering: .acquiring) & 0xFFFF)
         stats.shutdownWasLossy = lossyShutdown.load(ordering: .relaxed)
         return stats
@@ -429,7 +475,8 @@ public final class IngestBus: @unchecked Sendable {
             table: table,
             configuration: configuration,
             nonce: producerNonce,
-            sequenceStart: workers.withLock { $0[shard]?.nextSequence } ?? sequenceBase
+            sequenceStart: workers.withLock { $0[shard]?.nextSequence } ?? sequenceBase,
+            deadLetters: deadLetters
         )
         workers.withLock { $0[shard] = worker }
         worker.start()
@@ -450,12 +497,7 @@ public final class IngestBus: @unchecked Sendable {
         let targets = (0..<count).map { rings[$0].enqueuedCount }
         for shard in 0..<count { rings[shard].wake() }
         try await waitUntil(timeout: timeout, what: "flush") {
-            (0..<count).allSatisfy { shard in
-                let ring = self.rings[shard]
-                return ring.load(.dispatched) + ring.load(.evicted) + ring.load(.droppedInBatches)
-                    + ring.load(.droppedAtShutdown)
-                    >= targets[shard]
-            }
+            (0..<count).allSatisfy { self.rings[$0].accounted >= targets[$0] }
         } poke: {
             for shard in 0..<count { self.rings[shard].wake() }
         }
@@ -664,8 +706,12 @@ public struct IngestStats: Sendable, Hashable, Codable, CustomStringConvertible 
     public var eventsRejected: UInt64 = 0
     /// Batches the adapter took.
     public var batchesDispatched: UInt64 = 0
-    /// Events in those batches.
+    /// Events in those batches the adapter stored.
     public var eventsDispatched: UInt64 = 0
+    /// Events the adapter rejected one by one (a bad subject, an oversized payload), which the
+    /// bus dead-letters (``IngestBus/deadLetters``). After shutdown,
+    /// `eventsDispatched + eventsDeadLettered + eventsDropped == eventsIngested`.
+    public var eventsDeadLettered: UInt64 = 0
     /// Batch retries after retryable adapter errors.
     public var batchRetries: UInt64 = 0
     /// Events waiting in the rings.
@@ -679,7 +725,8 @@ public struct IngestStats: Sendable, Hashable, Codable, CustomStringConvertible 
     public init() {}
 
     public var description: String {
-        "ingested \(eventsIngested), dispatched \(eventsDispatched) in \(batchesDispatched) batches, dropped \(eventsDropped), "
+        "ingested \(eventsIngested), dispatched \(eventsDispatched) in \(batchesDispatched) batches, "
+            + "dead-lettered \(eventsDeadLettered), dropped \(eventsDropped), "
             + "rejected \(eventsRejected), pending \(pending), shards \(shards)\(shutdownWasLossy ? ", lossy shutdown" : "")"
     }
 }

@@ -6,6 +6,7 @@ import CoreMetrics
 /// - `courier_ingest_events_dispatched_total`, `courier_ingest_batches_total`
 /// - `courier_ingest_events_dropped_total` (evicted, dropped on entry, in failed batches or at a
 ///   forced shutdown) and `courier_ingest_events_rejected_total` (refused to their producer)
+/// - `courier_ingest_events_dead_lettered_total` (rejected one by one by the adapter)
 /// - `courier_ingest_batch_retries_total` and the timer `courier_ingest_batch_duration_seconds`
 ///
 /// each with `bus` (``IngestBus/Configuration/name``) and `shard` dimensions. Producers never touch swift-metrics: the shard worker reports
@@ -15,6 +16,7 @@ struct IngestMetricsReporter {
     private let batches: Counter
     private let dropped: Counter
     private let rejected: Counter
+    private let deadLettered: Counter
     private let retries: Counter
     private let batchDuration: Timer
     /// The counter values last reported, by `IngestRing.Counter` raw value (no allocation per report).
@@ -30,6 +32,7 @@ struct IngestMetricsReporter {
         batches = Counter(label: "courier_ingest_batches_total", dimensions: dimensions)
         dropped = Counter(label: "courier_ingest_events_dropped_total", dimensions: dimensions)
         rejected = Counter(label: "courier_ingest_events_rejected_total", dimensions: dimensions)
+        deadLettered = Counter(label: "courier_ingest_events_dead_lettered_total", dimensions: dimensions)
         retries = Counter(label: "courier_ingest_batch_retries_total", dimensions: dimensions)
         batchDuration = Timer(label: "courier_ingest_batch_duration_seconds", dimensions: dimensions)
     }
@@ -50,6 +53,7 @@ struct IngestMetricsReporter {
         if case let value = delta(.dispatched), value > 0 { dispatched.increment(by: value) }
         if case let value = delta(.batches), value > 0 { batches.increment(by: value) }
         if case let value = delta(.rejected), value > 0 { rejected.increment(by: value) }
+        if case let value = delta(.deadLettered), value > 0 { deadLettered.increment(by: value) }
         if case let value = delta(.retries), value > 0 { retries.increment(by: value) }
         let lost = Self.droppedCounters.reduce(Int64(0)) { $0 + delta($1) }
         if lost > 0 { dropped.increment(by: lost) }

@@ -36,6 +36,8 @@ struct IngestRing: @unchecked Sendable {
         case batches
         /// Events of batches the adapter never took (fatal error or retries exhausted).
         case droppedInBatches
+        /// Events the adapter rejected one by one and the bus dead-lettered.
+        case deadLettered
         /// Events still in the ring when a shutdown deadline forced the bus to give up.
         case droppedAtShutdown
         /// Nanoseconds the last dispatch took.
@@ -241,9 +243,14 @@ struct IngestRing: @unchecked Sendable {
 
     var isClosed: Bool { load(.tail) & Self.closedBit != 0 }
 
-    /// Events enqueued and not yet accounted for (dispatched, evicted, or dropped).
+    /// Enqueued events whose fate is known: dispatched, dead-lettered, evicted or dropped.
+    var accounted: UInt64 {
+        load(.dispatched) + load(.deadLettered) + load(.evicted) + load(.droppedInBatches) + load(.droppedAtShutdown)
+    }
+
+    /// Events enqueued and not yet accounted for (dispatched, dead-lettered, evicted, or dropped).
     var unaccounted: UInt64 {
-        let accounted = load(.dispatched) + load(.evicted) + load(.droppedInBatches) + load(.droppedAtShutdown)
+        let accounted = self.accounted
         let enqueued = enqueuedCount
         return enqueued > accounted ? enqueued - accounted : 0
     }

@@ -14,12 +14,15 @@ public struct RawEvent: Sendable, Hashable {
         let bytes: [UInt8]
         let hash: UInt64
         let timestamp: Int64
+        /// Whether the subject passes ``Subjects/validate(_:)``, checked once at creation.
+        let subjectIsValid: Bool
 
         init(subject: String, bytes: [UInt8], hash: UInt64, timestamp: Int64) {
             self.subject = subject
             self.bytes = bytes
             self.hash = hash
             self.timestamp = timestamp
+            self.subjectIsValid = Subjects.isValid(subject)
         }
     }
 
@@ -33,6 +36,9 @@ public struct RawEvent: Sendable, Hashable {
     public var hash: UInt64 { storage.hash }
     /// When the event was created, Unix milliseconds (orders merged polls by time).
     public var timestamp: Int64 { storage.timestamp }
+    /// Whether the subject is one events can be published on (checked once, at creation; the
+    /// ingest bus refuses events whose subject is not).
+    public var hasValidSubject: Bool { storage.subjectIsValid }
 
     /// An event of `bytes` on `subject`; `hash` defaults to the xxHash64 of the subject, so events
     /// of one subject share a shard and keep their order. Pass your own hash to partition by

@@ -28,6 +28,7 @@ final class ShardWorker: @unchecked Sendable {
     private let table: RingTable
     private let configuration: IngestBus.Configuration
     private let nonce: UInt64
+    private let deadLetters: any DlqHandler
     private let executor = BlockingExecutor(threads: 1)
     private let stopRequested = Atomic<Bool>(false)
     private let abandoned = Atomic<Bool>(false)
@@ -38,8 +39,12 @@ final class ShardWorker: @unchecked Sendable {
     /// swift-metrics reporting; touched only by the worker task.
     private var metrics: IngestMetricsReporter
 
-    init(shard: Int, table: RingTable, configuration: IngestBus.Configuration, nonce: UInt64, sequenceStart: UInt64) {
+    init(
+        shard: Int, table: RingTable, configuration: IngestBus.Configuration, nonce: UInt64, sequenceStart: UInt64,
+        deadLetters: any DlqHandler
+    ) {
         self.shard = shard
+        self.deadLetters = deadLetters
         self.table = table
         self.ring = table.rings[shard]
         self.configuration = configuration
@@ -126,14 +131,19 @@ final class ShardWorker: @unchecked Sendable {
         var backoff = configuration.retryBackoff
         while true {
             do {
-                if adapter.needsTimeoutGuard {
-                    try await Self.guarded(configuration.adapterTimeout, adapter: adapter) {
+                let result =
+                    if adapter.needsTimeoutGuard {
+                        try await Self.guarded(configuration.adapterTimeout, adapter: adapter) {
+                            try await adapter.onBatch(batch)
+                        }
+                    } else {
                         try await adapter.onBatch(batch)
                     }
-                } else {
-                    try await adapter.onBatch(batch)
+                let rejected = Set(result.rejected.map(\.index)).filter { events.indices.contains($0) }
+                ring.add(.dispatched, UInt64(events.count - rejected.count))
+                if !rejected.isEmpty {
+                    await deadLetter(result.rejected.filter { rejected.contains($0.index) }, of: batch)
                 }
-                ring.add(.dispatched, UInt64(events.count))
                 ring.add(.batches, 1)
                 let elapsed = (ContinuousClock.now - started).components
                 let nanoseconds =
@@ -172,26 +182,72 @@ final class ShardWorker: @unchecked Sendable {
         }
     }
 
+    /// Hands each event the adapter rejected to the dead-letter handler with its reason,
+    /// retrying a failing hand-off a few times; one that never succeeds is counted as dropped and
+    /// logged, never lost silently.
+    private func deadLetter(_ rejected: [RejectedEvent], of batch: Batch) async {
+        for rejection in rejected {
+            let raw = batch.events[rejection.index]
+            let reason = "rejected by adapter \(configuration.adapter.name): \(rejection.error.message)"
+            let letter: DeadLetterEvent =
+                if let event = try? raw.decoded() {
+                    DeadLetterEvent(event: event, reason: reason, attempts: 1, consumer: "ingest:\(configuration.name)")
+                } else {
+                    DeadLetterEvent.undecodable(
+                        subject: raw.subject, raw: raw.bytes, reason: reason, attempts: 1,
+                        consumer: "ingest:\(configuration.name)", streamSequence: nil,
+                        messageID: batch.dedupeID(at: rejection.index), prefix: "")
+                }
+            var delay = Duration.milliseconds(10)
+            var handed = false
+            for attempt in 1...5 {
+                do {
+                    try await deadLetters.handle(letter)
+                    handed = true
+                    break
+                } catch {
+                    configuration.logger.warning(
+                        "dead-lettering a rejected ingest event failed",
+                        metadata: ["shard": "\(shard)", "attempt": "\(attempt)/5", "error": "\(error)"])
+                    try? await Task.sleep(for: delay)
+                    delay *= 4
+                }
+            }
+            if handed {
+                ring.add(.deadLettered, 1)
+                configuration.logger.warning(
+                    "ingest event rejected by the adapter and dead-lettered",
+                    metadata: [
+                        "shard": "\(shard)", "subject": "\(CourierError.abbreviated(raw.subject))",
+                        "error": "\(rejection.error)",
+                    ])
+            } else {
+                ring.add(.droppedInBatches, 1)
+                configuration.logger.error(
+                    "ingest event rejected by the adapter and could not be dead-lettered: dropped",
+                    metadata: ["shard": "\(shard)", "subject": "\(CourierError.abbreviated(raw.subject))"])
+            }
+        }
+    }
+
     /// Runs `body` in a child task (which stays on the worker's thread) raced against a timer;
     /// the loser is cancelled. An adapter must honour cancellation for the timeout to end it.
     private static func guarded(
-        _ limit: Duration, adapter: any Adapter, _ body: @escaping @Sendable () async throws -> Void
-    ) async throws {
-        try await withThrowingTaskGroup(of: Bool.self) { group in
-            group.addTask {
-                try await body()
-                return true
-            }
+        _ limit: Duration, adapter: any Adapter, _ body: @escaping @Sendable () async throws -> BatchResult
+    ) async throws -> BatchResult {
+        try await withThrowingTaskGroup(of: BatchResult?.self) { group in
+            group.addTask { try await body() }
             group.addTask {
                 try await Task.sleep(for: limit)
-                return false
+                return nil
             }
             defer { group.cancelAll() }
-            guard let finished = try await group.next(), finished else {
+            guard let finished = try await group.next(), let result = finished else {
                 throw CourierError(
                     .transient, "adapter \(adapter.name) took longer than \(limit)", input: adapter.name,
                     isRetryable: true)
             }
+            return result
         }
     }
 

@@ -136,7 +136,8 @@ public final class MemoryProvider: EventProvider {
     public func history(filter: String?, limit: Int) async throws -> [Event] {
         let parsed = try filter.map { try validatedFilter($0) }
         guard limit > 0 else { return [] }
-        return state.withLock { state in
+        return try state.withLock { state in
+            guard !state.closed else { throw state.closedError() }
             var found: [Event] = []
             for stored in state.log.reversed() where parsed?.matches(stored.event.subject) ?? true {
                 found.append(stored.event)
@@ -162,6 +163,7 @@ public final class MemoryProvider: EventProvider {
                     "eventsMissed": String(state.eventsMissed),
                     "deadLettered": String(state.deadLettered),
                     "deadLetterFailures": String(state.deadLetterFailures),
+                    "deadLettersAbandoned": String(state.deadLettersAbandoned),
                     "duplicatesRejected": String(state.duplicates),
                     "subscriptions": String(state.consumers.count),
                 ]
@@ -209,15 +211,17 @@ public final class MemoryProvider: EventProvider {
                 )
             case .deadLetter(let jobs):
                 for job in jobs { await deadLetter(job, handler: subscription.deadLetters) }
-            case .wait(let generation, let deadline):
-                await wait(consumer: subscription.consumer, generation: generation, deadline: deadline)
+            case .wait(let generation, let lastSequence, let deadline):
+                await wait(
+                    consumer: subscription.consumer, generation: generation, lastSequence: lastSequence,
+                    deadline: deadline)
             }
         }
     }
 
-    fileprivate func apply(_ action: AckAction, sequence: UInt64, subscription: MemorySubscription) async {
-        let (job, wake) = state.withLock { state in
-            state.apply(action, sequence: sequence, consumer: subscription.consumer, now: .now)
+    fileprivate func apply(_ action: AckAction, sequence: UInt64, subscription: MemorySubscription) async throws {
+        let (job, wake) = try state.withLock { state in
+            try state.apply(action, sequence: sequence, consumer: subscription.consumer, now: .now)
         }
         for waiter in wake { waiter.resume() }
         if let job { await deadLetter(job, handler: subscription.deadLetters) }
@@ -246,24 +250,27 @@ public final class MemoryProvider: EventProvider {
             state.withLock { $0.deadLettered += 1 }
         } catch {
             configuration.logger.error(
-                "dead-letter handler failed; the event stays pending and is retried",
+                "dead-letter handler failed; the event stays pending and the hand-off is retried",
                 metadata: [
                     "consumer": "\(job.consumer)", "sequence": "\(job.sequence)",
                     "subject": "\(job.letter.originalSubject)",
                     "error": "\(error)",
                 ]
             )
-            state.withLock { $0.requeueDeadLetter(job, now: .now) }
+            let wake = state.withLock { $0.requeueDeadLetter(job, now: .now) }
+            for waiter in wake { waiter.resume() }
         }
     }
 
-    private func wait(consumer: String, generation: UInt64, deadline: ContinuousClock.Instant?) async {
+    private func wait(
+        consumer: String, generation: UInt64, lastSequence: UInt64, deadline: ContinuousClock.Instant?
+    ) async {
         let id = waiterIDs.add(1, ordering: .relaxed).newValue
         await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
                 let registered = state.withLock { state -> Bool in
                     guard !state.closed, !Task.isCancelled, let c = state.consumers[consumer],
-                        c.generation == generation
+                        c.generation == generation, state.lastSequence == lastSequence
                     else { return false }
                     c.waiters[id] = MemoryConsumer.Waiter(continuation: continuation)
                     return true
@@ -342,6 +349,6 @@ final class MemoryDelivery: DeliveryHandle, @unchecked Sendable {
     }
 
     override func perform(_ action: AckAction) async throws {
-        await provider.apply(action, sequence: sequence, subscription: subscription)
+        try await provider.apply(action, sequence: sequence, subscription: subscription)
     }
 }

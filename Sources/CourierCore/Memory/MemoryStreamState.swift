@@ -14,13 +14,17 @@ struct DeadLetterJob: Sendable {
     let consumer: String
     let sequence: UInt64
     let letter: DeadLetterEvent
+    /// Hand-offs of this letter that failed before.
+    var handOffFailures = 0
 }
 
 /// What a subscription should do next.
 enum DeliveryStep: Sendable {
     case deliver(ReceivedEvent)
     case deadLetter([DeadLetterJob])
-    case wait(generation: UInt64, deadline: ContinuousClock.Instant?)
+    /// Nothing to do now. The waiter registers only if neither the consumer's generation nor the
+    /// stream's last sequence moved meanwhile (a publish in between must not be slept through).
+    case wait(generation: UInt64, lastSequence: UInt64, deadline: ContinuousClock.Instant?)
     case closed
 }
 
@@ -33,6 +37,8 @@ final class MemoryConsumer {
         var firstDeliveredAt: Int64
         /// Set when the next due time should dead-letter instead of redeliver.
         var deadLetterReason: String?
+        /// Dead-letter hand-offs that failed so far.
+        var handOffFailures = 0
     }
 
     struct Due {
@@ -99,8 +105,8 @@ final class MemoryConsumer {
 
     func exhaustionReason(_ pending: Pending) -> String? {
         if let reason = pending.deadLetterReason { return reason }
-        guard let maxDeliver = options.maxDeliver, pending.deliveries >= maxDeliver else { return nil }
-        return "maximum deliveries (\(maxDeliver)) exhausted"
+        guard pending.deliveries >= options.maxDeliver else { return nil }
+        return "maximum deliveries (\(options.maxDeliver)) exhausted"
     }
 }
 
@@ -118,6 +124,8 @@ struct MemoryStreamState {
     var eventsMissed: UInt64 = 0
     var deadLettered: UInt64 = 0
     var deadLetterFailures: UInt64 = 0
+    /// Events whose every dead-letter hand-off failed: left stored, no longer delivered.
+    var deadLettersAbandoned: UInt64 = 0
     var duplicates: UInt64 = 0
 
     init(configuration: MemoryProvider.Configuration) {
@@ -132,8 +140,8 @@ struct MemoryStreamState {
         return log[Int(sequence - first)]
     }
 
-    private func closedError() -> CourierError {
-        CourierError(.closed, "memory stream \(configuration.stream) is shut down", input: configuration.stream)
+    func closedError() -> CourierError {
+        CourierError(.shutdown, "memory stream \(configuration.stream) is shut down", input: configuration.stream)
     }
 
     // MARK: Append
@@ -173,11 +181,11 @@ struct MemoryStreamState {
         return (PublishAck(sequence: sequence, stream: configuration.stream), wake)
     }
 
+    /// Forgets message ids older than the duplicate window, as JetStream does: an id is
+    /// remembered for the whole window however many events pass meanwhile.
     private mutating func pruneDedupe(now: Int64) {
         let horizon = now - configuration.duplicateWindow.nanoseconds
-        // Bounded by time and, so memory stays bounded under any rate, by the retention size.
-        let maximum = max(configuration.maxEvents, 1024)
-        while let oldest = dedupeOrder.first, oldest.at < horizon || dedupeOrder.count > maximum {
+        while let oldest = dedupeOrder.first, oldest.at < horizon {
             dedupeOrder.removeFirst()
             if dedupe[oldest.id] == oldest.sequence { dedupe[oldest.id] = nil }
         }
@@ -298,7 +306,8 @@ struct MemoryStreamState {
                             consumer: consumer.durable ? name : nil,
                             streamSequence: top.sequence,
                             firstFailureAt: pending.firstDeliveredAt
-                        )
+                        ),
+                        handOffFailures: pending.handOffFailures
                     )
                 )
                 continue
@@ -333,7 +342,7 @@ struct MemoryStreamState {
                 }
             }
         }
-        return .wait(generation: consumer.generation, deadline: consumer.due.min?.dueAt)
+        return .wait(generation: consumer.generation, lastSequence: lastSequence, deadline: consumer.due.min?.dueAt)
     }
 
     private func deliverFirst(_ stored: StoredEvent, to consumer: MemoryConsumer, now: ContinuousClock.Instant)
@@ -357,16 +366,22 @@ struct MemoryStreamState {
             event: stored.event, sequence: stored.sequence, deliveryCount: deliveries, stream: configuration.stream)
     }
 
+    /// Applies a decision. A decision for a delivery that is no longer pending (it expired and
+    /// was redelivered, or the consumer is gone) changes nothing, as on JetStream.
+    ///
+    /// - Throws: ``CourierError/Code/shutdown`` once the provider is shut down: the decision was
+    ///   not recorded.
     mutating func apply(
         _ action: AckAction,
         sequence: UInt64,
         consumer name: String,
         now: ContinuousClock.Instant
-    ) -> (DeadLetterJob?, [CheckedContinuation<Void, Never>]) {
+    ) throws -> (DeadLetterJob?, [CheckedContinuation<Void, Never>]) {
+        guard !closed else { throw closedError() }
         guard let consumer = consumers[name], var pending = consumer.pending[sequence] else { return (nil, []) }
         let wasFull = consumer.pending.count >= consumer.options.maxAckPending
         switch action {
-        case .ack:
+        case .ack, .doubleAck:
             consumer.pending[sequence] = nil
             consumer.acknowledged += 1
             return (nil, wasFull ? consumer.takeWaiters() : [])
@@ -376,13 +391,13 @@ struct MemoryStreamState {
             consumer.schedule(sequence, pending)
             return (nil, [])
         case .nak(let delay):
-            if let maxDeliver = consumer.options.maxDeliver, pending.deliveries >= maxDeliver {
+            if pending.deliveries >= consumer.options.maxDeliver {
                 consumer.pending[sequence] = nil
                 let job = deadLetterJob(
                     consumer,
                     sequence,
                     pending,
-                    reason: "nak'ed on its final delivery (maximum deliveries \(maxDeliver) exhausted)"
+                    reason: "nak'ed on its final delivery (maximum deliveries \(consumer.options.maxDeliver) exhausted)"
                 )
                 return (job, wasFull ? consumer.takeWaiters() : [])
             }
@@ -414,23 +429,36 @@ struct MemoryStreamState {
                 consumer: consumer.durable ? consumer.name : nil,
                 streamSequence: sequence,
                 firstFailureAt: pending.firstDeliveredAt
-            )
+            ),
+            handOffFailures: pending.handOffFailures
         )
     }
 
-    /// A dead-letter hand-off failed: keep the event pending and try again after the ack wait.
-    mutating func requeueDeadLetter(_ job: DeadLetterJob, now: ContinuousClock.Instant) {
+    /// A dead-letter hand-off failed: keep the event pending and try again after
+    /// ``SubscribeOptions/deadLetterHandOffDelay(afterFailures:)``, waking the consumer's
+    /// waiters so one of them runs the retry. After ``SubscribeOptions/deadLetterHandOffAttempts``
+    /// failures the consumer gives up on the event, which stays in the log.
+    mutating func requeueDeadLetter(_ job: DeadLetterJob, now: ContinuousClock.Instant)
+        -> [CheckedContinuation<Void, Never>]
+    {
         deadLetterFailures += 1
-        guard let consumer = consumers[job.consumer] else { return }
+        guard let consumer = consumers[job.consumer] else { return [] }
+        let failures = job.handOffFailures + 1
+        guard failures <= SubscribeOptions.deadLetterHandOffAttempts else {
+            deadLettersAbandoned += 1
+            return []
+        }
         consumer.schedule(
             job.sequence,
             MemoryConsumer.Pending(
                 deliveries: job.letter.attempts,
-                dueAt: now + consumer.options.ackWait,
+                dueAt: now + SubscribeOptions.deadLetterHandOffDelay(afterFailures: failures),
                 version: (consumer.pending[job.sequence]?.version ?? 0) &+ 1,
                 firstDeliveredAt: job.letter.firstFailureAt ?? job.letter.deadLetteredAt,
-                deadLetterReason: job.letter.reason
+                deadLetterReason: job.letter.reason,
+                handOffFailures: failures
             )
         )
+        return consumer.takeWaiters()
     }
 }

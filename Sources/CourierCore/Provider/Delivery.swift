@@ -25,6 +25,9 @@ public struct ReceivedEvent: Sendable, Hashable {
 public enum AckAction: Sendable, Hashable {
     /// Processed: never deliver again.
     case ack
+    /// Processed, and the provider confirms it recorded the acknowledgement before the call
+    /// returns (JetStream's "double ack").
+    case doubleAck
     /// Not processed: deliver again after `delay` (at once when `nil`).
     case nak(delay: Duration?)
     /// Still working: restart the ack-wait timer. Does not finalise.
@@ -37,9 +40,11 @@ public enum AckAction: Sendable, Hashable {
 ///
 /// The base class guarantees that a delivery is finalised (`ack`, `nak`, `term`) exactly once:
 /// a second finalisation throws ``CourierError/Code/alreadyFinalized`` without reaching the
-/// provider. ``AckAction/inProgress`` may be sent any number of times before that.
+/// provider. ``AckAction/inProgress`` may be sent any number of times before that. A decision
+/// the provider could not send throws its error and leaves the delivery undecided, so it can be
+/// decided again (or is redelivered after the ack wait).
 open class DeliveryHandle: @unchecked Sendable {
-    /// 0 while open, else the finalising action: 1 ack, 2 nak, 3 term.
+    /// 0 while open, else the finalising action being sent or sent: 1 ack, 2 nak, 3 term.
     private let finalized = Atomic<UInt8>(0)
 
     /// The stream sequence of the delivery, for error messages.
@@ -74,14 +79,19 @@ open class DeliveryHandle: @unchecked Sendable {
             guard !isFinalized else { throw CourierError.alreadyFinalized(sequence: sequence, by: finalActionName) }
             try await perform(action)
             return
-        case .ack: code = 1
+        case .ack, .doubleAck: code = 1
         case .nak: code = 2
         case .term: code = 3
         }
         guard finalized.compareExchange(expected: 0, desired: code, ordering: .acquiringAndReleasing).exchanged else {
             throw CourierError.alreadyFinalized(sequence: sequence, by: finalActionName)
         }
-        try await perform(action)
+        do {
+            try await perform(action)
+        } catch {
+            finalized.store(0, ordering: .releasing)  // not recorded: the delivery is still undecided
+            throw error
+        }
     }
 }
 
@@ -111,7 +121,17 @@ public struct PendingEvent: Sendable {
     public var isFinalized: Bool { handle.isFinalized }
 
     /// Marks the event processed.
+    ///
+    /// - Throws: the provider's error when the acknowledgement could not be sent (the delivery
+    ///   then stays undecided and is redelivered after the ack wait).
     public func ack() async throws { try await handle.finalize(.ack) }
+    /// Marks the event processed and returns only once the provider confirmed it recorded the
+    /// acknowledgement (JetStream's "double ack", as in nats.go and async-nats), for
+    /// effectively-once processing: after it returns, the event is not redelivered.
+    ///
+    /// - Throws: ``CourierError/Code/timeout`` (retryable) when no confirmation came in time;
+    ///   the delivery then stays undecided.
+    public func doubleAck() async throws { try await handle.finalize(.doubleAck) }
     /// Asks for redelivery, after `delay` or at once when `nil`. Once the consumer's `maxDeliver`
     /// is reached the event is dead-lettered instead.
     public func nak(delay: Duration? = nil) async throws { try await handle.finalize(.nak(delay: delay)) }

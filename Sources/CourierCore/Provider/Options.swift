@@ -82,11 +82,15 @@ public struct DeliverPolicy: Sendable, Hashable, Codable, CustomStringConvertibl
 ///
 /// The defaults suit a worker that acknowledges each event: a 30 s ack wait, at most 1 000
 /// unacknowledged deliveries in flight, and five delivery attempts before the event is
-/// dead-lettered (poison messages are never redelivered forever; set ``maxDeliver`` to `nil` for
-/// unlimited attempts).
+/// dead-lettered. Redelivery is always bounded: poison messages are never redelivered forever.
+/// A provider's own bound (JetStream's server-side `MaxDeliver`) is ``maxDeliver`` plus
+/// ``deadLetterHandOffAttempts``: the extra deliveries retry a dead-letter hand-off that failed,
+/// with the delays of ``deadLetterHandOffDelay(afterFailures:)``. If every hand-off fails the
+/// event stays stored and the consumer moves on; it is never terminated unless a dead-letter
+/// store took it.
 public struct SubscribeOptions: Sendable {
-    /// How many times an event is delivered before it is dead-lettered; `nil` is unlimited.
-    public var maxDeliver: Int?
+    /// How many times an event is delivered before it is dead-lettered (at least 1).
+    public var maxDeliver: Int
     /// Redelivery delays after an ack-wait expiry: the n-th redelivery waits `backoff[n-1]`
     /// (the last entry repeats). Empty uses ``ackWait``. Applies to expiries only, never to `nak`.
     public var backoff: [Duration]
@@ -101,9 +105,22 @@ public struct SubscribeOptions: Sendable {
     /// Not persisted with a subscription.
     public var deadLetterHandler: (any DlqHandler)?
 
+    /// How many times a dead-letter hand-off that failed is tried again before the consumer
+    /// gives up on the event (which stays stored) and moves on.
+    public static let deadLetterHandOffAttempts = 10
+
+    /// The wait before trying a failed dead-letter hand-off again: 1 s, doubling per failure,
+    /// at most 60 s (about five minutes over ``deadLetterHandOffAttempts`` attempts).
+    public static func deadLetterHandOffDelay(afterFailures failures: Int) -> Duration {
+        min(.seconds(1) * (1 << min(max(failures - 1, 0), 6)), .seconds(60))
+    }
+
+    /// The provider-side delivery bound: ``maxDeliver`` plus the hand-off retries.
+    public var deliveryLimit: Int { maxDeliver + Self.deadLetterHandOffAttempts }
+
     /// Creates subscribe options.
     public init(
-        maxDeliver: Int? = 5,
+        maxDeliver: Int = 5,
         backoff: [Duration] = [],
         maxAckPending: Int = 1000,
         ackWait: Duration = .seconds(30),
@@ -120,9 +137,10 @@ public struct SubscribeOptions: Sendable {
 
     /// Checks the values, naming the first invalid one.
     public func validate() throws {
-        if let maxDeliver, maxDeliver < 1 {
+        guard maxDeliver >= 1, maxDeliver <= 1_000_000 else {
             throw CourierError(
-                .invalidConfiguration, "maxDeliver must be at least 1 or nil, got \(maxDeliver)", input: "maxDeliver")
+                .invalidConfiguration, "maxDeliver must be between 1 and 1000000, got \(maxDeliver)",
+                input: "maxDeliver")
         }
         guard maxAckPending >= 1 else {
             throw CourierError(
@@ -134,7 +152,7 @@ public struct SubscribeOptions: Sendable {
         if let bad = backoff.first(where: { $0 <= .zero }) {
             throw CourierError(.invalidConfiguration, "backoff delays must be positive, got \(bad)", input: "backoff")
         }
-        if let maxDeliver, !backoff.isEmpty, backoff.count > maxDeliver {
+        if !backoff.isEmpty, backoff.count > maxDeliver {
             throw CourierError(
                 .invalidConfiguration,
                 "backoff has \(backoff.count) delays but maxDeliver is \(maxDeliver); it may have at most maxDeliver",
@@ -158,7 +176,8 @@ extension SubscribeOptions: Codable {
     public init(from decoder: any Decoder) throws {
         let c = try decoder.container(keyedBy: CodingKeys.self)
         self.init(
-            maxDeliver: try c.decodeIfPresent(Int.self, forKey: .maxDeliver),
+            // Files written when `maxDeliver` could be unlimited (null) get the default bound.
+            maxDeliver: try c.decodeIfPresent(Int.self, forKey: .maxDeliver) ?? 5,
             backoff: (try c.decodeIfPresent([Int64].self, forKey: .backoffMilliseconds) ?? []).map {
                 .milliseconds($0)
             },

@@ -82,9 +82,11 @@ public struct FileStateStore: StateStore {
     }
 
     /// Writes `bytes` to `path` atomically (temporary file, fsync, rename, fsync of the directory).
+    /// Each write has its own temporary file, so concurrent writers never share one; the last
+    /// rename wins whole.
     package static func atomicWrite(_ bytes: [UInt8], to path: String) throws {
-        let temporary = path + ".tmp-\(getpid())"
-        let fd = open(temporary, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+        let temporary = path + ".tmp-\(getpid())-\(Hex.encode64(UInt64.random(in: 1...UInt64.max)))"
+        let fd = open(temporary, O_WRONLY | O_CREAT | O_EXCL, 0o644)
         guard fd >= 0 else { throw posixError("cannot create", temporary) }
         var written = 0
         while written < bytes.count {

@@ -25,6 +25,9 @@ public struct SubjectFilter: Sendable, Hashable, CustomStringConvertible {
     /// - Throws: ``CourierError`` (``CourierError/Code/invalidFilter``) naming the filter and the rule.
     public init(_ pattern: String) throws {
         guard !pattern.isEmpty else { throw CourierError.invalidFilter(pattern, "it is empty") }
+        guard pattern.utf8.count <= Subjects.maximumLength else {
+            throw CourierError.invalidFilter(pattern, "it is longer than \(Subjects.maximumLength) bytes")
+        }
         var tokens: [Token] = []
         let parts = pattern.utf8.split(separator: UInt8(ascii: "."), omittingEmptySubsequences: false)
         for (i, part) in parts.enumerated() {

@@ -1,16 +1,27 @@
 /// Building and validating dotted subjects: `<prefix>.<category>.<topic>[.<more>]`.
 ///
 /// A published subject is one or more non-empty tokens separated by `.`, with no whitespace or
-/// control characters and no wildcard character (`*`, `>`) anywhere. Filters are ``SubjectFilter``.
+/// control characters, no wildcard character (`*`, `>`) anywhere, and at most ``maximumLength``
+/// bytes. Filters are ``SubjectFilter``.
 public enum Subjects {
     /// The default subject prefix, `events`.
     public static let defaultPrefix = "events"
 
+    /// The longest subject or filter accepted, in UTF-8 bytes. nats-server closes a connection
+    /// whose protocol line exceeds its `max_control_line` (4 096 bytes by default), and a
+    /// JetStream publish line also carries a reply subject and sizes; 1 024 bytes leaves room for
+    /// both, on every provider alike.
+    public static let maximumLength = 1024
+
     /// Checks that `subject` can be published to.
     ///
-    /// - Throws: ``CourierError`` (``CourierError/Code/invalidSubject``) naming the subject and the rule.
+    /// - Throws: ``CourierError`` (``CourierError/Code/invalidSubject``) naming the subject (a long
+    ///   one by its prefix and length) and the rule.
     public static func validate(_ subject: String) throws {
         guard !subject.isEmpty else { throw CourierError.invalidSubject(subject, "it is empty") }
+        guard subject.utf8.count <= maximumLength else {
+            throw CourierError.invalidSubject(subject, "it is longer than \(maximumLength) bytes")
+        }
         var tokenLength = 0
         var position = 0
         for byte in subject.utf8 {
@@ -35,6 +46,25 @@ public enum Subjects {
         guard tokenLength > 0 else { throw CourierError.invalidSubject(subject, "it ends with an empty token") }
     }
 
+    /// Whether ``validate(_:)`` would accept `subject`, without building an error.
+    public static func isValid(_ subject: String) -> Bool {
+        let count = subject.utf8.count
+        guard count > 0, count <= maximumLength else { return false }
+        var tokenLength = 0
+        for byte in subject.utf8 {
+            switch byte {
+            case UInt8(ascii: "."):
+                if tokenLength == 0 { return false }
+                tokenLength = 0
+            case UInt8(ascii: "*"), UInt8(ascii: ">"), 0...0x20, 0x7F:
+                return false
+            default:
+                tokenLength += 1
+            }
+        }
+        return tokenLength > 0
+    }
+
     /// Checks one token (a category, for example): non-empty, no `.`, no whitespace, no wildcard.
     ///
     /// - Parameters:
@@ -44,10 +74,13 @@ public enum Subjects {
         do {
             try validate(token)
         } catch let error as CourierError {
-            throw CourierError(.invalidSubject, "invalid \(role) '\(token)': \(error.message)", input: token)
+            throw CourierError(
+                .invalidSubject, "invalid \(role) '\(CourierError.abbreviated(token))': \(error.message)", input: token)
         }
         if token.utf8.contains(UInt8(ascii: ".")) {
-            throw CourierError(.invalidSubject, "invalid \(role) '\(token)': it must be a single token", input: token)
+            throw CourierError(
+                .invalidSubject, "invalid \(role) '\(CourierError.abbreviated(token))': it must be a single token",
+                input: token)
         }
     }
 
@@ -58,7 +91,8 @@ public enum Subjects {
         do {
             try validate(topic)
         } catch let error as CourierError {
-            throw CourierError(.invalidSubject, "invalid topic '\(topic)': \(error.message)", input: topic)
+            throw CourierError(
+                .invalidSubject, "invalid topic '\(CourierError.abbreviated(topic))': \(error.message)", input: topic)
         }
         return "\(prefix).\(category).\(topic)"
     }

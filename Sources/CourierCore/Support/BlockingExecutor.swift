@@ -11,6 +11,14 @@ import Glibc
 /// A task that prefers this executor for a whole loop (`withTaskExecutorPreference`) makes its
 /// blocking calls with no thread hop at all, which is how a single publisher reaches raw cnats
 /// speed.
+///
+/// After ``shutdown()`` the workers are gone, but a task that prefers the executor may still be
+/// suspended (sleeping in a retry backoff, say). It must still run to its end, so a job enqueued
+/// after shutdown runs on a short-lived thread of its own: the task can then see that its owner
+/// shut down and return an error, instead of waiting forever on a queue nobody serves.
+///
+/// `@unchecked Sendable`: `jobs`, `threads` and `stopping` are only read or written with `mutex`
+/// held.
 public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
@@ -19,33 +27,48 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private var stopping = false
 
     /// Starts `threads` worker threads.
-    public init(threads: Int) {
+    public init(threads count: Int) {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
-        for _ in 0..<max(1, threads) {
-            var thread = pthread_t()
-            let context = Unmanaged.passRetained(WorkerContext(executor: self)).toOpaque()
-            pthread_create(
-                &thread, nil,
-                { raw in
-                    let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
-                    context.executor.work()
-                    return nil
-                }, context)
-            self.threads.append(thread)
+        pthread_mutex_lock(mutex)
+        for _ in 0..<max(1, count) { threads.append(start(WorkerContext(executor: self, job: nil))) }
+        pthread_mutex_unlock(mutex)
+    }
+
+    /// What a thread runs: the worker loop, or one job enqueued after shutdown.
+    private final class WorkerContext {
+        let executor: BlockingExecutor
+        let job: UnownedJob?
+        init(executor: BlockingExecutor, job: UnownedJob?) {
+            self.executor = executor
+            self.job = job
         }
     }
 
-    private final class WorkerContext {
-        let executor: BlockingExecutor
-        init(executor: BlockingExecutor) {
-            self.executor = executor
-        }
+    private func start(_ context: WorkerContext) -> pthread_t {
+        var thread = pthread_t()
+        pthread_create(
+            &thread, nil,
+            { raw in
+                let context = Unmanaged<WorkerContext>.fromOpaque(raw!).takeRetainedValue()
+                if let job = context.job {
+                    job.runSynchronously(on: context.executor.asUnownedTaskExecutor())
+                } else {
+                    context.executor.work()
+                }
+                return nil
+            }, Unmanaged.passRetained(context).toOpaque())
+        return thread
     }
 
     public func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         pthread_mutex_lock(mutex)
+        if stopping {
+            pthread_mutex_unlock(mutex)
+            pthread_detach(start(WorkerContext(executor: self, job: unowned)))
+            return
+        }
         jobs.append(unowned)
         pthread_cond_signal(condition)
         pthread_mutex_unlock(mutex)
@@ -68,17 +91,21 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     /// Whether the calling thread is one of this executor's workers.
     public var isCurrent: Bool {
         let me = pthread_self()
+        pthread_mutex_lock(mutex)
+        defer { pthread_mutex_unlock(mutex) }
         return threads.contains { pthread_equal($0, me) != 0 }
     }
 
-    /// Lets the workers finish queued jobs and exit. The executor must not be used afterwards.
+    /// Lets the workers finish queued jobs and exit; jobs enqueued afterwards each run on a
+    /// thread of their own. Idempotent.
     public func shutdown() {
         pthread_mutex_lock(mutex)
+        let workers = stopping ? [] : threads
         stopping = true
+        threads = []
         pthread_cond_broadcast(condition)
         pthread_mutex_unlock(mutex)
-        for thread in threads where !pthread_equal(thread, pthread_self()).boolValue { pthread_join(thread, nil) }
-        threads.removeAll()
+        for thread in workers where pthread_equal(thread, pthread_self()) == 0 { pthread_join(thread, nil) }
     }
 
     deinit {
@@ -87,8 +114,4 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
         condition.deallocate()
         mutex.deallocate()
     }
-}
-
-extension Int32 {
-    fileprivate var boolValue: Bool { self != 0 }
 }

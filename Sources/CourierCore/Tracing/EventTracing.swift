@@ -90,7 +90,7 @@ final class TracedDeliveryHandle: DeliveryHandle, @unchecked Sendable {
             span.addEvent("in progress")
             try await base.finalize(action)
             return
-        case .ack: decision = "ack"
+        case .ack, .doubleAck: decision = "ack"
         case .nak: decision = "nak"
         case .term: decision = "term"
         }

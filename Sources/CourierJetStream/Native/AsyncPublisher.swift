@@ -38,71 +38,128 @@ public struct OutgoingMessage: Sendable {
     }
 }
 
-/// Collects the results of one batch of async publishes and wakes the publisher when the last
-/// one arrives.
-final class BatchCollector: Sendable {
+/// One call's messages in flight: their results, the messages held back after a retryable
+/// failure (kept for an ordered resend), and how many are on the wire.
+///
+/// Per-batch order is the invariant: once one message failed retryably the batch stops
+/// sending (``isHalted``), waits until nothing of it is in flight, and resends what failed, in
+/// index order, the first one alone. A message is never resent on a timer of its own, so a
+/// later message cannot overtake an earlier one that failed.
+final class OrderedBatch: Sendable {
     private struct State {
         var results: [Result<PublishAck, CourierError>?]
         var remaining: Int
-        var continuation: CheckedContinuation<[Result<PublishAck, CourierError>], Never>?
+        var inFlight = 0
+        var halted = false
+        /// Messages that failed retryably, by index, with the failure.
+        var held: [Int: (msg: UInt, error: CourierError)] = [:]
+        var settledWaiter: CheckedContinuation<Void, Never>?
+
+        mutating func leaveFlight() -> CheckedContinuation<Void, Never>? {
+            inFlight -= 1
+            guard inFlight == 0, let waiter = settledWaiter else { return nil }
+            settledWaiter = nil
+            return waiter
+        }
     }
 
     private let state: Mutex<State>
+    let deadline: ContinuousClock.Instant
 
-    init(count: Int) {
-        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count, continuation: nil))
+    init(count: Int, deadline: ContinuousClock.Instant) {
+        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count))
+        self.deadline = deadline
     }
 
-    func resolve(_ index: Int, _ result: Result<PublishAck, CourierError>) {
-        let finished = state.withLock {
-            state -> (
-                CheckedContinuation<[Result<PublishAck, CourierError>], Never>, [Result<PublishAck, CourierError>]
-            )? in
-            guard state.results[index] == nil else { return nil }
-            state.results[index] = result
-            state.remaining -= 1
-            guard state.remaining == 0, let continuation = state.continuation else { return nil }
-            state.continuation = nil
-            return (continuation, state.results.map { $0! })
-        }
-        if let (continuation, results) = finished { continuation.resume(returning: results) }
-    }
+    /// Whether a message failed retryably and the batch must stop sending new ones.
+    var isHalted: Bool { state.withLock { $0.halted } }
 
-    func wait() async -> [Result<PublishAck, CourierError>] {
-        await withCheckedContinuation { continuation in
-            let done = state.withLock { state -> [Result<PublishAck, CourierError>]? in
-                if state.remaining == 0 { return state.results.map { $0! } }
-                state.continuation = continuation
-                return nil
+    func sent() { state.withLock { $0.inFlight += 1 } }
+
+    /// Stops sending new messages until what is in flight settled (the connection was lost).
+    func halt() { state.withLock { $0.halted = true } }
+
+    /// A message's final result.
+    func resolve(_ index: Int, _ result: Result<PublishAck, CourierError>, wasInFlight: Bool = true) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            if state.results[index] == nil {
+                state.results[index] = result
+                state.remaining -= 1
             }
-            if let done { continuation.resume(returning: done) }
+            return wasInFlight ? state.leaveFlight() : nil
+        }
+        waiter?.resume()
+    }
+
+    /// A message that failed retryably: kept for an ordered resend; the batch halts.
+    func hold(_ index: Int, msg: OpaquePointer, error: CourierError) {
+        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
+            state.held[index] = (UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg))), error)
+            state.halted = true
+            return state.leaveFlight()
+        }
+        waiter?.resume()
+    }
+
+    /// Waits until none of the batch's messages is in flight.
+    func settled() async {
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let now = state.withLock { state -> Bool in
+                if state.inFlight == 0 { return true }
+                state.settledWaiter = continuation
+                return false
+            }
+            if now { continuation.resume() }
         }
     }
+
+    /// The held messages, oldest index first, with the last failure; the batch may send again.
+    func takeHeld() -> (messages: [(index: Int, msg: OpaquePointer)], lastError: CourierError?) {
+        state.withLock { state in
+            let held = state.held.sorted { $0.key < $1.key }
+            state.held.removeAll()
+            state.halted = false
+            return (
+                held.map { ($0.key, OpaquePointer(bitPattern: $0.value.msg)!) },
+                held.last?.value.error
+            )
+        }
+    }
+
+    /// Every result, once all are in.
+    var results: [Result<PublishAck, CourierError>] { state.withLock { $0.results.map { $0! } } }
+
+    var isComplete: Bool { state.withLock { $0.remaining == 0 } }
 }
 
 /// Pipelined JetStream publishing over `js_PublishMsgAsync` with an ack handler.
 ///
 /// Every message is registered (keyed by its `natsMsg` address) before it is sent, so the ack
 /// handler, which runs on a cnats thread, finds its completion. A bounded ``AsyncWindow`` keeps
-/// at most `window` publishes in flight, so the cnats call never stalls. A publish that fails
-/// retryably (no responders during a restart, a lost connection) is sent again with the same
-/// `Nats-Msg-Id` after a short backoff until its deadline.
+/// at most `window` publishes in flight, so the cnats call never stalls.
+///
+/// Order and retries: the messages of one call are stored in order. A message that fails
+/// retryably (no responders during a restart, a lost connection, a lost acknowledgement) halts
+/// its batch; once nothing of the batch is in flight, the failed messages are sent again with
+/// their `Nats-Msg-Id`, oldest first and the first one alone, until their deadline. Nothing is
+/// sent while the connection is down (cnats would buffer it and flush it after the reconnect,
+/// ahead of earlier messages lost with the old connection). The acknowledged sequences of a
+/// batch are checked to increase; a batch whose stored order differs from its sent order (a
+/// message refused by one stream leader while the next was stored by a new one) is counted in
+/// ``reorderCount`` and logged, never hidden.
 ///
 /// Lost acknowledgements are found by a watchdog rather than by cnats' per-message `MaxWait`
 /// timers (which cost a third of the throughput in 3.4.1): when the oldest publish has waited
 /// longer than the request timeout, the watchdog takes every pending message back from cnats
-/// (`js_PublishAsyncGetPendingList`) and sends each again with its id, or fails it once its
-/// deadline passed. So a publish is stored exactly once or fails with a retryable error: never
-/// lost silently.
+/// (`js_PublishAsyncGetPendingList`) and fails it retryably, which sends it again in order. So a
+/// publish is stored exactly once or fails with a retryable error: never lost silently.
 final class AsyncPublisher: @unchecked Sendable {
     struct Entry {
-        let collector: BatchCollector
+        let batch: OrderedBatch
         let index: Int
         let subject: String
         let messageID: String
         let expectedLastSequence: UInt64?
-        let deadline: ContinuousClock.Instant
-        var attempts: Int
         /// When the current attempt was sent, for the lost-ack watchdog.
         var sentAt: ContinuousClock.Instant = .now
     }
@@ -141,9 +198,16 @@ final class AsyncPublisher: @unchecked Sendable {
     private let logger: Logger
     private let streamName: String
     private let streamNameC: UnsafeMutablePointer<CChar>
-    /// The JetStream context; set once right after it is created, before any publish.
+    /// The JetStream context and its connection; set once right after they are created, before
+    /// any publish.
     nonisolated(unsafe) var context: OpaquePointer?
+    nonisolated(unsafe) var connection: OpaquePointer?
     private let retries = Atomic<UInt64>(0)
+    private let reorders = Atomic<UInt64>(0)
+    /// Whether `context` is still alive. The watchdog and reconnect handling take pending messages
+    /// back from cnats on other threads; they hold this lock for the call, and the connection
+    /// clears it (``invalidate()``) before destroying the context.
+    private let contextAlive = Mutex(true)
 
     init(window: Int, requestTimeout: Duration, streamName: String, logger: Logger) {
         self.window = AsyncWindow(size: window)
@@ -157,6 +221,9 @@ final class AsyncPublisher: @unchecked Sendable {
 
     /// Publishes that were sent again after a retryable failure.
     var retryCount: UInt64 { retries.load(ordering: .relaxed) }
+
+    /// Batches whose acknowledged sequences show they were stored out of their sent order.
+    var reorderCount: UInt64 { reorders.load(ordering: .relaxed) }
 
     /// Publishes awaiting their acknowledgement.
     var inFlight: Int { state.withLock { $0.pending.count } }
@@ -180,8 +247,9 @@ final class AsyncPublisher: @unchecked Sendable {
     typealias Prepared = (msg: OpaquePointer, subject: String, messageID: String, expectedLastSequence: UInt64?)
 
     /// Publishes `count` messages made one at a time by `prepare` (so serialising the next one
-    /// overlaps with acknowledgements of the previous ones) with at most `window` in flight, and
-    /// returns each one's result in order. A `prepare` failure is that message's result.
+    /// overlaps with acknowledgements of the previous ones) with at most `window` in flight, in
+    /// order, and returns each one's result in order. A `prepare` failure is that message's
+    /// result.
     func publish(
         count: Int,
         timeout: Duration,
@@ -190,31 +258,103 @@ final class AsyncPublisher: @unchecked Sendable {
         guard count > 0 else { return [] }
         beginOperation()
         defer { endOperation() }
-        let collector = BatchCollector(count: count)
-        let deadline = ContinuousClock.now + timeout
-        for index in 0..<count {
-            let prepared: Prepared
-            do {
-                prepared = try prepare(index)
-            } catch {
-                collector.resolve(index, .failure(error as? CourierError ?? CourierError(.providerError, "\(error)")))
+        let batch = OrderedBatch(count: count, deadline: .now + timeout)
+        var made: [Prepared?] = Array(repeating: nil, count: count)
+        // Messages ready to send before any new one: resends after a failure, oldest first.
+        var queue: Deque<(index: Int, msg: OpaquePointer)> = []
+        var next = 0
+        var backoff = Duration.milliseconds(25)
+        var probing = false
+        while true {
+            while !batch.isHalted {
+                let item: (index: Int, msg: OpaquePointer)
+                if let first = queue.popFirst() {
+                    item = first
+                } else if next < count {
+                    let index = next
+                    next += 1
+                    do {
+                        let prepared = try prepare(index)
+                        made[index] = prepared
+                        item = (index, prepared.msg)
+                    } catch {
+                        batch.resolve(
+                            index, .failure(error as? CourierError ?? CourierError(.providerError, "\(error)")),
+                            wasInFlight: false)
+                        continue
+                    }
+                } else {
+                    break
+                }
+                await window.acquire()
+                if batch.isHalted {  // a failure came in meanwhile: keep this one for the ordered resend
+                    window.release()
+                    queue.prepend(item)
+                    break
+                }
+                let info = made[item.index]!
+                batch.sent()
+                send(
+                    item.msg,
+                    Entry(
+                        batch: batch, index: item.index, subject: info.subject, messageID: info.messageID,
+                        expectedLastSequence: info.expectedLastSequence))
+                if probing { break }  // after a failure, one message alone first
+            }
+            await batch.settled()
+            let (held, lastError) = batch.takeHeld()
+            if held.isEmpty {
+                if probing {
+                    probing = false
+                    backoff = .milliseconds(25)
+                }
+                if queue.isEmpty && next >= count { break }
                 continue
             }
-            await window.acquire()
-            send(
-                prepared.msg,
-                Entry(
-                    collector: collector,
-                    index: index,
-                    subject: prepared.subject,
-                    messageID: prepared.messageID,
-                    expectedLastSequence: prepared.expectedLastSequence,
-                    deadline: deadline,
-                    attempts: 1
-                )
-            )
+            queue = Deque((Array(queue) + held).sorted { $0.index < $1.index })
+            guard ContinuousClock.now + backoff < batch.deadline else {
+                let error = lastError ?? CourierError(.timeout, "publish deadline passed", isRetryable: true)
+                while let (index, msg) = queue.popFirst() {
+                    natsMsg_Destroy(msg)
+                    batch.resolve(index, .failure(error), wasInFlight: false)
+                }
+                while next < count {
+                    batch.resolve(next, .failure(error), wasInFlight: false)
+                    next += 1
+                }
+                break
+            }
+            retries.add(UInt64(held.count), ordering: .relaxed)
+            logger.debug(
+                "resending failed publishes in order",
+                metadata: [
+                    "count": "\(held.count)", "from": "\(queue.first?.index ?? 0)",
+                    "error": "\(lastError.map { "\($0)" } ?? "-")",
+                ])
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, .seconds(1))
+            probing = true
         }
-        return await collector.wait()
+        let results = batch.results
+        checkOrder(results)
+        return results
+    }
+
+    /// Counts (and logs) a batch whose acknowledged sequences do not increase with its index.
+    private func checkOrder(_ results: [Result<PublishAck, CourierError>]) {
+        var last: UInt64 = 0
+        for (index, result) in results.enumerated() {
+            guard case .success(let ack) = result else { continue }
+            if ack.sequence < last {
+
+                reorders.add(1, ordering: .relaxed)
+                logger.error(
+                    "a batch was stored out of its order: the server kept a later message and lost or refused an earlier one (a crash without fsync, a leader change)",
+                    metadata: ["index": "\(index)", "sequence": "\(ack.sequence)", "after": "\(last)"])
+                return
+            }
+            last = ack.sequence
+        }
     }
 
     /// Waits until no publish is in flight, or `timeout` passes; returns whether it is idle.
@@ -250,7 +390,28 @@ final class AsyncPublisher: @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    // MARK: Lost acknowledgements
+    /// Called before the JetStream context is destroyed: nothing may reach into it afterwards.
+    func invalidate() {
+        contextAlive.withLock { $0 = false }
+    }
+
+    // MARK: Lost connections and acknowledgements
+
+    /// The connection dropped: what is in flight may be lost, so every batch with a message in
+    /// flight stops sending until those messages are resolved; nothing new may overtake them.
+    /// Called on a cnats callback thread.
+    func connectionLost() {
+        let batches = state.withLock { state in state.pending.values.map(\.batch) }
+        for batch in batches { batch.halt() }
+    }
+
+    /// The connection is back: acknowledgements of messages sent on the old connection will not
+    /// come, so they are taken back now and resent in order, without waiting for the watchdog.
+    /// Called on a cnats callback thread.
+    func connectionRestored() {
+        connectionLost()
+        Blocking.detach { self.reclaimPending() }
+    }
 
     private func startWatchdogTask() {
         Task.detached { [self] in
@@ -270,15 +431,24 @@ final class AsyncPublisher: @unchecked Sendable {
         }
     }
 
-    /// Takes every pending message back from cnats and sends each again with its id (or fails
-    /// it when its deadline passed). Blocking-call thread only.
+    /// Takes every pending message back from cnats and fails each retryably, which resends it
+    /// in its batch's order. Blocking-call thread only.
     private func reclaimPending() {
+        // cnats 3.4.1 dereferences its pending map without checking it exists: only ask when an
+        // async publish is known to be pending (and so the map exists).
+        guard !state.withLock({ $0.pending.isEmpty }) else { return }
         var list = natsMsgList()
-        guard js_PublishAsyncGetPendingList(&list, context) == NATS_OK else { return }
+        let taken = contextAlive.withLock { alive in
+            alive && js_PublishAsyncGetPendingList(&list, context) == NATS_OK
+        }
+        guard taken else { return }
         defer { natsMsgList_Destroy(&list) }
         logger.warning(
             "publish acknowledgements overdue; resending pending messages with their ids",
             metadata: ["count": "\(list.Count)"])
+        // Every batch concerned halts before any window slot is freed: a slot freed first could
+        // let a waiting sender put a later message on the wire ahead of these resends.
+        var reclaimed = 0
         for i in 0..<Int(list.Count) {
             guard let msg = list.Msgs[i] else { continue }
             let key = Int(bitPattern: UnsafeRawPointer(msg))
@@ -286,18 +456,26 @@ final class AsyncPublisher: @unchecked Sendable {
             list.Msgs[i] = nil  // ours again: natsMsgList_Destroy must not free it
             fail(
                 msg, entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0),
-                detail: "no acknowledgement within \(requestTimeout)")
+                detail: "no acknowledgement within \(requestTimeout)", releasingWindow: false)
+            reclaimed += 1
         }
+        for _ in 0..<reclaimed { window.release() }
     }
 
     // MARK: Internals
 
-    /// Registers and sends `msg`. On an immediate failure the entry is resolved (or retried).
-    /// The caller holds a window slot for it.
+    /// Registers and sends `msg`. On an immediate failure the entry is resolved (or held for
+    /// the ordered resend). The caller holds a window slot for it.
     private func send(_ msg: OpaquePointer, _ entry: Entry) {
         let key = Int(bitPattern: UnsafeRawPointer(msg))
         var entry = entry
         entry.sentAt = .now
+        // Never into cnats' reconnect buffer: what it flushes after a reconnect would overtake
+        // earlier messages lost with the old connection.
+        if let connection, natsConnection_Status(connection) != NATS_CONN_STATUS_CONNECTED {
+            fail(msg, entry, status: NATS_CONNECTION_DISCONNECTED, jsCode: jsErrCode(0), detail: "not connected")
+            return
+        }
         let startWatchdog = state.withLock { state -> Bool in
             state.pending[key] = entry
             guard !state.watchdogRunning else { return false }
@@ -333,10 +511,10 @@ final class AsyncPublisher: @unchecked Sendable {
         if let ack {
             let stream = strcmp(ack.pointee.Stream, streamNameC) == 0 ? streamName : String(cString: ack.pointee.Stream)
             natsMsg_Destroy(msg)
-            window.release()
-            entry.collector.resolve(
+            entry.batch.resolve(
                 entry.index,
                 .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate)))
+            window.release()
             return
         }
         let status = failure?.pointee.Err ?? NATS_ERR
@@ -345,39 +523,28 @@ final class AsyncPublisher: @unchecked Sendable {
         fail(msg, entry, status: status, jsCode: code, detail: detail)
     }
 
-    /// Retries a retryable failure before its deadline, else resolves the entry with the error.
-    private func fail(_ msg: OpaquePointer, _ entry: Entry, status: natsStatus, jsCode: jsErrCode, detail: String) {
-        let now = ContinuousClock.now
-        if isRetryablePublishFailure(status, jsCode), now < entry.deadline {
-            var next = entry
-            next.attempts += 1
-            let backoff = min(Duration.milliseconds(25) * (1 << min(next.attempts - 2, 6)), .seconds(1))
-            let delay = min(backoff, entry.deadline - now)
-            retries.add(1, ordering: .relaxed)
-            logger.debug(
-                "retrying publish",
-                metadata: [
-                    "subject": "\(entry.subject)", "messageID": "\(entry.messageID)", "attempt": "\(next.attempts)",
-                    "status": "\(detail)",
-                ]
-            )
-            let address = UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg)))
-            Task.detached { [self] in
-                try? await Task.sleep(for: delay)
-                self.send(OpaquePointer(bitPattern: address)!, next)
-            }
-            return
-        }
-        natsMsg_Destroy(msg)
-        window.release()
+    /// Holds a retryable failure for the batch's ordered resend (halting the batch) or resolves
+    /// any other failure, and only then frees the message's window slot.
+    private func fail(
+        _ msg: OpaquePointer, _ entry: Entry, status: natsStatus, jsCode: jsErrCode, detail: String,
+        releasingWindow: Bool = true
+    ) {
+        defer { if releasingWindow { window.release() } }
         let error = CourierError.nats(
             status,
-            "publish of '\(entry.messageID)' to '\(entry.subject)' failed after \(entry.attempts) attempt(s)",
+            "publish of '\(entry.messageID)' to '\(entry.subject)' failed",
             input: entry.subject,
             jsCode: jsCode,
             detail: detail
         )
-        entry.collector.resolve(entry.index, .failure(error))
+        if isRetryablePublishFailure(status, jsCode) {
+            var retryable = error
+            retryable.isRetryable = true
+            entry.batch.hold(entry.index, msg: msg, error: retryable)
+            return
+        }
+        natsMsg_Destroy(msg)
+        entry.batch.resolve(entry.index, .failure(error))
     }
 }
 

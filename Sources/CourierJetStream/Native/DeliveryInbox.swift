@@ -154,6 +154,34 @@ func lowercasedHeaders(of msg: OpaquePointer) -> [String: String] {
     return headers
 }
 
+/// Owns one `natsSubscription` handle. The subscription's ``DeliveryInbox`` keeps it alive until
+/// cnats reports the subscription complete, so it is never destroyed while a drain is running
+/// (destroying a draining subscription drops the messages still queued for it).
+final class SubscriptionHandle: @unchecked Sendable {
+    let subscription: OpaquePointer
+    private let draining = Atomic<Bool>(false)
+
+    init(_ subscription: OpaquePointer) {
+        self.subscription = subscription
+    }
+
+    /// Stops interest and lets cnats deliver what is already queued, then completes (and, for a
+    /// subscription that owns an ephemeral consumer, deletes it). Non-blocking; idempotent.
+    func drain() {
+        guard draining.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        else {
+            return
+        }
+        if natsSubscription_Drain(subscription) != NATS_OK {
+            _ = natsSubscription_Unsubscribe(subscription)
+        }
+    }
+
+    deinit {
+        natsSubscription_Destroy(subscription)
+    }
+}
+
 /// Where a push subscription's callback leaves messages for `next()` to take. It is the closure
 /// cnats passes to the message handler: retained at subscribe time and released by the
 /// subscription's on-complete callback, after the last handler call has returned.

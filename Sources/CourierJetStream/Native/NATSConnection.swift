@@ -16,12 +16,27 @@ final class ConnectionEvents: Sendable {
     /// Set when Courier closes the connection itself: the disconnect that follows is expected.
     let closing = Atomic<Bool>(false)
     private let lastAsyncError = Mutex<String>("")
+    /// The INFO of the server the connection is on, read again after each reconnect.
+    let serverInfo = Mutex<ServerInfo?>(nil)
+    /// The connection's async publisher, told when the connection drops and comes back.
+    let publisher = Mutex<AsyncPublisher?>(nil)
+    private let infoTimeout: Duration
 
     let servers: String
 
-    init(logger: Logger, servers: String) {
+    init(logger: Logger, servers: String, infoTimeout: Duration) {
         self.logger = logger
         self.servers = servers
+        self.infoTimeout = infoTimeout
+    }
+
+    /// Reads the INFO of the server at `url` (blocking) and keeps it.
+    func refreshServerInfo(url: String) {
+        guard let info = ServerInfo.read(url: url, timeout: infoTimeout) else {
+            logger.debug("could not read the server's INFO", metadata: ["url": "\(url)"])
+            return
+        }
+        serverInfo.withLock { $0 = info }
     }
 
     var lastError: String { lastAsyncError.withLock { $0 } }
@@ -32,12 +47,17 @@ final class ConnectionEvents: Sendable {
             return
         }
         disconnects.add(1, ordering: .relaxed)
+        publisher.withLock { $0 }?.connectionLost()
         logger.warning("disconnected from NATS", metadata: ["servers": "\(servers)"])
     }
 
     fileprivate func reconnected(_ url: String) {
         reconnects.add(1, ordering: .relaxed)
+        publisher.withLock { $0 }?.connectionRestored()
         logger.notice("reconnected to NATS", metadata: ["url": "\(url)"])
+        // Possibly another server of a cluster, possibly another version: read its INFO anew,
+        // off this cnats callback thread.
+        Blocking.detach { self.refreshServerInfo(url: url) }
     }
 
     fileprivate func connectionClosed() {
@@ -132,9 +152,10 @@ final class NATSConnection: @unchecked Sendable {
         try check(
             natsOptions_SetReconnectWait(opts, max(1, configuration.reconnect.wait.milliseconds)),
             "invalid reconnect wait", "reconnect.wait")
-        try check(
-            natsOptions_SetReconnectBufSize(opts, Int32(configuration.reconnect.bufferBytes)),
-            "invalid reconnect buffer", "reconnect.bufferBytes")
+        // No reconnect buffer to speak of (see `Reconnect`): what is sent while reconnecting fails
+        // with NATS_INSUFFICIENT_BUFFER instead of being flushed after the reconnect, ahead of
+        // earlier publishes lost with the old connection.
+        try check(natsOptions_SetReconnectBufSize(opts, 1), "invalid reconnect buffer", "reconnect")
         try check(natsOptions_SetMaxPendingMsgs(opts, 1 << 20), "invalid pending limit", "maxPendingMsgs")
         if getenv("COURIER_SEND_ASAP") != nil { try check(natsOptions_SetSendAsap(opts, true), "x", "x") }
         switch configuration.authentication.kind {
@@ -166,7 +187,8 @@ final class NATSConnection: @unchecked Sendable {
             }
         }
 
-        let events = ConnectionEvents(logger: configuration.logger, servers: serverList)
+        let events = ConnectionEvents(
+            logger: configuration.logger, servers: serverList, infoTimeout: configuration.connectTimeout)
         let eventsPointer = Unmanaged.passRetained(events).toOpaque()
         natsOptions_SetDisconnectedCB(opts, onDisconnected, eventsPointer)
         natsOptions_SetReconnectedCB(opts, onReconnected, eventsPointer)
@@ -208,6 +230,9 @@ final class NATSConnection: @unchecked Sendable {
             throw CourierError.nats(status, "cannot create a JetStream context", input: serverList, detail: detail)
         }
         publisher.context = js
+        publisher.connection = nc
+        events.publisher.withLock { $0 = publisher }
+        events.refreshServerInfo(url: connectedURL(nc))
         self.options = opts
         self.connection = nc
         self.context = js
@@ -217,6 +242,8 @@ final class NATSConnection: @unchecked Sendable {
     }
 
     deinit {
+        events.publisher.withLock { $0 = nil }
+        publisher.invalidate()
         jsCtx_Destroy(context)
         natsConnection_Destroy(connection)
         natsOptions_Destroy(options)
@@ -243,6 +270,12 @@ final class NATSConnection: @unchecked Sendable {
     /// The server's maximum message size.
     var maxPayload: Int { Int(natsConnection_GetMaxPayload(connection)) }
 
+    /// What the connected server said about itself, when its INFO could be read.
+    var serverInfo: ServerInfo? { events.serverInfo.withLock { $0 } }
+
+    /// The connected server's version, `unknown` when its INFO could not be read.
+    var serverVersion: String { serverInfo?.version ?? "unknown" }
+
     /// Publishes `body` to a delivery's reply subject (an acknowledgement). Never blocks for
     /// long: cnats buffers the write.
     func acknowledge(_ message: NATSMessage, _ body: StaticString) throws {
@@ -254,6 +287,24 @@ final class NATSConnection: @unchecked Sendable {
         guard status == NATS_OK else {
             throw CourierError.nats(
                 status, "cannot send acknowledgement '\(body)'", input: message.replyText, detail: natsLastErrorText())
+        }
+    }
+
+    /// Acknowledges a delivery and waits (blocking, at most `timeout`) until the server
+    /// confirms it recorded the acknowledgement: a request on the reply subject, which the
+    /// server answers once it processed the ack ("double ack").
+    func acknowledgeConfirmed(_ message: NATSMessage, timeout: Duration) throws {
+        var reply: OpaquePointer?
+        let status = message.withReply { subject in
+            natsConnection_RequestString(&reply, connection, subject, "+ACK", max(1, timeout.milliseconds))
+        }
+        if let reply { natsMsg_Destroy(reply) }
+        guard status == NATS_OK else {
+            var error = CourierError.nats(
+                status, "the server did not confirm the acknowledgement", input: message.replyText,
+                detail: natsLastErrorText())
+            if status == NATS_TIMEOUT || status == NATS_NO_RESPONDERS { error.isRetryable = true }
+            throw error
         }
     }
 

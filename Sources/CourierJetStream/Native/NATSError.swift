@@ -17,8 +17,19 @@ func isRetryablePublishFailure(_ status: natsStatus, _ jsCode: jsErrCode) -> Boo
         NATS_NOT_YET_CONNECTED, NATS_INSUFFICIENT_BUFFER:
         return true
     default:
-        // The stream could not store it right now (leader change, storage hiccup).
-        return jsCode == JSStreamStoreFailedErr || jsCode == JSStreamGeneralError
+        // The stream could not store it right now (leader change, storage hiccup, full store).
+        return jsCode == JSStreamGeneralError || isStorageExhausted(jsCode)
+    }
+}
+
+/// Whether the server refused a message for lack of room (its disk, memory or account limits).
+func isStorageExhausted(_ jsCode: jsErrCode) -> Bool {
+    switch jsCode {
+    case JSStreamStoreFailedErr, JSInsufficientResourcesErr, JSStorageResourcesExceededErr,
+        JSMemoryResourcesExceededErr, JSAccountResourcesExceededErr:
+        true
+    default:
+        false
     }
 }
 
@@ -38,6 +49,9 @@ extension CourierError {
             reason += " (JetStream error \(jsCode.rawValue))"
         }
         let message = "\(what): \(reason)"
+        if isStorageExhausted(jsCode) {
+            return CourierError(.insufficientStorage, message, input: input, isRetryable: true)
+        }
         switch (status, jsCode) {
         case (_, JSStreamWrongLastSequenceErr):
             return CourierError(.wrongLastSequence, message, input: input)

@@ -60,7 +60,7 @@ let broker = Broker(
         deadLetters: provider.deadLetters,
         durable: .init(
             provider: provider, filter: "\(provider.subjectPrefix).orders.>",
-            options: SubscribeOptions(maxDeliver: nil, deliverPolicy: .new)),
+            options: SubscribeOptions(maxDeliver: 100, deliverPolicy: .new)),
         logger: logger
     )
 )

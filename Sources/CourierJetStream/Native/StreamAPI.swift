@@ -20,10 +20,10 @@ struct ConsumerSettings: Sendable {
         config.FilterSubject = arena.optional(filter)
         config.AckPolicy = js_AckExplicit
         config.AckWait = options.ackWait.nanoseconds
-        // Courier enforces maxDeliver itself (and dead-letters): the server redelivers until told
-        // to stop, so a dead-letter hand-off that fails is retried instead of silently dropped.
-        // The server insists on a bound larger than the backoff list when one is given.
-        config.MaxDeliver = options.backoff.isEmpty ? -1 : Int64(Int32.max)
+        // Courier dead-letters after `maxDeliver` deliveries itself; the server's bound leaves
+        // room for retrying a failed dead-letter hand-off, and then stops: redelivery is always
+        // bounded, also when the consumer process is gone.
+        config.MaxDeliver = Int64(options.deliveryLimit)
         config.MaxAckPending = Int64(options.maxAckPending)
         config.ReplayPolicy = js_ReplayInstant
         if !options.backoff.isEmpty {
@@ -57,123 +57,23 @@ struct StreamState: Sendable {
     var lastSequence: UInt64
     var consumers: Int
     var storage: String
+    var replicas: Int
 }
 
 extension JetStreamProvider {
-    private var js: OpaquePointer { connection.context }
-
-    private func streamError(_ status: natsStatus, _ jerr: jsErrCode, _ what: String) -> CourierError {
-        CourierError.nats(status, what, input: configuration.stream, jsCode: jerr, detail: natsLastErrorText())
-    }
+    var js: OpaquePointer { connection.context }
 
     // MARK: Stream
 
-    /// Creates the stream, or reconciles an existing one with the configuration (blocking).
-    func ensureStream() throws {
+    /// Current counters of `stream`, the event stream by default (blocking).
+    func streamState(_ stream: String? = nil) throws -> StreamState {
+        let stream = stream ?? configuration.stream
         var info: UnsafeMutablePointer<jsStreamInfo>?
         var jerr = jsErrCode(0)
-        let status = js_GetStreamInfo(&info, js, configuration.stream, nil, &jerr)
-        if status == NATS_OK, let info {
-            defer { jsStreamInfo_Destroy(info) }
-            try reconcile(info.pointee.Config.pointee)
-            return
-        }
-        guard jerr == JSStreamNotFoundErr || status == NATS_NOT_FOUND else {
-            throw streamError(status, jerr, "cannot look up stream \(configuration.stream)")
-        }
-        let arena = CStringArena()
-        var config = jsStreamConfig()
-        jsStreamConfig_Init(&config)
-        config.Name = arena.c(configuration.stream)
-        config.Subjects = arena.array([subjectPrefix + ".>"])
-        config.SubjectsLen = 1
-        config.Retention = js_LimitsPolicy
-        config.Discard = js_DiscardOld
-        applyLimits(&config)
-        var created: UnsafeMutablePointer<jsStreamInfo>?
-        let addStatus = js_AddStream(&created, js, &config, nil, &jerr)
-        if let created { jsStreamInfo_Destroy(created) }
-        guard addStatus == NATS_OK else {
-            throw streamError(addStatus, jerr, "cannot create stream \(configuration.stream) for '\(subjectPrefix).>'")
-        }
-        configuration.logger.info(
-            "created stream", metadata: ["stream": "\(configuration.stream)", "storage": "\(configuration.storage)"])
-    }
-
-    private func applyLimits(_ config: inout jsStreamConfig) {
-        config.Storage = configuration.storage.isFile ? js_FileStorage : js_MemoryStorage
-        config.Replicas = Int64(configuration.replicas)
-        config.MaxMsgs = configuration.maxEvents ?? -1
-        config.MaxBytes = configuration.maxBytes ?? -1
-        config.MaxAge = configuration.maxAge?.nanoseconds ?? 0
-        config.Duplicates = configuration.duplicateWindow.nanoseconds
-    }
-
-    /// Updates a compatible existing stream; an incompatible one is an error naming the field.
-    private func reconcile(_ existing: jsStreamConfig) throws {
-        let wantedStorage = configuration.storage.isFile ? js_FileStorage : js_MemoryStorage
-        guard existing.Storage == wantedStorage else {
-            throw CourierError(
-                .invalidConfiguration,
-                "stream \(configuration.stream) exists with \(existing.Storage == js_FileStorage ? "file" : "memory") storage but the configuration asks for \(configuration.storage) (field 'storage'); storage cannot change",
-                input: "storage"
-            )
-        }
-        guard existing.Retention == js_LimitsPolicy else {
-            throw CourierError(
-                .invalidConfiguration,
-                "stream \(configuration.stream) exists with a non-limits retention policy (field 'retention'); Courier needs limits retention",
-                input: "retention"
-            )
-        }
-        var subjects: [String] = []
-        for i in 0..<Int(existing.SubjectsLen) {
-            if let subject = existing.Subjects[i] { subjects.append(String(cString: subject)) }
-        }
-        let ours = subjectPrefix + ".>"
-        let coversPrefix = subjects.contains { (try? SubjectFilter(ours).isSubset(of: SubjectFilter($0))) == true }
-        var changed: [String] = []
-        if !coversPrefix {
-            subjects.append(ours)
-            changed.append("subjects")
-        }
-        var config = existing
-        applyLimits(&config)
-        if config.MaxMsgs != existing.MaxMsgs { changed.append("maxEvents") }
-        if config.MaxBytes != existing.MaxBytes { changed.append("maxBytes") }
-        if config.MaxAge != existing.MaxAge { changed.append("maxAge") }
-        if config.Duplicates != existing.Duplicates { changed.append("duplicateWindow") }
-        if config.Replicas != existing.Replicas { changed.append("replicas") }
-        guard !changed.isEmpty else { return }
-        let arena = CStringArena()
-        config.Subjects = arena.array(subjects)
-        config.SubjectsLen = Int32(subjects.count)
-        var jerr = jsErrCode(0)
-        var updated: UnsafeMutablePointer<jsStreamInfo>?
-        let status = js_UpdateStream(&updated, js, &config, nil, &jerr)
-        if let updated { jsStreamInfo_Destroy(updated) }
-        guard status == NATS_OK else {
-            throw CourierError.nats(
-                status,
-                "stream \(configuration.stream) exists and cannot be updated (changed: \(changed.joined(separator: ", ")))",
-                input: changed.first,
-                jsCode: jerr,
-                detail: natsLastErrorText()
-            )
-        }
-        configuration.logger.notice(
-            "updated stream configuration",
-            metadata: ["stream": "\(configuration.stream)", "changed": "\(changed.joined(separator: ","))"]
-        )
-    }
-
-    /// Current stream counters (blocking).
-    func streamState() throws -> StreamState {
-        var info: UnsafeMutablePointer<jsStreamInfo>?
-        var jerr = jsErrCode(0)
-        let status = js_GetStreamInfo(&info, js, configuration.stream, nil, &jerr)
+        let status = js_GetStreamInfo(&info, js, stream, nil, &jerr)
         guard status == NATS_OK, let info else {
-            throw streamError(status, jerr, "cannot read stream \(configuration.stream)")
+            throw CourierError.nats(
+                status, "cannot read stream \(stream)", input: stream, jsCode: jerr, detail: natsLastErrorText())
         }
         defer { jsStreamInfo_Destroy(info) }
         let state = info.pointee.State
@@ -183,7 +83,8 @@ extension JetStreamProvider {
             firstSequence: state.FirstSeq,
             lastSequence: state.LastSeq,
             consumers: Int(state.Consumers),
-            storage: info.pointee.Config.pointee.Storage == js_FileStorage ? "file" : "memory"
+            storage: info.pointee.Config.pointee.Storage == js_FileStorage ? "file" : "memory",
+            replicas: Int(info.pointee.Config.pointee.Replicas)
         )
     }
 
@@ -345,7 +246,7 @@ extension JetStreamProvider {
 
     /// How many stored messages matching `filter` start at `sequence` or later (blocking): an
     /// ephemeral consumer is created for the count and deleted again.
-    private func matching(from sequence: UInt64, filter: String?) throws -> UInt64 {
+    private func matching(stream: String, from sequence: UInt64, filter: String?) throws -> UInt64 {
         let arena = CStringArena()
         var config = jsConsumerConfig()
         jsConsumerConfig_Init(&config)
@@ -353,27 +254,36 @@ extension JetStreamProvider {
         config.DeliverPolicy = js_DeliverByStartSequence
         config.OptStartSeq = max(1, sequence)
         config.FilterSubject = arena.optional(filter)
-        config.DeliverSubject = arena.c("_COURIER.probe.\(configuration.stream).\(UInt64.random(in: 0...UInt64.max))")
+        config.DeliverSubject = arena.c("_COURIER.probe.\(stream).\(UInt64.random(in: 0...UInt64.max))")
         config.InactiveThreshold = 5_000_000_000
         var info: UnsafeMutablePointer<jsConsumerInfo>?
         var jerr = jsErrCode(0)
-        let status = js_AddConsumer(&info, js, configuration.stream, &config, nil, &jerr)
+        let status = js_AddConsumer(&info, js, stream, &config, nil, &jerr)
         guard status == NATS_OK, let info else {
             throw CourierError.nats(
                 status, "cannot count stored events", input: filter, jsCode: jerr, detail: natsLastErrorText())
         }
         let pending = info.pointee.NumPending
-        if let name = info.pointee.Name { _ = js_DeleteConsumer(js, configuration.stream, name, nil, &jerr) }
+        if let name = info.pointee.Name { _ = js_DeleteConsumer(js, stream, name, nil, &jerr) }
         jsConsumerInfo_Destroy(info)
         return pending
     }
 
-    /// The newest `limit` matching events, oldest first (blocking).
-    func readHistory(filter: String?, limit: Int) throws -> [Event] {
-        let stream = try streamState()
+    /// The newest `limit` events matching `filter` in `stream` (the event stream by default),
+    /// oldest first (blocking).
+    func readHistory(stream name: String? = nil, filter: String?, limit: Int) throws -> [Event] {
+        try readHistoryWithSequences(stream: name, filter: filter, limit: limit).map(\.event)
+    }
+
+    /// As ``readHistory(stream:filter:limit:)``, with each event's stream sequence.
+    func readHistoryWithSequences(stream name: String? = nil, filter: String?, limit: Int) throws
+        -> [(sequence: UInt64, event: Event)]
+    {
+        let name = name ?? configuration.stream
+        let stream = try streamState(name)
         guard stream.messages > 0 else { return [] }
         var start = stream.firstSequence
-        let total = try matching(from: start, filter: filter)
+        let total = try matching(stream: name, from: start, filter: filter)
         guard total > 0 else { return [] }
         var expected = total
         if total > UInt64(limit) {
@@ -382,27 +292,34 @@ extension JetStreamProvider {
             var high = stream.lastSequence
             while low < high {
                 let mid = low + (high - low + 1) / 2
-                if try matching(from: mid, filter: filter) >= UInt64(limit) { low = mid } else { high = mid - 1 }
+                if try matching(stream: name, from: mid, filter: filter) >= UInt64(limit) {
+                    low = mid
+                } else {
+                    high = mid - 1
+                }
             }
             start = low
             expected = UInt64(limit)
         }
-        return try readOrdered(from: start, filter: filter, count: Int(expected))
+        return try readOrdered(stream: name, from: start, filter: filter, count: Int(expected))
     }
 
     /// Reads `count` matching events from `sequence` with an ordered consumer (blocking).
-    private func readOrdered(from sequence: UInt64, filter: String?, count: Int) throws -> [Event] {
+    private func readOrdered(stream: String, from sequence: UInt64, filter: String?, count: Int) throws
+        -> [(sequence: UInt64, event: Event)]
+    {
         guard count > 0 else { return [] }
-        var events: [Event] = []
+        var events: [(sequence: UInt64, event: Event)] = []
         events.reserveCapacity(count)
         let subject = filter ?? subjectPrefix + ".>"
         try readOrderedMessages(
-            from: sequence, subject: subject, failure: "cannot read history of '\(subject)'", input: subject
-        ) { msg, _ in
+            stream: stream, from: sequence, subject: subject, failure: "cannot read history of '\(subject)'",
+            input: subject
+        ) { msg, metadata in
             let length = Int(natsMsg_GetDataLength(msg))
             let bytes = UnsafeRawBufferPointer(start: natsMsg_GetData(msg), count: length).bindMemory(to: UInt8.self)
             if let event = try? Event(wireJSON: bytes) {
-                events.append(event)
+                events.append((metadata?.streamSequence ?? 0, event))
             } else {
                 configuration.logger.warning(
                     "history skipped an undecodable message",
@@ -418,6 +335,7 @@ extension JetStreamProvider {
     /// the last stored message was read, or a read times out (the rest was removed meanwhile).
     /// Errors say `failure` and name `input`.
     func readOrderedMessages(
+        stream: String? = nil,
         from sequence: UInt64,
         subject: String,
         failure: String,
@@ -427,7 +345,7 @@ extension JetStreamProvider {
         let arena = CStringArena()
         var options = jsSubOptions()
         jsSubOptions_Init(&options)
-        options.Stream = arena.c(configuration.stream)
+        options.Stream = arena.c(stream ?? configuration.stream)
         options.Ordered = true
         options.Config.DeliverPolicy = js_DeliverByStartSequence
         options.Config.OptStartSeq = max(1, sequence)
@@ -457,6 +375,28 @@ extension JetStreamProvider {
 }
 
 extension JetStreamProvider {
+    /// Deletes the durable consumer `name` (blocking); `requested` is the name as the caller gave it.
+    func deleteConsumer(_ name: String, requested: String) throws {
+        var jerr = jsErrCode(0)
+        let status = js_DeleteConsumer(js, configuration.stream, name, nil, &jerr)
+        guard status == NATS_OK else {
+            throw CourierError.nats(
+                status, "cannot delete consumer '\(requested)' on stream \(configuration.stream)", input: requested,
+                jsCode: jerr, detail: natsLastErrorText())
+        }
+    }
+
+    /// Deletes the message at `sequence` of `stream` (blocking).
+    func deleteMessage(stream: String, sequence: UInt64) throws {
+        var jerr = jsErrCode(0)
+        let status = js_DeleteMsg(js, stream, sequence, nil, &jerr)
+        guard status == NATS_OK else {
+            throw CourierError.nats(
+                status, "cannot delete message \(sequence) of stream \(stream)", input: String(sequence), jsCode: jerr,
+                detail: natsLastErrorText())
+        }
+    }
+
     /// Reads up to `limit` stored messages from stream sequence `sequence` on, with an ordered
     /// consumer (blocking).
     func readStored(from sequence: UInt64, limit: Int) throws -> [StoredMessage] {
