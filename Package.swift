@@ -215,6 +215,18 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "CourierPipelineTests",
+            dependencies: [
+                "CourierCore", "CourierTesting",
+                .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
+                .target(name: "CourierCrypto", condition: .when(traits: ["Encryption"])),
+                .target(name: "CourierCloudEvents", condition: .when(traits: ["CloudEvents"])),
+                .target(name: "CourierRouting", condition: .when(traits: ["Routing"])),
+                .product(name: "Logging", package: "swift-log"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "CourierCLITests",
             dependencies: ["CourierCore", "CourierTesting", "courier"],
             swiftSettings: strictSwift

@@ -58,8 +58,50 @@ public struct CloudEventSubscription: Sendable {
     public func close() async { await messages.close() }
 }
 
+extension EventPipeline {
+    /// Publishes `cloudEvent` with the CloudEvents NATS binding in `mode` (for consumers that
+    /// read CloudEvents off the wire), after the pipeline's validation; see
+    /// ``JetStreamProvider/publish(_:mode:subject:options:)``.
+    ///
+    /// - Throws: `invalidConfiguration` when the pipeline is not over a JetStream provider, or
+    ///   when it encrypts: the binding puts the data on the wire as it is, so an encrypting
+    ///   pipeline refuses it (``EventProvider/publish(_:options:)`` stores the CloudEvent as an
+    ///   encrypted event instead).
+    @discardableResult
+    public func publish(
+        _ cloudEvent: CloudEvent,
+        mode: CloudEventMode,
+        subject: String? = nil,
+        options: PublishOptions = PublishOptions()
+    ) async throws -> PublishAck {
+        guard let jetstream = base as? JetStreamProvider else {
+            throw CourierError(
+                .invalidConfiguration, "the CloudEvents NATS binding needs a pipeline over the JetStream provider",
+                input: base.name)
+        }
+        guard layers.encryptor == nil else {
+            throw CourierError(
+                .invalidConfiguration,
+                "this pipeline encrypts payloads, but the CloudEvents NATS binding (\(mode)) sends the data as it is; publish(_:options:) stores the CloudEvent as an encrypted event instead",
+                input: "encryption")
+        }
+        _ = try prepareForProvider(try Event(cloudEvent: cloudEvent, prefix: subjectPrefix))
+        let started = ContinuousClock.now
+        do {
+            let ack = try await jetstream.publish(cloudEvent, mode: mode, subject: subject, options: options)
+            layers.metrics?.recordPublish(nanoseconds: (ContinuousClock.now - started).nanoseconds)
+            return ack
+        } catch {
+            layers.metrics?.recordPublishError()
+            throw error
+        }
+    }
+}
+
 extension JetStreamProvider {
-    /// Publishes `cloudEvent` in `mode` and waits for the stream's acknowledgement.
+    /// Publishes `cloudEvent` in `mode` and waits for the stream's acknowledgement. This is the
+    /// raw level: no pipeline layer applies (``EventPipeline/publish(_:mode:subject:options:)``
+    /// is the same through the pipeline).
     ///
     /// The subject is `subject`, else the event's `subject` attribute when it is a valid subject
     /// under the provider's prefix, else `<prefix>.cloudevents.<type>` (type made subject-safe).

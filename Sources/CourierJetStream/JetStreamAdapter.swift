@@ -20,17 +20,41 @@ public struct StoredMessage: Sendable, Hashable {
 /// most ``JetStreamProvider/Configuration/publishWindow`` in flight) with every event's dedupe id
 /// as its `Nats-Msg-Id`, so a retried batch, or one resent after a reconnect, is stored once.
 /// `pollShard` reads back from the stream, recognising a shard's events by their dedupe ids.
+///
+/// Over an ``EventPipeline`` whose layers change events (validation, encryption, tracing), each
+/// event is decoded, passed through those layers and encoded again before it is sent — slower
+/// than sending the bytes as they are, and the only way the layers can hold; an event a layer
+/// refuses is rejected (and dead-lettered by the bus) while the rest of the batch is stored.
 public final class JetStreamAdapter: Adapter {
     /// The provider batches are published through.
     public let provider: JetStreamProvider
+    /// The pipeline whose layers each event passes, when the adapter was made with one.
+    public let pipeline: EventPipeline?
     /// How long one batch may keep retrying its publishes (reconnects included) before it
     /// fails retryably and the bus retries it.
     public let publishTimeout: Duration
-    private let closed = SharedShutdownFlag()
+    private let closed = ShutdownFlag()
 
-    /// An adapter over `provider`.
+    /// An adapter publishing the bytes of each event as they are, straight to `provider` (no
+    /// pipeline layer).
     public init(provider: JetStreamProvider, publishTimeout: Duration = .seconds(30)) {
         self.provider = provider
+        self.pipeline = nil
+        self.publishTimeout = publishTimeout
+    }
+
+    /// An adapter publishing through `pipeline`'s layers to the JetStream provider under it.
+    ///
+    /// - Throws: `invalidConfiguration` when the pipeline is not over a JetStream provider.
+    public init(pipeline: EventPipeline, publishTimeout: Duration = .seconds(30)) throws {
+        guard let provider = pipeline.base as? JetStreamProvider else {
+            throw CourierError(
+                .invalidConfiguration,
+                "JetStreamAdapter needs a pipeline over the JetStream provider, not '\(pipeline.base.name)'; use ProviderAdapter",
+                input: pipeline.base.name)
+        }
+        self.provider = provider
+        self.pipeline = pipeline
         self.publishTimeout = publishTimeout
     }
 
@@ -42,8 +66,9 @@ public final class JetStreamAdapter: Adapter {
     /// Only subjects under the stream's prefix can be stored.
     public var subjectPrefix: String? { provider.subjectPrefix }
 
-    /// Rejected events go to the provider's dead letters (its dead-letter stream by default).
-    public var deadLetters: (any DlqHandler)? { provider.deadLetters }
+    /// Rejected events go to the pipeline's (or provider's) dead letters: the dead-letter stream
+    /// by default, encrypted when the pipeline encrypts.
+    public var deadLetters: (any DlqHandler)? { pipeline?.deadLetters ?? provider.deadLetters }
 
     /// Publishes the batch pipelined, in order. An event that can never be stored (outside the
     /// stream's subjects, larger than the server or stream accepts, refused by the stream for
@@ -58,9 +83,23 @@ public final class JetStreamAdapter: Adapter {
         messages.reserveCapacity(batch.events.count)
         indices.reserveCapacity(batch.events.count)
         let prefix = provider.subjectPrefix + "."
+        let layered = pipeline.flatMap { $0.layers.transformsEvents ? $0 : nil }
         for (index, event) in batch.events.enumerated() {
+            var payload = event.bytes
+            if let layered {
+                do {
+                    payload = try layered.prepareForProvider(try event.decoded()).wireJSON()
+                } catch {
+                    rejected.append(
+                        RejectedEvent(
+                            index: index,
+                            error: error as? CourierError
+                                ?? CourierError(.invalidEvent, "\(error)", input: event.subject)))
+                    continue
+                }
+            }
             let message = OutgoingMessage(
-                subject: event.subject, payload: event.bytes, messageID: batch.dedupeID(at: index))
+                subject: event.subject, payload: payload, messageID: batch.dedupeID(at: index))
             if !event.subject.hasPrefix(prefix) {
                 rejected.append(
                     RejectedEvent(
@@ -90,6 +129,9 @@ public final class JetStreamAdapter: Adapter {
             }
         }
         if let retryable { throw Self.adapterError(retryable) }
+        if let metrics = pipeline?.layers.metrics {
+            for case .success in results { metrics.recordPublish(nanoseconds: 0) }
+        }
         return BatchResult(rejected: rejected.sorted { $0.index < $1.index })
     }
 
@@ -157,10 +199,4 @@ public final class JetStreamAdapter: Adapter {
     public func shutdown() async { closed.set() }
 }
 
-/// A flag set once.
-final class SharedShutdownFlag: Sendable {
-    private let flag = Atomic<Bool>(false)
-    var isSet: Bool { flag.load(ordering: .acquiring) }
-    func set() { flag.store(true, ordering: .releasing) }
-}
 #endif

@@ -16,7 +16,7 @@ import Synchronization
 ///
 /// ```swift
 /// let provider = try await JetStreamProvider.connect(.init(url: "nats://127.0.0.1:4222"))
-/// let bus = EventBus(provider: provider)
+/// let bus = EventBus(pipeline: provider)
 /// ```
 public final class JetStreamProvider: EventProvider {
     public let name = "jetstream"
@@ -207,9 +207,8 @@ public final class JetStreamProvider: EventProvider {
     /// Publishes many events pipelined (at most `Configuration/publishWindow` in flight) and
     /// returns each one's result in order. Each event's dedupe id is its id, so calling this
     /// again with events that failed never stores any of them twice.
-    public func publishBatch(_ events: [Event], timeout: Duration = defaultPublishTimeout) async -> [Result<
-        PublishAck, CourierError
-    >] {
+    public func publishBatch(_ events: [Event], timeout: Duration?) async -> [Result<PublishAck, CourierError>] {
+        let timeout = timeout ?? Self.defaultPublishTimeout
         if let closed = closedError() { return Array(repeating: .failure(closed), count: events.count) }
         let limit = messageSizeLimit
         var scratch: [UInt8] = []

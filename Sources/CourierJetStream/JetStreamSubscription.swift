@@ -95,10 +95,10 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
                 deliveryCount: count,
                 stream: stream
             )
-            let handle = JetStreamDelivery(subscription: self, delivery: delivery) { [self] reason, attempts in
+            let backend = JetStreamDelivery(subscription: self, delivery: delivery) { [self] reason, attempts in
                 letter(for: event, delivery, attempts: attempts, reason: reason)
             }
-            return PendingEvent(received: received, handle: handle)
+            return PendingEvent(received: received, backend: backend)
         }
         return nil
     }
@@ -131,7 +131,7 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
                 sequence: delivery.metadata.streamSequence,
                 deliveryCount: count,
                 stream: stream,
-                handle: JetStreamDelivery(subscription: self, delivery: delivery, letter: rawLetter)
+                handle: DeliveryHandle(JetStreamDelivery(subscription: self, delivery: delivery, letter: rawLetter))
             )
         }
         return nil
@@ -219,7 +219,7 @@ func nakBody(delay: Duration) -> [UInt8] {
 }
 
 /// One JetStream delivery awaiting a decision.
-final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
+struct JetStreamDelivery: DeliveryBackend {
     let subscription: JetStreamSubscription
     let delivery: IncomingDelivery
     /// The dead letter for this delivery, given the reason and the attempts made.
@@ -233,10 +233,11 @@ final class JetStreamDelivery: DeliveryHandle, @unchecked Sendable {
         self.subscription = subscription
         self.delivery = delivery
         self.letter = letter
-        super.init(sequence: delivery.metadata.streamSequence)
     }
 
-    override func perform(_ action: AckAction) async throws {
+    var sequence: UInt64 { delivery.metadata.streamSequence }
+
+    func send(_ action: AckAction) async throws {
         let connection = subscription.connection
         let message = delivery.message
         let count = delivery.metadata.deliveryCount

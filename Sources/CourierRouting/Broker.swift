@@ -9,13 +9,18 @@ import Tracing
 /// Routes events to the sinks of the triggers whose filters they pass, retrying failing sinks
 /// and dead-lettering what they never take.
 ///
-/// A broker runs in one of two modes:
-/// - **inline**: hand it to `EventBus/Configuration/router` and every successful publish is
-///   routed right after it is stored (or call ``route(_:)`` yourself);
-/// - **durable**: ``runDurable(_:)`` (or ``run()`` with `Configuration/durable` set) reads a
-///   durable subscription and acks an event only once every matching trigger delivered or
-///   dead-lettered it, so routing survives a crash and restart. Brokers with the same
-///   `Configuration/name` share one durable consumer and split the work.
+/// A broker is a subscriber of the pipeline: ``run(_:)`` (or ``run()`` with
+/// `Configuration/source` set) reads a subscription and acks an event only once every matching
+/// trigger delivered or dead-lettered it; an event it could not completely route is nak'ed and
+/// comes back, until the subscription's `maxDeliver` dead-letters it. The two modes differ only in
+/// where the subscription's position lives:
+/// - **inline** (`Source.inline`): an ephemeral subscription, new events only, position in
+///   memory — routing follows publishing while the process runs;
+/// - **durable** (`Source.durable`): the durable consumer `Configuration/name`, so routing
+///   survives a crash and restart; brokers with one name share the consumer and split the work.
+///
+/// Read through an ``EventPipeline`` and the sinks see what the application sees (decrypted);
+/// give a ``TopicSink`` the same pipeline and what it republishes is encrypted again.
 ///
 /// Triggers can be added and removed at any time from any task. Matching is indexed (see
 /// `Configuration/Matching`), so its cost follows the number of candidate triggers, not the
@@ -27,13 +32,11 @@ import Tracing
 /// try broker.addTrigger(Trigger(name: "paid", filter: .init(eventType: "order.paid"), sink: billing))
 /// let result = await broker.route(event)   // matched, delivered, failed, deadLettered
 /// ```
-public final class Broker: EventRouter, Service {
+public final class Broker: Service {
     /// Broker settings.
     public struct Configuration: Sendable {
         /// The broker's name: its durable consumer name and its metrics dimension.
         public var name: String
-        /// The subject prefix of the events the broker reads.
-        public var prefix: String
         /// The delivery policy of triggers that have none of their own.
         public var delivery: DeliveryPolicy
         /// Where events go once a trigger's retries are exhausted.
@@ -48,33 +51,31 @@ public final class Broker: EventRouter, Service {
         public var clock: any Clock<Duration>
         /// How triggers are matched.
         public var matching: Matching
-        /// The durable source ``Broker/run()`` reads; `nil` makes `run()` wait for shutdown only.
-        public var durable: Durable?
+        /// What ``Broker/run()`` reads; `nil` makes `run()` wait for shutdown only.
+        public var source: Source?
         /// Where the broker logs.
         public var logger: Logger
 
         /// Creates a configuration.
         public init(
             name: String = "courier-broker",
-            prefix: String = Subjects.defaultPrefix,
             delivery: DeliveryPolicy = DeliveryPolicy(),
             deadLetters: any DlqHandler = MemoryDlqHandler(),
             publishReply: (@Sendable (Event) async throws -> Void)? = nil,
             hopLimit: Int = 16,
             clock: any Clock<Duration> = ContinuousClock(),
             matching: Matching = .indexed,
-            durable: Durable? = nil,
+            source: Source? = nil,
             logger: Logger = Logger(label: "courier.broker")
         ) {
             self.name = name
-            self.prefix = prefix
             self.delivery = delivery
             self.deadLetters = deadLetters
             self.publishReply = publishReply
             self.hopLimit = hopLimit
             self.clock = clock
             self.matching = matching
-            self.durable = durable
+            self.source = source
             self.logger = logger
         }
 
@@ -88,12 +89,25 @@ public final class Broker: EventRouter, Service {
             public static let linearScan = Matching(indexed: false)
         }
 
-        /// A durable source of events for the broker.
-        public struct Durable: Sendable {
-            /// The provider to read from.
+        /// Where a running broker reads its events: a subscription of a pipeline.
+        public struct Source: Sendable {
+            /// Where the subscription's position lives.
+            public struct Position: Sendable, Hashable {
+                let durable: Bool
+                /// The durable consumer named after the broker: survives restarts, shared by
+                /// brokers of one name.
+                public static let durable = Position(durable: true)
+                /// An ephemeral subscription from the first new event on: in memory, gone with the
+                /// process.
+                public static let inMemory = Position(durable: false)
+            }
+
+            /// The pipeline (or provider) to read from.
             public var provider: any EventProvider
             /// The subject filter to read; `nil` reads `<prefix>.>`.
             public var filter: String?
+            /// Where the position lives.
+            public var position: Position
             /// Subscription options (``defaultOptions`` by default). The broker dead-letters per
             /// trigger itself and naks an event only when even that failed; after `maxDeliver`
             /// such deliveries the provider dead-letters the whole event.
@@ -104,29 +118,41 @@ public final class Broker: EventRouter, Service {
             /// doubles with each further delivery, up to a minute.
             public var nakDelay: Duration
 
-            /// The subscription options a durable broker uses unless told otherwise: ten
-            /// deliveries of an event that cannot be completely routed, then it is dead-lettered.
+            /// The subscription options a broker uses unless told otherwise: ten deliveries of an
+            /// event that cannot be completely routed, then it is dead-lettered.
             public static var defaultOptions: SubscribeOptions { SubscribeOptions(maxDeliver: 10) }
 
-            /// Creates a durable source.
+            /// Creates a source.
             public init(
                 provider: any EventProvider,
                 filter: String? = nil,
-                options: SubscribeOptions = Durable.defaultOptions,
+                position: Position = .durable,
+                options: SubscribeOptions = Source.defaultOptions,
                 concurrency: Int = 32,
                 nakDelay: Duration = .seconds(1)
             ) {
                 self.provider = provider
                 self.filter = filter
+                self.position = position
                 self.options = options
                 self.concurrency = concurrency
                 self.nakDelay = nakDelay
             }
+
+            /// The durable consumer named after the broker, on `provider`.
+            public static func durable(_ provider: any EventProvider, filter: String? = nil) -> Source {
+                Source(provider: provider, filter: filter, position: .durable)
+            }
+
+            /// An ephemeral subscription to `provider`, from the first new event on.
+            public static func inline(_ provider: any EventProvider, filter: String? = nil) -> Source {
+                Source(provider: provider, filter: filter, position: .inMemory)
+            }
         }
     }
 
-    /// A durable source of events for the broker.
-    public typealias Durable = Configuration.Durable
+    /// Where a running broker reads its events.
+    public typealias Source = Configuration.Source
 
     /// The metadata key of the hop counter: how many times an event was produced by routing
     /// (a reply or a topic republish).
@@ -142,6 +168,9 @@ public final class Broker: EventRouter, Service {
     /// The broker's settings.
     public let configuration: Configuration
     private let state = Mutex(State())
+    /// Whether ``run(_:)`` has its subscription open, and who waits for that.
+    private let reading = Mutex<(open: Bool, waiters: [UInt64: CheckedContinuation<Bool, Never>], next: UInt64)>(
+        (false, [:], 0))
 
     /// Creates a broker with no triggers.
     public init(configuration: Configuration = Configuration()) {
@@ -283,20 +312,6 @@ public final class Broker: EventRouter, Service {
         return result
     }
 
-    /// Routes an event the bus just published; throws when any matching trigger neither
-    /// delivered nor dead-lettered it.
-    public func routePublished(_ event: Event) async throws {
-        let result = await route(event)
-        guard result.isComplete else {
-            throw CourierError(
-                .deliveryFailed,
-                "routing event \(event.id) failed for \(result.failed) trigger(s): \(result.failures.joined(separator: "; "))",
-                input: event.id,
-                isRetryable: true
-            )
-        }
-    }
-
     /// The hop count of `event` (0 when it has none).
     public static func hops(of event: Event) -> Int {
         event.metadata[hopsMetadataKey].flatMap { Int($0) } ?? 0
@@ -416,44 +431,50 @@ public final class Broker: EventRouter, Service {
         }
     }
 
-    // MARK: Durable mode
+    // MARK: Running
 
-    /// Runs the broker until graceful shutdown: the durable loop when `Configuration/durable`
-    /// is set, else nothing but waiting (inline routing needs no loop).
+    /// Runs the broker until graceful shutdown: reading `Configuration/source` when it is set,
+    /// else only waiting (``route(_:)`` can still be called directly).
     public func run() async throws {
-        if let durable = configuration.durable {
-            try await runDurable(durable)
+        if let source = configuration.source {
+            try await run(source)
         } else {
             try await gracefulShutdown()
         }
     }
 
-    /// Reads `durable` through the durable consumer `Configuration/name` until graceful
-    /// shutdown or cancellation, routing each event and acking it only once it is completely
-    /// routed; an incompletely routed event is nak'ed and comes back after
-    /// `Configuration/Durable/nakDelay` (doubling per delivery). While an event is being routed
-    /// its ack deadline is extended.
-    public func runDurable(_ durable: Durable) async throws {
-        guard durable.concurrency >= 1 else {
-            throw CourierError(.invalidConfiguration, "durable concurrency must be at least 1", input: "concurrency")
+    /// Reads `source` until graceful shutdown or cancellation, routing each event and acking it
+    /// only once it is completely routed; an incompletely routed event is nak'ed and comes back
+    /// after `Source/nakDelay` (doubling per delivery). While an event is being routed its ack
+    /// deadline is extended.
+    public func run(_ source: Source) async throws {
+        guard source.concurrency >= 1 else {
+            throw CourierError(.invalidConfiguration, "concurrency must be at least 1", input: "concurrency")
         }
+        let filter = source.filter ?? "\(source.provider.subjectPrefix).>"
         let consumer = try ConsumerName.sanitize(configuration.name)
-        let filter = durable.filter ?? "\(configuration.prefix).>"
-        let subscription = try await durable.provider.subscribeDurable(
-            consumer: consumer, filter: filter, options: durable.options)
+        let subscription =
+            if source.position.durable {
+                try await source.provider.subscribeDurable(consumer: consumer, filter: filter, options: source.options)
+            } else {
+                try await source.provider.subscribe(filter, options: source.options)
+            }
+        setReading(true)
+        defer { setReading(false) }
+        let mode = source.position.durable ? "durable" : "inline"
         configuration.logger.info(
-            "durable broker started", metadata: ["consumer": "\(consumer)", "filter": "\(filter)"])
-        defer { configuration.logger.info("durable broker stopped", metadata: ["consumer": "\(consumer)"]) }
+            "broker started", metadata: ["mode": "\(mode)", "consumer": "\(consumer)", "filter": "\(filter)"])
+        defer { configuration.logger.info("broker stopped", metadata: ["consumer": "\(consumer)"]) }
         do {
             try await withGracefulShutdownHandler {
                 try await withThrowingTaskGroup(of: Void.self) { group in
                     var running = 0
                     for try await pending in subscription.manualAck {
-                        if running >= durable.concurrency {
+                        if running >= source.concurrency {
                             try await group.next()
                             running -= 1
                         }
-                        group.addTask { await self.handle(pending, durable: durable) }
+                        group.addTask { await self.handle(pending, source: source) }
                         running += 1
                     }
                     try await group.waitForAll()
@@ -468,9 +489,45 @@ public final class Broker: EventRouter, Service {
         await subscription.close()
     }
 
-    private func handle(_ pending: PendingEvent, durable: Durable) async {
+    /// Waits until a running broker has its subscription open — in inline mode, events published
+    /// from then on are routed — or `timeout` passes; returns whether it is open.
+    public func waitUntilReading(timeout: Duration = .seconds(30)) async -> Bool {
+        let id = reading.withLock { reading -> UInt64 in
+            reading.next += 1
+            return reading.next
+        }
+        return await withCheckedContinuation { continuation in
+            let open = reading.withLock { reading -> Bool in
+                if reading.open { return true }
+                reading.waiters[id] = continuation
+                return false
+            }
+            if open {
+                continuation.resume(returning: true)
+                return
+            }
+            Task {
+                try? await Task.sleep(for: timeout)
+                let waiter = self.reading.withLock { $0.waiters.removeValue(forKey: id) }
+                waiter?.resume(returning: false)
+            }
+        }
+    }
+
+    /// Records whether the subscription is open and, when it opened, wakes the waiters.
+    private func setReading(_ open: Bool) {
+        let waiters = reading.withLock { reading -> [CheckedContinuation<Bool, Never>] in
+            reading.open = open
+            guard open else { return [] }
+            defer { reading.waiters.removeAll() }
+            return Array(reading.waiters.values)
+        }
+        for waiter in waiters { waiter.resume(returning: true) }
+    }
+
+    private func handle(_ pending: PendingEvent, source: Source) async {
         let event = pending.event
-        let heartbeat = durable.options.ackWait / 2
+        let heartbeat = source.options.ackWait / 2
         let result = await withTaskGroup(of: RouteResult?.self) { group in
             group.addTask {
                 while true {
@@ -497,7 +554,7 @@ public final class Broker: EventRouter, Service {
                     metadata: ["event": "\(event.id)", "failures": "\(result.failures)"]
                 )
                 let doubling = min(max(pending.deliveryCount - 1, 0), 6)
-                try await pending.nak(delay: min(durable.nakDelay * (1 << doubling), .seconds(60)))
+                try await pending.nak(delay: min(source.nakDelay * (1 << doubling), .seconds(60)))
             }
         } catch {
             configuration.logger.error(

@@ -276,8 +276,9 @@ public struct RoutingConfiguration: Sendable, Codable {
         }
     }
 
-    /// A durable broker over `provider` with these triggers. The broker logs to `logger`; log
-    /// sinks write to `sinkLogger` (default: `logger`).
+    /// A durable broker over `provider` (give it the application's ``EventPipeline`` so routed
+    /// and republished events pass the same layers) with these triggers. The broker logs to
+    /// `logger`; log sinks write to `sinkLogger` (default: `logger`).
     public func makeBroker(
         provider: any EventProvider,
         logger: Logger = Logger(label: "courier.broker"),
@@ -291,17 +292,16 @@ public struct RoutingConfiguration: Sendable, Codable {
             } else {
                 provider.deadLetters
             }
-        var options = Broker.Durable.defaultOptions
+        var options = Broker.Source.defaultOptions
         options.ackWait = .milliseconds(broker.ackWaitMilliseconds)
         let configuration = Broker.Configuration(
             name: broker.name,
-            prefix: provider.subjectPrefix,
             delivery: delivery,
             deadLetters: deadLetters,
             publishReply: { reply in _ = try await provider.publish(reply, options: PublishOptions(messageID: reply.id))
             },
             hopLimit: broker.hopLimit,
-            durable: Broker.Durable(
+            source: Broker.Source(
                 provider: provider,
                 filter: broker.filter,
                 options: options,

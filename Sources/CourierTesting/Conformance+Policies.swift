@@ -90,7 +90,7 @@ extension ProviderConformance {
         check("counts group stored events by category") { ctx async throws in
             try await ctx.publish(3)
             try await ctx.publish(2, category: "payments")
-            let counts = try await EventBus(provider: ctx.provider).counts(limit: 100)
+            let counts = try await EventBus(pipeline: ctx.provider).counts(limit: 100)
             #expect(counts.total == 5)
             #expect(counts.categories == ["orders": 3, "payments": 2])
         },

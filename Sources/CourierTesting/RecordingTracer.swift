@@ -11,7 +11,7 @@ public import Tracing
 ///
 /// ```swift
 /// RecordingTracer.bootstrapOnce()
-/// let (_, spans) = try await RecordingTracer.record { try await bus.publishEvent(event) }
+/// let (_, spans) = try await RecordingTracer.record { try await bus.pipeline.publish(event) }
 /// ```
 public final class RecordingTracer: Tracer, Sendable {
     /// A finished span.

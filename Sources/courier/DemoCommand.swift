@@ -50,7 +50,7 @@ struct DemoScenario {
     let say: @Sendable (String) -> Void
 
     func run() async throws {
-        let bus = EventBus(provider: provider)
+        let bus = EventBus(pipeline: provider)
         let consumer = "demo-billing-\(UInt32.random(in: 0...UInt32.max))"
         let ordersFilter = provider.categorySubject("orders")
 
@@ -79,7 +79,7 @@ struct DemoScenario {
                 summary: summary,
                 source: "demo"
             )
-            let ack = try await bus.publishEvent(event)
+            let ack = try await bus.pipeline.publish(event)
             ours.insert(event.id)
             say("   #\(ack.sequence) \(event.subject)  \(summary)")
         }

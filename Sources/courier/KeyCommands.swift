@@ -38,9 +38,11 @@ struct KeyOptions: ParsableArguments {
     @Option(name: .long, help: "Key file (raw, hex or base64) for encrypted payloads; repeat for several keys.")
     var decryptKey: [String] = []
 
-    func encryptor() throws -> (any EventEncryptor)? {
-        guard !decryptKey.isEmpty else { return nil }
-        return AESGCMEncryptor(keyRing: try KeyRing(decryptKey.map { try EncryptionKey.load(file: $0) }))
+    /// A pipeline over `provider` that decrypts with the keys given, if any.
+    func pipeline(over provider: any EventProvider) throws -> EventPipeline {
+        guard !decryptKey.isEmpty else { return EventPipeline(base: provider) }
+        return provider.encrypting(
+            AESGCMEncryptor(keyRing: try KeyRing(decryptKey.map { try EncryptionKey.load(file: $0) })))
     }
 }
 #endif

@@ -82,27 +82,26 @@ struct PubCommand: AsyncParsableCommand {
                 source: source
             )
         }
-        var layers = EventBus.Configuration()
+        let provider = try await connection.connect()
+        var pipeline = EventPipeline(base: provider)
         #if Encryption
         if let encryptKey {
-            layers.encryptor = AESGCMEncryptor(keyRing: try KeyRing([EncryptionKey.load(file: encryptKey)]))
+            pipeline = pipeline.encrypting(
+                AESGCMEncryptor(keyRing: try KeyRing([EncryptionKey.load(file: encryptKey)])))
         }
         #endif
-        let provider = try await connection.connect()
-        let bus = EventBus(provider: provider, configuration: layers)
         do {
             for event in events {
                 let ack: PublishAck
                 #if CloudEvents
                 if let mode = cloudevent.flatMap(CloudEventMode.init(named:)) {
-                    let stored = try layers.encryptor?.encrypt(event) ?? event
-                    ack = try await provider.publish(
-                        CloudEvent(event: stored), mode: mode, options: PublishOptions(messageID: msgID))
+                    ack = try await pipeline.publish(
+                        CloudEvent(event: event), mode: mode, options: PublishOptions(messageID: msgID))
                 } else {
-                    ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
+                    ack = try await pipeline.publish(event, options: PublishOptions(messageID: msgID))
                 }
                 #else
-                ack = try await bus.publishEvent(event, options: PublishOptions(messageID: msgID))
+                ack = try await pipeline.publish(event, options: PublishOptions(messageID: msgID))
                 #endif
                 if json {
                     emit(

@@ -48,12 +48,12 @@ struct SubCommand: AsyncParsableCommand {
         let provider = try await connection.connect()
         let subscription: EventSubscription
         do {
-            let bus = EventBus(provider: provider, configuration: try busLayers())
+            let pipeline = try layered(provider)
             subscription =
                 if let durable {
-                    try await bus.subscribeDurable(consumer: durable, filter: filter)
+                    try await pipeline.subscribeDurable(consumer: durable, filter: filter)
                 } else {
-                    try await bus.subscribe(filter)
+                    try await pipeline.subscribe(filter)
                 }
         } catch {
             await provider.shutdown()
@@ -79,12 +79,12 @@ struct SubCommand: AsyncParsableCommand {
         await provider.shutdown()
     }
 
-    private func busLayers() throws -> EventBus.Configuration {
-        var layers = EventBus.Configuration()
+    private func layered(_ provider: JetStreamProvider) throws -> EventPipeline {
         #if Encryption
-        layers.encryptor = try keys.encryptor()
+        try keys.pipeline(over: provider)
+        #else
+        EventPipeline(base: provider)
         #endif
-        return layers
     }
 
     private func print(_ pending: PendingEvent) {
@@ -121,14 +121,14 @@ struct HistoryCommand: AsyncParsableCommand {
 
     func run() async throws {
         global.bootstrapLogging()
-        var layers = EventBus.Configuration()
-        #if Encryption
-        layers.encryptor = try keys.encryptor()
-        #endif
         let provider = try await connection.connect()
         do {
-            let events = try await EventBus(provider: provider, configuration: layers).listEvents(
-                category: category, limit: limit)
+            #if Encryption
+            let pipeline = try keys.pipeline(over: provider)
+            #else
+            let pipeline = EventPipeline(base: provider)
+            #endif
+            let events = try await EventBus(pipeline: pipeline).listEvents(category: category, limit: limit)
             for event in events {
                 emit(json ? wireText(event) : "\(event.subject) \(event.summary) \(event.payload)")
             }

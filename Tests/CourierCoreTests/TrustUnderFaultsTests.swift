@@ -87,7 +87,7 @@ struct TrustUnderFaultsTests {
         let store = SlowFirstSaveStore()
         var configuration = EventBus.Configuration()
         configuration.stateStore = store
-        let bus = EventBus(provider: MemoryProvider(), configuration: configuration)
+        let bus = EventBus(pipeline: MemoryProvider(), configuration: configuration)
         let first = Task {
             try await bus.updateSubscription(SubscriptionFilter(subscriberID: "a", subjects: ["events.a.>"]))
         }

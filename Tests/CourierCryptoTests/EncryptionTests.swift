@@ -189,17 +189,16 @@ struct EncryptionTests {
     }
 
     @Test(
-        "the bus encrypts on publish and decrypts on list and on delivery; undecryptable deliveries are dead-lettered")
+        "an encrypting pipeline encrypts on publish and decrypts on list and on delivery; undecryptable deliveries are dead-lettered"
+    )
     func bus() async throws {
         let (encryptor, _) = try Self.encryptor()
         let provider = MemoryProvider()
         let dlq = MemoryDlqHandler()
-        var configuration = EventBus.Configuration()
-        configuration.encryptor = encryptor
-        configuration.deadLetterHandler = dlq
-        let bus = EventBus(provider: provider, configuration: configuration)
-        let subscription = try await bus.subscribeDurable(consumer: "reader", filter: "events.>")
-        let ephemeral = try await bus.subscribe("events.>")
+        let bus = EventBus(pipeline: provider.encrypting(encryptor).metered())
+        let subscription = try await bus.pipeline.subscribeDurable(
+            consumer: "reader", filter: "events.>", options: SubscribeOptions(deadLetterHandler: dlq))
+        let ephemeral = try await bus.pipeline.subscribe("events.>")
         let event = try await bus.publish(
             category: "payments", topic: "captured", summary: "s", source: "pay", payload: ["amount": 5])
         let stored = try await provider.history(filter: nil, limit: 1)[0]
@@ -214,8 +213,8 @@ struct EncryptionTests {
         #expect(try await subscription.next(timeout: .milliseconds(500)) == nil, "never handed out")
         #expect(await eventually(within: .seconds(5)) { dlq.letters().count == 1 })
         #expect(dlq.letters()[0].reason.contains("decryption failed"))
-        #expect(bus.metrics.snapshot().encryptCount == 1)
-        #expect(bus.metrics.snapshot().cryptoErrors == 1)
+        #expect(bus.metrics?.snapshot().encryptCount == 1)
+        #expect(bus.metrics?.snapshot().cryptoErrors == 1)
         await subscription.close()
         await ephemeral.close()
     }

@@ -25,10 +25,8 @@ struct EventSchemaTests {
         let registry = MemorySchemaRegistry()
         try GeneratedEventSchemas.register(in: registry)
         #expect(registry.listTypes() == ["order.paid"] && registry.latestVersion(eventType: "order.paid") == 2)
-        var configuration = EventBus.Configuration()
-        configuration.schemaRegistry = registry
-        let bus = EventBus(provider: MemoryProvider(), configuration: configuration)
-        let subscription = try await bus.subscribe("events.orders.>")
+        let bus = EventBus(pipeline: MemoryProvider().validating(registry))
+        let subscription = try await bus.pipeline.subscribe("events.orders.>")
         let sent = OrderPaid(
             amountCents: 120, currency: "USD", orderID: "ord-2", attributes: ["note": "door"], express: true,
             tags: ["gift"])
@@ -40,7 +38,7 @@ struct EventSchemaTests {
         let broken = Event(
             subject: "events.orders.paid", category: "orders", eventType: "order.paid", version: 2,
             payload: ["orderID": 7], source: "test")
-        let error = await #expect(throws: CourierError.self) { _ = try await bus.publishEvent(broken) }
+        let error = await #expect(throws: CourierError.self) { _ = try await bus.pipeline.publish(broken) }
         #expect(error?.code == .validationFailed)
         let other = Event(
             subject: "events.orders.paid", category: "orders", eventType: "order.refunded", payload: [:], source: "test"

@@ -15,13 +15,13 @@ struct JetStreamTracingTests {
         }
         let provider = try await JetStreamProvider.connect(
             JetStreamIntegrationTests.configuration(server.url, stream: "TRACED"))
-        let bus = EventBus(provider: provider)
+        let bus = EventBus(pipeline: provider.traced())
         let raw = try await provider.subscribeMessages(
             consumer: "raw", filter: "events.>", options: SubscribeOptions(deliverPolicy: .all))
-        let events = try await bus.subscribeDurable(consumer: "traced", filter: "events.>")
+        let events = try await bus.pipeline.subscribeDurable(consumer: "traced", filter: "events.>")
 
         let (received, scope) = try await RecordingTracer.record { () async throws -> (PendingMessage, Event) in
-            try await bus.publishEvent(JetStreamIntegrationTests.event(1))
+            try await bus.pipeline.publish(JetStreamIntegrationTests.event(1))
             let message = try #require(await raw.next(timeout: .seconds(10)))
             try await message.ack()
             let pending = try #require(await events.next(timeout: .seconds(10)))

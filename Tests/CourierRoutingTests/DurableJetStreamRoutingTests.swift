@@ -157,7 +157,7 @@ struct DurableJetStreamRoutingTests {
                 )
             )
             try broker.addTrigger(Trigger(name: "collect", sink: sink))
-            runs.append(Task { try await broker.runDurable(Broker.Durable(provider: provider)) })
+            runs.append(Task { try await broker.run(Broker.Source(provider: provider)) })
         }
         // Publish until both brokers have taken some (a broker binds a moment after it starts),
         // at least 400 events and at most 4000.
@@ -187,14 +187,14 @@ struct DurableJetStreamRoutingTests {
         }
         let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "BROKERBOUND"))
         let broker = Broker(configuration: .init(name: "bounded", deadLetters: provider.deadLetters))
-        let run = Task { try await broker.runDurable(Broker.Durable(provider: provider)) }
+        let run = Task { try await broker.run(Broker.Source(provider: provider)) }
         #expect(
             await eventually(within: .seconds(10)) {
                 (try? await server.consumerConfig(stream: "BROKERBOUND", consumer: "bounded")) != nil
             })
         let maxDeliver = try await server.consumerConfig(stream: "BROKERBOUND", consumer: "bounded")?["max_deliver"]
         #expect(
-            maxDeliver?.intValue == Int64(Broker.Durable.defaultOptions.deliveryLimit),
+            maxDeliver?.intValue == Int64(Broker.Source.defaultOptions.deliveryLimit),
             "server-side MaxDeliver is \(maxDeliver.map { "\($0)" } ?? "-")")
         run.cancel()
         _ = try? await run.value

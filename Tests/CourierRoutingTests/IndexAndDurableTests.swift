@@ -109,7 +109,7 @@ struct DurableMemoryBrokerTests {
         let broker = Broker(
             configuration: .init(
                 name: "router",
-                durable: Broker.Durable(provider: provider, filter: "events.orders.>", concurrency: 8),
+                source: Broker.Source(provider: provider, filter: "events.orders.>", concurrency: 8),
                 logger: Self.quietLogger()
             )
         )
@@ -134,7 +134,7 @@ struct DurableMemoryBrokerTests {
         let late = Event(subject: "events.orders.created", category: "orders", payload: nil)
         _ = try await provider.publish(late)
         let secondRun = Task {
-            try await second.runDurable(Broker.Durable(provider: provider, filter: "events.orders.>"))
+            try await second.run(Broker.Source(provider: provider, filter: "events.orders.>"))
         }
         #expect(await eventually(within: .seconds(10)) { !again.events.isEmpty })
         secondRun.cancel()
@@ -158,7 +158,7 @@ struct DurableMemoryBrokerTests {
         let event = Event(subject: "events.orders.created", category: "orders", payload: nil)
         _ = try await provider.publish(event)
         let run = Task {
-            try await broker.runDurable(Broker.Durable(provider: provider, nakDelay: .milliseconds(20)))
+            try await broker.run(Broker.Source(provider: provider, nakDelay: .milliseconds(20)))
         }
         #expect(await eventually(within: .seconds(10)) { (try? await letters.count()) == 1 })
         run.cancel()
@@ -180,7 +180,7 @@ struct DurableMemoryBrokerTests {
                 delivery: DeliveryPolicy(retries: 0)))
         let bad = Event(subject: "events.orders.bad", category: "orders", eventType: "bad", payload: nil)
         _ = try await provider.publish(bad)
-        let run = Task { try await broker.runDurable(Broker.Durable(provider: provider)) }
+        let run = Task { try await broker.run(Broker.Source(provider: provider)) }
         #expect(await eventually(within: .seconds(10)) { (try? await provider.deadLetters.count()) == 1 })
         let marker = Event(subject: "events.orders.marker", category: "orders", payload: nil)
         _ = try await provider.publish(marker)

@@ -22,7 +22,7 @@ struct RoutingConfigurationTests {
         #expect(routing.triggers[1].delivery?.retries == 1)
         let broker = try routing.makeBroker(provider: MemoryProvider())
         #expect(broker.configuration.name == "orders-router")
-        #expect(broker.configuration.durable?.filter == "events.>")
+        #expect(broker.configuration.source?.filter == "events.>")
         #expect(broker.triggers.map(\.name) == ["audit-orders", "log-paid"])
         let paid = Event(subject: "events.orders.paid", category: "orders", eventType: "order.paid", payload: nil)
         #expect(broker.matchingTriggers(for: paid) == ["audit-orders", "log-paid"])

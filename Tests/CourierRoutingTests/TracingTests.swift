@@ -6,29 +6,33 @@ import Testing
 
 @Suite("Distributed tracing")
 struct TracingTests {
-    @Test("A trace continues from publisher to subscriber to sink: publish → consume, publish → route → sink → consume")
+    @Test(
+        "A trace continues from publisher to subscriber to sink: publish → consume, publish → consume → route → publish → consume"
+    )
     func publisherSubscriberSink() async throws {
-        let provider = MemoryProvider()
+        let pipeline = MemoryProvider().traced()
         let broker = Broker(configuration: BrokerTests.quiet())
         try broker.addTrigger(
             Trigger(
                 name: "audit",
                 filter: TriggerFilter(subjectPattern: "events.orders.>"),
-                sink: TopicSink(provider: provider, subject: "events.audit.orders")
+                sink: TopicSink(provider: pipeline, subject: "events.audit.orders")
             )
         )
-        var configuration = EventBus.Configuration()
-        configuration.router = broker
-        let bus = EventBus(provider: provider, configuration: configuration)
-        let orders = try await bus.subscribe("events.orders.>")
-        let audit = try await bus.subscribe("events.audit.>")
+        let orders = try await pipeline.subscribe("events.orders.>")
+        let audit = try await pipeline.subscribe("events.audit.>")
 
         let (delivered, scope) = try await RecordingTracer.record { () async throws -> (Event, Event) in
-            try await bus.publishEvent(BrokerTests.event("events.orders.created", type: "order.created"))
+            var source = Broker.Source.inline(pipeline, filter: "events.orders.>")
+            source.options.deliverPolicy = .all
+            let routing = Task { try await broker.run(source) }
+            try await pipeline.publish(BrokerTests.event("events.orders.created", type: "order.created"))
             let order = try #require(await orders.next(timeout: .seconds(5)))
             try await order.ack()
             let routed = try #require(await audit.next(timeout: .seconds(5)))
             try await routed.ack()
+            routing.cancel()
+            _ = try? await routing.value
             return (order.event, routed.event)
         }
         await orders.close()
@@ -37,31 +41,33 @@ struct TracingTests {
         let spans = scope.finished
         let publish = try #require(spans.first { $0.name == "publish events.orders.created" })
         let route = try #require(spans.first { $0.name == "route events.orders.created" })
-        let consumeOrder = try #require(spans.first { $0.name == "consume events.orders.created" })
+        let consumes = spans.filter { $0.name == "consume events.orders.created" }
+        let republish = try #require(spans.first { $0.name == "publish events.audit.orders" })
         let consumeAudit = try #require(spans.first { $0.name == "consume events.audit.orders" })
         #expect(publish.kind == "producer" && publish.parentSpanID == nil)
         #expect(publish.attributes["messaging.destination.name"] == "events.orders.created")
-        #expect(consumeOrder.kind == "consumer")
-        // A consume span lasts until the handler's decision, and records it.
-        #expect(consumeOrder.attributes["courier.delivery.decision"] == "ack")
+        // Two readers of the order: the subscriber and the broker, each consuming it as a child
+        // of the publish; a consume span lasts until the decision and records it.
+        #expect(
+            consumes.count == 2 && consumes.allSatisfy { $0.kind == "consumer" && $0.parentSpanID == publish.spanID })
+        #expect(consumes.allSatisfy { $0.attributes["courier.delivery.decision"] == "ack" })
         #expect(consumeAudit.attributes["courier.delivery.decision"] == "ack")
         // One trace throughout, each hop the child of the one before it.
         #expect(Set(spans.map(\.traceID)) == [publish.traceID])
-        #expect(route.parentSpanID == publish.spanID)
-        #expect(consumeOrder.parentSpanID == publish.spanID)
-        #expect(consumeAudit.parentSpanID == route.spanID)
-        // What handlers get carries the consume span, as W3C trace context.
-        #expect(delivered.0.metadata["traceparent"] == "00-\(publish.traceID)-\(consumeOrder.spanID)-01")
+        #expect(consumes.contains { $0.spanID == route.parentSpanID }, "routing runs in the broker's consume span")
+        #expect(republish.parentSpanID == route.spanID)
+        #expect(consumeAudit.parentSpanID == republish.spanID)
+        // What handlers get carries their consume span, as W3C trace context.
+        #expect(consumes.contains { delivered.0.metadata["traceparent"] == "00-\(publish.traceID)-\($0.spanID)-01" })
         #expect(delivered.1.metadata["traceparent"] == "00-\(publish.traceID)-\(consumeAudit.spanID)-01")
     }
 
     @Test("Each delivery's consume span ends with its decision: nak, then term")
     func consumeSpanRecordsDecisions() async throws {
-        let provider = MemoryProvider()
-        let bus = EventBus(provider: provider)
-        let subscription = try await bus.subscribeDurable(consumer: "decider", filter: "events.jobs.>")
+        let bus = EventBus(pipeline: MemoryProvider().traced())
+        let subscription = try await bus.pipeline.subscribeDurable(consumer: "decider", filter: "events.jobs.>")
         let ((), scope) = try await RecordingTracer.record {
-            try await bus.publishEvent(BrokerTests.event("events.jobs.resize"))
+            try await bus.pipeline.publish(BrokerTests.event("events.jobs.resize"))
             let first = try #require(await subscription.next(timeout: .seconds(5)))
             try await first.inProgress()
             try await first.nak()
@@ -78,10 +84,10 @@ struct TracingTests {
     @Test("Outside a trace nothing is added: no tracer means no trace metadata")
     func untracedEventsStayClean() async throws {
         RecordingTracer.bootstrapOnce()
-        let bus = EventBus(provider: MemoryProvider())
-        let subscription = try await bus.subscribe("events.>")
+        let bus = EventBus(pipeline: MemoryProvider())
+        let subscription = try await bus.pipeline.subscribe("events.>")
         let event = BrokerTests.event("events.orders.created")
-        try await bus.publishEvent(event)
+        try await bus.pipeline.publish(event)
         let received = try #require(await subscription.next(timeout: .seconds(5)))
         #expect(received.event == event)
         #expect(received.event.metadata["traceparent"] == nil)

@@ -1,34 +1,26 @@
 public import Logging
-import ServiceContextModule
 import Synchronization
-import Tracing
 
-/// The application-facing API: publish, list and count events, and manage named subscribers,
-/// on top of any ``EventProvider``.
+/// The application-facing API: convenience publishing, queries, and a registry of named
+/// subscribers, on top of an ``EventPipeline`` (or any ``EventProvider``).
 ///
-/// Optional layers plug in through ``Configuration``: a schema registry validates typed events
-/// before publishing, an encryptor encrypts payloads on publish and decrypts them on every read,
-/// a dead-letter handler receives exhausted deliveries, a state store persists subscriptions, and
-/// a router routes each published event.
+/// The bus implements no layer itself: validation, encryption, tracing and metrics belong to
+/// the pipeline it is given, which every other path (ingest, routing, CloudEvents) uses too.
 ///
 /// ```swift
-/// let bus = EventBus(provider: MemoryProvider())
+/// let pipeline = MemoryProvider().validating(registry).metered()
+/// let bus = EventBus(pipeline: pipeline)
 /// try await bus.publish(category: "market", topic: "forex", summary: "EUR/USD", source: "reuters",
 ///                       payload: ["rate": 1.08])
 /// ```
 public final class EventBus: Sendable {
-    /// The optional layers of a bus.
+    /// What the bus keeps itself.
     public struct Configuration: Sendable {
         /// Where subscriber registrations are persisted.
         public var stateStore: any StateStore = MemoryStateStore()
-        /// Where exhausted or terminated deliveries of bus subscribers go; `nil` uses the provider's.
+        /// Where exhausted or terminated deliveries of registered subscribers go; `nil` uses the
+        /// pipeline's.
         public var deadLetterHandler: (any DlqHandler)? = nil
-        /// Validates typed events before they are published.
-        public var schemaRegistry: (any SchemaRegistry)? = nil
-        /// Encrypts payloads on publish and decrypts them on read.
-        public var encryptor: (any EventEncryptor)? = nil
-        /// Routes every successfully published event (inline routing).
-        public var router: (any EventRouter)? = nil
         /// The logger for diagnostics.
         public var logger: Logger = Logger(label: "courier.bus")
 
@@ -36,61 +28,46 @@ public final class EventBus: Sendable {
         public init() {}
     }
 
-    /// The provider.
-    public let provider: any EventProvider
+    /// The pipeline every call goes through.
+    public let pipeline: any EventProvider
     /// The configuration.
     public let configuration: Configuration
-    /// Counters, also reported through swift-metrics.
-    public let metrics: EventMetrics
     private let subscriptions = Mutex<[String: SubscriptionFilter]>([:])
     /// Saves run one at a time, each saving the registrations as they are when it starts: the
     /// last save to finish always holds every change made before it.
     private let saves = AsyncLock()
 
-    /// Creates a bus over `provider`.
-    public init(provider: any EventProvider, configuration: Configuration = Configuration()) {
-        self.provider = provider
+    /// Creates a bus over `pipeline`.
+    public init(pipeline: any EventProvider, configuration: Configuration = Configuration()) {
+        self.pipeline = pipeline
         self.configuration = configuration
-        self.metrics = EventMetrics(dimensions: [("provider", provider.name)])
     }
+
+    /// The pipeline's counters, when it has a metrics layer.
+    public var metrics: EventMetrics? { (pipeline as? EventPipeline)?.layers.metrics }
 
     // MARK: Publishing
 
-    /// Publishes an untyped event on `<prefix>.<category>.<topic>` and returns it.
+    /// Publishes an event on `<prefix>.<category>.<topic>` through the pipeline and returns it.
+    /// A typed event (non-empty `eventType`) is validated when the pipeline validates.
+    ///
+    /// - Throws: ``CourierError/Code/invalidSubject`` naming a bad category or topic,
+    ///   ``CourierError/Code/validationFailed`` when the event breaks its schema, or the
+    ///   provider's error.
     @discardableResult
     public func publish(
         category: String,
         topic: String,
-        summary: String,
-        source: String,
-        payload: JSONValue
+        eventType: String = "",
+        version: Int = 1,
+        summary: String = "",
+        source: String = "",
+        payload: JSONValue = .null,
+        metadata: [String: String] = [:],
+        options: PublishOptions = PublishOptions()
     ) async throws -> Event {
-        try await publish(
-            category: category, topic: topic, eventType: "", version: 1, summary: summary, source: source,
-            payload: payload)
-    }
-
-    /// Publishes a typed event (validated against the schema registry when one is configured).
-    @discardableResult
-    public func publish(
-        category: String,
-        topic: String,
-        eventType: String,
-        version: Int,
-        summary: String,
-        source: String,
-        payload: JSONValue,
-        metadata: [String: String] = [:]
-    ) async throws -> Event {
-        let subject: String
-        do {
-            subject = try provider.buildSubject(category: category, topic: topic)
-        } catch {
-            metrics.recordPublishError()
-            throw error
-        }
         let event = Event(
-            subject: subject,
+            subject: try pipeline.buildSubject(category: category, topic: topic),
             category: category,
             eventType: eventType,
             version: version,
@@ -99,105 +76,26 @@ public final class EventBus: Sendable {
             source: source,
             metadata: metadata
         )
-        try await publishEvent(event)
+        try await pipeline.publish(event, options: options)
         return event
-    }
-
-    /// Publishes a typed event whose payload is any `Encodable`.
-    @discardableResult
-    public func publish<Payload: Encodable>(
-        category: String,
-        topic: String,
-        eventType: String,
-        version: Int,
-        summary: String,
-        source: String,
-        payload: Payload
-    ) async throws -> Event {
-        try await publish(
-            category: category,
-            topic: topic,
-            eventType: eventType,
-            version: version,
-            summary: summary,
-            source: source,
-            payload: try JSONValue(encoding: payload)
-        )
-    }
-
-    /// Validates, encrypts (when configured), publishes and routes (when configured) `event`.
-    ///
-    /// - Throws: ``CourierError/Code/validationFailed`` when the event breaks its schema (it is not
-    ///   published and counts in ``EventMetrics/Snapshot/validationErrors``), or the provider's error.
-    @discardableResult
-    public func publishEvent(_ event: Event, options: PublishOptions = PublishOptions()) async throws -> PublishAck {
-        // A task with a trace continues it; otherwise the event's own context (a re-published
-        // event) does. The span's context travels in the event's metadata.
-        guard EventTracing.isActive else { return try await publishTraced(event, options: options) }
-        let parent = ServiceContext.current ?? event.traceContext
-        return try await withSpan("publish \(event.subject)", context: parent, ofKind: .producer) { span in
-            EventTracing.describe(span, event: event, system: provider.name, operation: "publish")
-            return try await publishTraced(event.carryingTraceContext(span.context), options: options)
-        }
-    }
-
-    /// Publishes `event`, which already carries its trace context when tracing is active.
-    private func publishTraced(_ event: Event, options: PublishOptions) async throws -> PublishAck {
-        let started = ContinuousClock.now
-        do {
-            if let registry = configuration.schemaRegistry {
-                do {
-                    try registry.validate(event)
-                } catch {
-                    metrics.recordValidationError()
-                    throw error
-                }
-            }
-            var stored = event
-            if let encryptor = configuration.encryptor {
-                do {
-                    stored = try encryptor.encrypt(event)
-                    metrics.recordEncrypt()
-                } catch {
-                    metrics.recordCryptoError()
-                    throw error
-                }
-            }
-            let ack = try await provider.publish(stored, options: options)
-            metrics.recordPublish(nanoseconds: (ContinuousClock.now - started).nanoseconds)
-            if let router = configuration.router, !ack.duplicate {
-                do {
-                    try await router.routePublished(event)
-                } catch {
-                    configuration.logger.error(
-                        "routing failed after publish",
-                        metadata: ["event": "\(event.id)", "subject": "\(event.subject)", "error": "\(error)"]
-                    )
-                }
-            }
-            return ack
-        } catch {
-            metrics.recordPublishError()
-            throw error
-        }
     }
 
     // MARK: Reading
 
-    /// The newest `limit` events of `category` (every category when `nil`), oldest first, decrypted.
+    /// The newest `limit` events of `category` (every category when `nil`), oldest first, as the
+    /// pipeline reads them (decrypted when it encrypts).
     public func listEvents(category: String? = nil, limit: Int = 100) async throws -> [Event] {
         let filter = try category.map { category -> String in
             try Subjects.validateToken(category, role: "category")
-            return provider.categorySubject(category)
+            return pipeline.categorySubject(category)
         }
-        let events = try await provider.history(filter: filter, limit: limit)
-        return try events.map { try decrypted($0) }
+        return try await pipeline.history(filter: filter, limit: limit)
     }
 
     /// Event counts per category over the newest `limit` events.
     public func counts(limit: Int = 1000) async throws -> EventCounts {
         var counts = EventCounts()
-        for event in try await provider.history(filter: nil, limit: limit) {
+        for event in try await pipeline.history(filter: nil, limit: limit) {
             counts.total += 1
             counts.categories[event.category, default: 0] += 1
         }
@@ -205,10 +103,10 @@ public final class EventBus: Sendable {
     }
 
     /// Provider facts.
-    public func info() async throws -> ProviderInfo { try await provider.info() }
+    public func info() async throws -> ProviderInfo { try await pipeline.info() }
 
     /// Whether the provider is healthy.
-    public func health() async -> Bool { await provider.health() }
+    public func health() async -> Bool { await pipeline.health() }
 
     // MARK: Subscribers
 
@@ -234,7 +132,7 @@ public final class EventBus: Sendable {
                 .invalidConfiguration, "subscriber '\(filter.subscriberID)' has no subjects", input: filter.subscriberID
             )
         }
-        for subject in filter.subjects { _ = try provider.validatedFilter(subject) }
+        for subject in filter.subjects { _ = try pipeline.validatedFilter(subject) }
         try filter.options?.validate()
         subscriptions.withLock { $0[filter.subscriberID] = filter }
         try await saveRegistrations()
@@ -258,26 +156,27 @@ public final class EventBus: Sendable {
         subscriptions.withLock { $0.values.sorted { $0.subscriberID < $1.subscriberID } }
     }
 
-    /// Opens one subscription per subject of `subscriberID`'s registration. Durable registrations
-    /// use the consumer ``ConsumerName/forSubscriber(_:filter:)``, so they resume where they left
-    /// off in any process that restored the registration. Deliveries are decrypted; an event that
-    /// fails to decrypt is dead-lettered with the reason and skipped.
+    /// Opens one subscription per subject of `subscriberID`'s registration, through the
+    /// pipeline (so deliveries are decrypted, traced and counted as it does). Durable
+    /// registrations use the consumer ``ConsumerName/forSubscriber(_:filter:)``, so they resume
+    /// where they left off in any process that restored the registration.
     ///
     /// - Throws: ``CourierError/Code/notFound`` when `subscriberID` is not registered.
     public func createSubscriber(_ subscriberID: String) async throws -> [EventSubscription] {
         guard let filter = subscription(subscriberID) else {
             throw CourierError(.notFound, "no subscription registered for '\(subscriberID)'", input: subscriberID)
         }
-        let options = filter.options ?? SubscribeOptions()
+        var options = filter.options ?? SubscribeOptions()
+        if let handler = configuration.deadLetterHandler { options.deadLetterHandler = handler }
         var opened: [EventSubscription] = []
         do {
             for subject in filter.subjects {
                 opened.append(
                     filter.durable
-                        ? try await subscribeDurable(
+                        ? try await pipeline.subscribeDurable(
                             consumer: ConsumerName.forSubscriber(subscriberID, filter: subject), filter: subject,
                             options: options)
-                        : try await subscribe(subject, options: options)
+                        : try await pipeline.subscribe(subject, options: options)
                 )
             }
         } catch {
@@ -285,38 +184,6 @@ public final class EventBus: Sendable {
             throw error
         }
         return opened
-    }
-
-    /// An ephemeral subscription whose deliveries are decrypted, counted, and dead-lettered
-    /// through the bus's handler.
-    public func subscribe(_ filter: String, options: SubscribeOptions = SubscribeOptions()) async throws
-        -> EventSubscription
-    {
-        let subscription = try await provider.subscribe(filter, options: busOptions(options))
-        metrics.recordSubscribe()
-        return wrap(subscription)
-    }
-
-    /// A durable subscription whose deliveries are decrypted, counted, and dead-lettered through
-    /// the bus's handler.
-    public func subscribeDurable(consumer: String, filter: String, options: SubscribeOptions = SubscribeOptions())
-        async throws
-        -> EventSubscription
-    {
-        let subscription = try await provider.subscribeDurable(
-            consumer: consumer, filter: filter, options: busOptions(options))
-        metrics.recordSubscribe()
-        return wrap(subscription)
-    }
-
-    /// `options` with the bus's dead-letter handler (counted in ``metrics``) unless it names one.
-    private func busOptions(_ options: SubscribeOptions) -> SubscribeOptions {
-        var options = options
-        options.deadLetterHandler = CountingDlqHandler(
-            base: options.deadLetterHandler ?? configuration.deadLetterHandler ?? provider.deadLetters,
-            metrics: metrics
-        )
-        return options
     }
 
     /// Removes `subscriberID`'s registration and deletes its durable consumers.
@@ -329,76 +196,11 @@ public final class EventBus: Sendable {
         if removed.durable {
             for subject in removed.subjects {
                 do {
-                    try await provider.unsubscribe(consumer: ConsumerName.forSubscriber(subscriberID, filter: subject))
+                    try await pipeline.unsubscribe(consumer: ConsumerName.forSubscriber(subscriberID, filter: subject))
                 } catch let error as CourierError where error.code == .notFound {
                     continue  // never consumed: nothing to delete
                 }
             }
         }
-        metrics.recordUnsubscribe()
     }
-
-    // MARK: Helpers
-
-    private func decrypted(_ event: Event) throws -> Event {
-        guard let encryptor = configuration.encryptor, encryptor.isEncrypted(event) else { return event }
-        do {
-            let plain = try encryptor.decrypt(event)
-            metrics.recordDecrypt()
-            return plain
-        } catch {
-            metrics.recordCryptoError()
-            throw error
-        }
-    }
-
-    /// Decrypts deliveries; one that cannot be decrypted is terminated with the reason, which
-    /// dead-letters it through the subscription's handler instead of redelivering it forever.
-    private func wrap(_ subscription: EventSubscription) -> EventSubscription {
-        let metrics = self.metrics
-        let logger = configuration.logger
-        return subscription.mapDeliveries { [self] pending in
-            let event: Event
-            do {
-                event = try decrypted(pending.event)
-            } catch {
-                logger.warning(
-                    "dead-lettering an event that cannot be decrypted",
-                    metadata: ["event": "\(pending.event.id)", "sequence": "\(pending.sequence)", "error": "\(error)"]
-                )
-                let reason = (error as? CourierError)?.message ?? "\(error)"
-                try await pending.term(reason: "decryption failed: \(reason)")
-                return nil
-            }
-            metrics.recordConsume(latencyNanoseconds: (Event.currentTimestamp() - event.timestamp) * 1_000_000)
-            guard EventTracing.isActive else { return pending.replacingEvent(event) }
-            // The consume span is the parent of whatever the handler does with the event (its
-            // context replaces the publisher's in the delivered event's metadata) and lasts until
-            // the handler's ack, nak or term.
-            let span = startSpan("consume \(event.subject)", context: event.traceContext, ofKind: .consumer)
-            EventTracing.describe(span, event: event, system: provider.name, operation: "process")
-            span.attributes["messaging.courier.delivery_count"] = Int(pending.deliveryCount)
-            span.attributes["messaging.courier.sequence"] = Int(truncatingIfNeeded: pending.sequence)
-            return pending.tracing(span, event: event.carryingTraceContext(span.context))
-        }
-    }
-}
-
-/// Counts dead letters in a bus's metrics on their way to the real handler.
-struct CountingDlqHandler: DlqHandler {
-    let base: any DlqHandler
-    let metrics: EventMetrics
-
-    func handle(_ letter: DeadLetterEvent) async throws {
-        do {
-            try await base.handle(letter)
-            metrics.recordDeadLetter()
-        } catch {
-            metrics.recordDeadLetterError()
-            throw error
-        }
-    }
-
-    func list(limit: Int) async throws -> [DeadLetterEvent] { try await base.list(limit: limit) }
-    func count() async throws -> Int { try await base.count() }
 }

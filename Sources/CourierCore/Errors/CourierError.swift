@@ -7,7 +7,7 @@
 ///
 /// ```swift
 /// do {
-///     try await bus.publishEvent(event)
+///     try await bus.pipeline.publish(event)
 /// } catch let error as CourierError where error.code == .invalidSubject {
 ///     logger.warning("rejected", metadata: ["subject": "\(error.input ?? "")"])
 /// }

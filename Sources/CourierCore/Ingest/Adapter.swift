@@ -148,7 +148,7 @@ extension Adapter {
 
 /// Accepts every batch and stores nothing: the ceiling of the ingest path itself.
 public struct NoopAdapter: Adapter {
-    private let state = SharedFlag()
+    private let state = ShutdownFlag()
 
     /// Creates a no-op adapter.
     public init() {}
@@ -171,11 +171,12 @@ public struct NoopAdapter: Adapter {
     public var needsTimeoutGuard: Bool { false }
 }
 
-/// A flag shared between copies of a value type.
-final class SharedFlag: Sendable {
+/// A flag set once (an adapter's shut-down state), shared between copies of a value type.
+package final class ShutdownFlag: Sendable {
     private let flag = Atomic<Bool>(false)
-    var isSet: Bool { flag.load(ordering: .relaxed) }
-    func set() { flag.store(true, ordering: .relaxed) }
+    package init() {}
+    package var isSet: Bool { flag.load(ordering: .acquiring) }
+    package func set() { flag.store(true, ordering: .releasing) }
 }
 
 /// Persists batches through any ``EventProvider`` (the memory provider, JetStream, …): each event

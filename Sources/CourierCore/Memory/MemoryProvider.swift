@@ -207,7 +207,7 @@ public final class MemoryProvider: EventProvider {
             case .deliver(let received):
                 return PendingEvent(
                     received: received,
-                    handle: MemoryDelivery(provider: self, subscription: subscription, received: received)
+                    backend: MemoryDelivery(provider: self, subscription: subscription, sequence: received.sequence)
                 )
             case .deadLetter(let jobs):
                 for job in jobs { await deadLetter(job, handler: subscription.deadLetters) }
@@ -338,17 +338,12 @@ final class MemorySubscription: EventSubscriptionSource {
 }
 
 /// One delivery from a memory consumer.
-final class MemoryDelivery: DeliveryHandle, @unchecked Sendable {
+struct MemoryDelivery: DeliveryBackend {
     let provider: MemoryProvider
     let subscription: MemorySubscription
+    let sequence: UInt64
 
-    init(provider: MemoryProvider, subscription: MemorySubscription, received: ReceivedEvent) {
-        self.provider = provider
-        self.subscription = subscription
-        super.init(sequence: received.sequence)
-    }
-
-    override func perform(_ action: AckAction) async throws {
+    func send(_ action: AckAction) async throws {
         try await provider.apply(action, sequence: sequence, subscription: subscription)
     }
 }

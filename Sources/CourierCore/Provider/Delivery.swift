@@ -36,29 +36,36 @@ public enum AckAction: Sendable, Hashable {
     case term(reason: String?)
 }
 
-/// The provider side of one delivery. Providers subclass it and implement ``perform(_:)``.
+/// The provider side of one delivery: sends a decision (ack, nak, in progress, term) to where
+/// the delivery came from. Providers implement it; ``DeliveryHandle`` makes sure a delivery is
+/// decided once.
+public protocol DeliveryBackend: Sendable {
+    /// The stream sequence of the delivery, for error messages.
+    var sequence: UInt64 { get }
+    /// Sends `action` to the provider. Called at most once with a finalising action (a second
+    /// call happens only after the first one threw).
+    func send(_ action: AckAction) async throws
+}
+
+/// Decides one delivery exactly once.
 ///
-/// The base class guarantees that a delivery is finalised (`ack`, `nak`, `term`) exactly once:
-/// a second finalisation throws ``CourierError/Code/alreadyFinalized`` without reaching the
-/// provider. ``AckAction/inProgress`` may be sent any number of times before that. A decision
-/// the provider could not send throws its error and leaves the delivery undecided, so it can be
-/// decided again (or is redelivered after the ack wait).
-open class DeliveryHandle: @unchecked Sendable {
+/// A delivery is finalised (`ack`, `nak`, `term`) exactly once: a second finalisation throws
+/// ``CourierError/Code/alreadyFinalized`` without reaching the provider.
+/// ``AckAction/inProgress`` may be sent any number of times before that. A decision the provider
+/// could not send throws its error and leaves the delivery undecided, so it can be decided again
+/// (or is redelivered after the ack wait).
+public final class DeliveryHandle: Sendable {
     /// 0 while open, else the finalising action being sent or sent: 1 ack, 2 nak, 3 term.
     private let finalized = Atomic<UInt8>(0)
+    private let backend: any DeliveryBackend
 
-    /// The stream sequence of the delivery, for error messages.
-    public let sequence: UInt64
-
-    /// Creates a handle for the delivery of stream sequence `sequence`.
-    public init(sequence: UInt64) {
-        self.sequence = sequence
+    /// A handle deciding the delivery `backend` sends decisions for.
+    public init(_ backend: any DeliveryBackend) {
+        self.backend = backend
     }
 
-    /// Sends `action` to the provider. Called at most once with a finalising action.
-    open func perform(_ action: AckAction) async throws {
-        fatalError("DeliveryHandle.perform(_:) must be overridden")
-    }
+    /// The stream sequence of the delivery.
+    public var sequence: UInt64 { backend.sequence }
 
     /// Whether the delivery was already finalised.
     public var isFinalized: Bool { finalized.load(ordering: .acquiring) != 0 }
@@ -72,12 +79,12 @@ open class DeliveryHandle: @unchecked Sendable {
     }
 
     /// Sends `action`, enforcing exactly-once finalisation.
-    public final func finalize(_ action: AckAction) async throws {
+    public func finalize(_ action: AckAction) async throws {
         let code: UInt8
         switch action {
         case .inProgress:
             guard !isFinalized else { throw CourierError.alreadyFinalized(sequence: sequence, by: finalActionName) }
-            try await perform(action)
+            try await backend.send(action)
             return
         case .ack, .doubleAck: code = 1
         case .nak: code = 2
@@ -87,7 +94,7 @@ open class DeliveryHandle: @unchecked Sendable {
             throw CourierError.alreadyFinalized(sequence: sequence, by: finalActionName)
         }
         do {
-            try await perform(action)
+            try await backend.send(action)
         } catch {
             finalized.store(0, ordering: .releasing)  // not recorded: the delivery is still undecided
             throw error
@@ -105,8 +112,12 @@ public struct PendingEvent: Sendable {
     public let received: ReceivedEvent
     private let handle: DeliveryHandle
 
-    /// Creates a pending delivery backed by a provider's handle.
-    public init(received: ReceivedEvent, handle: DeliveryHandle) {
+    /// Creates a pending delivery whose decisions `backend` sends.
+    public init(received: ReceivedEvent, backend: any DeliveryBackend) {
+        self.init(received: received, handle: DeliveryHandle(backend))
+    }
+
+    init(received: ReceivedEvent, handle: DeliveryHandle) {
         self.received = received
         self.handle = handle
     }
@@ -144,7 +155,7 @@ public struct PendingEvent: Sendable {
     func tracing(_ span: any Span, event: Event) -> PendingEvent {
         var received = self.received
         received.event = event
-        return PendingEvent(received: received, handle: TracedDeliveryHandle(base: handle, span: span))
+        return PendingEvent(received: received, backend: TracedDelivery(base: handle, span: span))
     }
 
     /// A copy delivering a different event (after decryption, for example) with the same handle.

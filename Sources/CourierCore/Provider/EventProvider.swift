@@ -17,6 +17,11 @@ public protocol EventProvider: Sendable {
     /// ``PublishAck/duplicate`` set.
     func publish(_ event: Event, options: PublishOptions) async throws -> PublishAck
 
+    /// Publishes `events` (each deduplicated by its event id) and returns each one's result, in
+    /// order. Providers that can pipeline do (JetStream keeps a window of publishes in flight and
+    /// stores a batch in order); the default publishes one after the other.
+    func publishBatch(_ events: [Event], timeout: Duration?) async -> [Result<PublishAck, CourierError>]
+
     /// An ephemeral subscription: by default it sees events published after it starts. It ends
     /// when closed.
     func subscribe(_ filter: String, options: SubscribeOptions) async throws -> EventSubscription
@@ -61,6 +66,24 @@ extension EventProvider {
     }
 
     public func shutdown() async {}
+
+    public func publishBatch(_ events: [Event], timeout: Duration?) async -> [Result<PublishAck, CourierError>] {
+        var results: [Result<PublishAck, CourierError>] = []
+        results.reserveCapacity(events.count)
+        for event in events {
+            do {
+                results.append(.success(try await publish(event, options: PublishOptions(timeout: timeout))))
+            } catch {
+                results.append(.refused(error))
+            }
+        }
+        return results
+    }
+
+    /// Publishes `events` with the provider's default timeout; see ``publishBatch(_:timeout:)``.
+    public func publishBatch(_ events: [Event]) async -> [Result<PublishAck, CourierError>] {
+        await publishBatch(events, timeout: nil)
+    }
 
     /// Publishes with default options.
     @discardableResult

@@ -3,7 +3,7 @@
 ///
 /// Required schema fields are non-optional properties, so a value that breaks its schema cannot
 /// be constructed; ``EventBus/publish(_:summary:source:metadata:)`` still checks the encoded
-/// payload against ``schema`` (and the bus's registry, when it has one) before publishing.
+/// payload against ``schema`` (and the pipeline's registry, when it validates) before publishing.
 public protocol TypedEvent: Codable, Sendable {
     /// The event type, e.g. `order.paid`.
     static var eventType: String { get }
@@ -73,8 +73,8 @@ extension EventBus {
         async throws -> Event
     {
         let event = try payload.event(
-            prefix: provider.subjectPrefix, summary: summary, source: source, metadata: metadata)
-        try await publishEvent(event)
+            prefix: pipeline.subjectPrefix, summary: summary, source: source, metadata: metadata)
+        try await pipeline.publish(event)
         return event
     }
 }

@@ -72,7 +72,7 @@ struct MetadataCarrier: Injector, Extractor {
 /// Wraps a delivery's handle so that its `consume` span lasts until the handler's decision:
 /// `ack`, `nak` or `term` ends it (recording the decision), `inProgress` adds an event. A delivery
 /// dropped undecided (its subscription closed) ends the span when the handle goes away.
-final class TracedDeliveryHandle: DeliveryHandle, @unchecked Sendable {
+final class TracedDelivery: DeliveryBackend {
     private let base: DeliveryHandle
     private let span: any Span
     private let ended = Atomic<Bool>(false)
@@ -80,10 +80,11 @@ final class TracedDeliveryHandle: DeliveryHandle, @unchecked Sendable {
     init(base: DeliveryHandle, span: any Span) {
         self.base = base
         self.span = span
-        super.init(sequence: base.sequence)
     }
 
-    override func perform(_ action: AckAction) async throws {
+    var sequence: UInt64 { base.sequence }
+
+    func send(_ action: AckAction) async throws {
         let decision: String
         switch action {
         case .inProgress:

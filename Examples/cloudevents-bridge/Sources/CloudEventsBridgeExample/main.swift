@@ -6,7 +6,7 @@ import Courier
 // bridge also publishes a binary-mode CloudEvent to JetStream and reads it back.
 
 let provider = try await ProviderSelection.provider(connectionName: "example-cloudevents-bridge")
-let bus = EventBus(provider: provider)
+let bus = EventBus(pipeline: provider)
 
 // In: JSON from elsewhere → validated CloudEvent → Event → published.
 let incoming = Array(
@@ -20,7 +20,7 @@ let cloudEvent = try CloudEventJSON.decode(incoming)
 var imported = try Event(cloudEvent: cloudEvent, prefix: provider.subjectPrefix)
 imported.subject = try provider.buildSubject(category: "orders", topic: "paid")
 imported.category = "orders"
-let ack = try await bus.publishEvent(imported)
+let ack = try await bus.pipeline.publish(imported)
 print(
     "imported \(cloudEvent.id) (\(cloudEvent.type)) as \(imported.subject) at sequence \(ack.sequence); traceparent kept: \(imported.metadata["traceparent"] != nil)"
 )

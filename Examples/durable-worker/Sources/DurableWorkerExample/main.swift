@@ -6,7 +6,7 @@ import Courier
 // consumer remembers its position across runs.
 
 let provider = try await ProviderSelection.provider(connectionName: "example-durable-worker")
-let bus = EventBus(provider: provider)
+let bus = EventBus(pipeline: provider)
 let run = UInt32.random(in: 0...UInt32.max)
 
 // 6 jobs: job 3 fails once (transient), job 5 is poison (it can never be processed).
@@ -17,7 +17,7 @@ for job in 1...6 {
     )
 }
 
-let subscription = try await bus.subscribeDurable(
+let subscription = try await bus.pipeline.subscribeDurable(
     consumer: "resizer",
     filter: provider.categorySubject("jobs"),
     options: SubscribeOptions(maxDeliver: 5, ackWait: .seconds(30))

@@ -1,15 +1,13 @@
 import Courier
 
-// AES-256-GCM payload encryption with live key rotation: the bus encrypts payloads before they
-// reach the provider and decrypts them on every read. Rotating the active key needs no restart;
+// AES-256-GCM payload encryption with live key rotation: the pipeline encrypts payloads before
+// they reach the provider and decrypts them on every read, for every path that uses it. Rotating the active key needs no restart;
 // events encrypted under the old key stay readable until that key is retired.
 
 let provider = try await ProviderSelection.provider(connectionName: "example-encrypted-events")
 let keyRing = try KeyRing([try EncryptionKey.generate(id: "2026-q3")])
 let encryptor = AESGCMEncryptor(keyRing: keyRing)
-var configuration = EventBus.Configuration()
-configuration.encryptor = encryptor
-let bus = EventBus(provider: provider, configuration: configuration)
+let bus = EventBus(pipeline: provider.encrypting(encryptor))
 let run = String(UInt32.random(in: 0...UInt32.max), radix: 16)
 let topic = "card-\(run)"
 

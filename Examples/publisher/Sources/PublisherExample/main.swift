@@ -2,13 +2,11 @@ import Courier
 
 // `OrderCreated` is generated at build time from OrderCreated.eventschema.json by the
 // EventSchemaPlugin: a struct whose required fields are non-optional, with its event type,
-// version, subject and schema. Registering the schema makes the bus validate every publish.
+// version, subject and schema. Registering the schema makes the pipeline validate every publish.
 let provider = try await ProviderSelection.provider(connectionName: "example-publisher")
 let registry = MemorySchemaRegistry()
 try GeneratedEventSchemas.register(in: registry)  // generated too: every schema of this target
-var configuration = EventBus.Configuration()
-configuration.schemaRegistry = registry
-let bus = EventBus(provider: provider, configuration: configuration)
+let bus = EventBus(pipeline: provider.validating(registry))
 print("publishing on \(provider.name)")
 
 for index in 1...5 {
@@ -24,7 +22,7 @@ do {
     let broken = Event(
         subject: "events.orders.created", category: "orders", eventType: "order.created", payload: ["orderID": 42],
         source: "example")
-    try await bus.publishEvent(broken)
+    try await bus.pipeline.publish(broken)
 } catch let error as CourierError {
     print("schema refused: \(error.code) — \(error.message)")
 }
@@ -33,8 +31,8 @@ do {
 let retried = Event(
     subject: "events.orders.paid", category: "orders", eventType: "order.paid", payload: ["orderID": "ord-1"],
     source: "example-publisher")
-let first = try await bus.publishEvent(retried, options: PublishOptions(messageID: "pay-ord-1"))
-let again = try await bus.publishEvent(retried, options: PublishOptions(messageID: "pay-ord-1"))
+let first = try await bus.pipeline.publish(retried, options: PublishOptions(messageID: "pay-ord-1"))
+let again = try await bus.pipeline.publish(retried, options: PublishOptions(messageID: "pay-ord-1"))
 print("payment stored at sequence \(first.sequence); the retry was a duplicate: \(again.duplicate)")
 
 // Invalid input is a typed error naming it.

@@ -2,8 +2,9 @@ import Courier
 import Foundation
 
 // Broker/Trigger routing: the triggers and sinks come from the same routing file that
-// `courier route --config Examples/routing/route.json` runs. This example routes inline (each
-// published event is routed as it is published) and adds an in-process sink of its own.
+// `courier route --config Examples/routing/route.json` runs. This example routes inline (the
+// broker reads the pipeline with an in-memory position, so events are routed as they are
+// published) and adds an in-process sink of its own.
 
 let provider = try await ProviderSelection.provider(connectionName: "example-routing")
 let here = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
@@ -15,10 +16,10 @@ let broker = try routing.makeBroker(provider: provider)
 let shipped = CollectorSink("shipping")
 try broker.addTrigger(Trigger(name: "ship-paid", filter: TriggerFilter(eventType: "order.paid"), sink: shipped))
 
-var configuration = EventBus.Configuration()
-configuration.router = broker
-let bus = EventBus(provider: provider, configuration: configuration)
+let bus = EventBus(pipeline: provider)
 print("routing with \(broker.triggers.count) triggers from \(file)")
+let routing = Task { try await broker.run(.inline(provider)) }
+guard await broker.waitUntilReading(timeout: .seconds(10)) else { fatalError("the broker did not start") }
 
 for (index, type) in ["order.created", "order.paid", "order.cancelled"].enumerated() {
     try await bus.publish(
@@ -27,7 +28,15 @@ for (index, type) in ["order.created", "order.paid", "order.cancelled"].enumerat
     )
 }
 
-let audit = try await provider.history(filter: "\(provider.subjectPrefix).audit.>", limit: 100)
+// Wait (bounded) until the broker routed the three orders, then stop it.
+var audit: [Event] = []
+for _ in 0..<100 {
+    audit = try await provider.history(filter: "\(provider.subjectPrefix).audit.>", limit: 100)
+    if shipped.events.count == 1 && audit.count >= 3 { break }
+    try await Task.sleep(for: .milliseconds(50))
+}
+routing.cancel()
+_ = try? await routing.value
 print("audit topic holds \(audit.count) routed events")
 print("shipping sink received: \(shipped.events.map(\.eventType))")
 for name in broker.triggers.map(\.name) {
