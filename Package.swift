@@ -81,11 +81,23 @@ let package = Package(
             swiftSettings: strictSwift
         ),
 
+        // MARK: The ingest core (no C)
+        .target(
+            name: "CourierIngest",
+            dependencies: [
+                "CourierCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ],
+            swiftSettings: strictSwift
+        ),
+
         // MARK: Layers
         .target(
             name: "CourierJetStream",
             dependencies: [
-                "CourierCore",
+                "CourierCore", "CourierIngest",
                 .target(name: "CNATS", condition: .when(traits: ["NATS"])),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -123,7 +135,7 @@ let package = Package(
         .target(
             name: "Courier",
             dependencies: [
-                "CourierCore",
+                "CourierCore", "CourierIngest",
                 .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
                 .target(name: "CourierCrypto", condition: .when(traits: ["Encryption"])),
                 .target(name: "CourierCloudEvents", condition: .when(traits: ["CloudEvents"])),
@@ -185,9 +197,20 @@ let package = Package(
             swiftSettings: strictSwift
         ),
         .testTarget(
+            name: "CourierIngestTests",
+            dependencies: [
+                "CourierCore", "CourierIngest", "CourierTesting",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "MetricsTestKit", package: "swift-metrics"),
+            ],
+            swiftSettings: strictSwift
+        ),
+        .testTarget(
             name: "CourierJetStreamTests",
             dependencies: [
-                "CourierCore", "CourierTesting",
+                "CourierCore", "CourierIngest", "CourierTesting",
                 .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
                 .product(name: "Logging", package: "swift-log"),
             ],
@@ -217,7 +240,7 @@ let package = Package(
         .testTarget(
             name: "CourierPipelineTests",
             dependencies: [
-                "CourierCore", "CourierTesting",
+                "CourierCore", "CourierIngest", "CourierTesting",
                 .target(name: "CourierJetStream", condition: .when(traits: ["NATS"])),
                 .target(name: "CourierCrypto", condition: .when(traits: ["Encryption"])),
                 .target(name: "CourierCloudEvents", condition: .when(traits: ["CloudEvents"])),

@@ -1,4 +1,5 @@
 @_exported public import CourierCore
+@_exported public import CourierIngest
 
 #if NATS
 @_exported public import CourierJetStream

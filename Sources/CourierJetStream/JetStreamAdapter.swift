@@ -1,5 +1,6 @@
 #if NATS
 public import CourierCore
+public import CourierIngest
 import Synchronization
 
 /// A message as stored in the stream.

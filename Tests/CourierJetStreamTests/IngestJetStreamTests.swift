@@ -1,5 +1,6 @@
 #if NATS
 import CourierCore
+import CourierIngest
 import CourierJetStream
 import CourierTesting
 import Foundation

@@ -1,6 +1,7 @@
 #if NATS && Encryption && CloudEvents && Routing
 import CourierCloudEvents
 import CourierCore
+import CourierIngest
 import CourierCrypto
 import CourierJetStream
 import CourierRouting

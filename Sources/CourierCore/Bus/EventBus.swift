@@ -76,7 +76,7 @@ public final class EventBus: Sendable {
             source: source,
             metadata: metadata
         )
-        try await pipeline.publish(event, options: options)
+        _ = try await pipeline.publish(event, options: options)
         return event
     }
 

@@ -31,7 +31,7 @@ final class Producer: Service {
                 let event = Event(
                     subject: "\(prefix).orders.created", category: "orders", eventType: "order.created",
                     payload: ["n": .int(Int64(index))], source: source)
-                if (try? bus.ingest(event)) != nil { produced.add(1, ordering: .relaxed) }
+                if (try? bus.ingestRaw(RawEvent(event))) != nil { produced.add(1, ordering: .relaxed) }
                 index += 1
             }
             try? await Task.sleep(for: .milliseconds(10))

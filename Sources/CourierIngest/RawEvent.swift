@@ -1,3 +1,5 @@
+public import CourierCore
+
 /// An event already serialised for the wire: its subject, its bytes, and a cached 64-bit hash
 /// of the subject that places it on a shard. The ingest hot path parses and hashes nothing.
 ///

@@ -1,3 +1,4 @@
+public import CourierCore
 import Synchronization
 
 /// An ordered run of events from one shard, handed to an ``Adapter`` in one call.

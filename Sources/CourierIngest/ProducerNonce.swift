@@ -1,3 +1,5 @@
+import CourierCore
+
 /// The identity an ``IngestBus`` stamps on its batches (the first part of every dedupe id).
 ///
 /// - ``random``: a fresh random non-zero 64-bit value per bus.

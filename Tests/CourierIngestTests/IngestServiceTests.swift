@@ -1,5 +1,6 @@
 import CoreMetrics
 import CourierCore
+import CourierIngest
 import Logging
 import MetricsTestKit
 import ServiceLifecycle

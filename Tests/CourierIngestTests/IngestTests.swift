@@ -1,4 +1,5 @@
 import CourierCore
+import CourierIngest
 import CourierTesting
 import Foundation
 import Logging
@@ -362,7 +363,7 @@ struct IngestTests {
         for index in 0..<60 {
             let event = Event(
                 subject: "events.poll.s\(index % 6)", category: "poll", payload: ["i": .int(Int64(index))])
-            try bus.ingest(event)
+            try bus.ingestRaw(RawEvent(event))
             ids.append(event.id)
         }
         try await bus.flush()
@@ -401,13 +402,15 @@ struct IngestTests {
                 logger: quietIngestLogger)
         )
         for index in 0..<5 {
-            try bus.ingest(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))]))
+            try bus.ingestRaw(
+                RawEvent(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))])))
         }
         try await bus.flush()
         let first = try await bus.poll(ConsumeRequest(limit: 2))
         #expect(first.events.count == 2 && first.gaps.isEmpty)
         for index in 5..<30 {
-            try bus.ingest(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))]))
+            try bus.ingestRaw(
+                RawEvent(Event(subject: "events.gap.x", category: "gap", payload: ["i": .int(Int64(index))])))
         }
         try await bus.flush()
         let resumed = try await bus.poll(ConsumeRequest(limit: 100, cursor: first.cursor))

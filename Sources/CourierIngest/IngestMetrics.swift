@@ -1,4 +1,5 @@
 import CoreMetrics
+import CourierCore
 
 /// Reports one shard's counters through swift-metrics, so the backend the application
 /// bootstraps sees the ingest core next to the bus metrics:

@@ -1,3 +1,4 @@
+import CourierCore
 import Logging
 import Synchronization
 
@@ -29,6 +30,7 @@ final class ShardWorker: @unchecked Sendable {
     private let configuration: IngestBus.Configuration
     private let nonce: UInt64
     private let deadLetters: any DlqHandler
+    private let progress: ProgressSignal
     private let executor = BlockingExecutor(threads: 1)
     private let stopRequested = Atomic<Bool>(false)
     private let abandoned = Atomic<Bool>(false)
@@ -41,10 +43,11 @@ final class ShardWorker: @unchecked Sendable {
 
     init(
         shard: Int, table: RingTable, configuration: IngestBus.Configuration, nonce: UInt64, sequenceStart: UInt64,
-        deadLetters: any DlqHandler
+        deadLetters: any DlqHandler, progress: ProgressSignal
     ) {
         self.shard = shard
         self.deadLetters = deadLetters
+        self.progress = progress
         self.table = table
         self.ring = table.rings[shard]
         self.configuration = configuration
@@ -106,8 +109,10 @@ final class ShardWorker: @unchecked Sendable {
             await dispatch(buffer)
             buffer.removeAll(keepingCapacity: true)
             metrics.report(ring)
+            progress.notify()
         }
         metrics.report(ring)
+        progress.notify()
         if detached.load(ordering: .acquiring) { executor.shutdown() }
     }
 

@@ -1,3 +1,5 @@
+import CourierCore
+
 /// xxHash64 (the 64-bit variant of Yann Collet's xxHash), used to place ingested events on
 /// shards: fast on short subjects and well distributed.
 public enum XXHash64 {

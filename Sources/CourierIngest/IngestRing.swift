@@ -1,3 +1,4 @@
+import CourierCore
 import Synchronization
 
 #if canImport(Glibc)

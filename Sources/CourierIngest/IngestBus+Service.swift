@@ -1,3 +1,4 @@
+import CourierCore
 public import ServiceLifecycle
 
 extension IngestBus: Service {

@@ -1,3 +1,5 @@
+import CourierCore
+
 /// A read of what the adapter stored, across shards.
 public struct ConsumeRequest: Sendable, Hashable {
     /// How merged events are ordered.
