@@ -115,16 +115,19 @@ extension JetStreamProvider {
     ) async throws -> PublishAck {
         let encoded = try NATSBinding.encode(cloudEvent, mode: mode)
         let target = try subject ?? Event(cloudEvent: cloudEvent, prefix: subjectPrefix).subject
-        return try await publish(
-            message: OutgoingMessage(
-                subject: target,
-                payload: encoded.payload,
-                headers: encoded.headers,
-                messageID: options.messageID ?? cloudEvent.id,
-                expectedLastSequence: options.expectedLastSequence
-            ),
+        let results = try await publish(
+            messages: [
+                OutgoingMessage(
+                    subject: target,
+                    payload: encoded.payload,
+                    headers: encoded.headers,
+                    messageID: options.messageID ?? cloudEvent.id,
+                    expectedLastSequence: options.expectedLastSequence
+                )
+            ],
             timeout: options.timeout ?? Self.defaultPublishTimeout
         )
+        return try results[0].get()
     }
 
     /// A subscription yielding CloudEvents: to the durable consumer `consumer`, or ephemeral when

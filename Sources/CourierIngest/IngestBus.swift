@@ -30,6 +30,11 @@ import Glibc
 /// a slot is claimed with one compare-exchange, and the worker is woken only when a full batch
 /// is waiting (otherwise it picks events up within ``Configuration/BatchPolicy/maxDelay``).
 /// Workers run on their own threads, never on Swift's cooperative pool.
+///
+/// `@unchecked Sendable`: the bus's mutable state is atomics (`layout`, counters in the rings),
+/// mutexes (`workers`) and the rings' own synchronisation; `rings` points at a table whose slot
+/// `i` is written once, before `table.initialized` (released) passes `i`, and is only read by
+/// threads that loaded the layout (acquired) that names it. `configuration` is immutable.
 public final class IngestBus: @unchecked Sendable {
     /// The processors the scheduler lets this process use.
     public static var activeProcessorCount: Int { max(1, Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))) }

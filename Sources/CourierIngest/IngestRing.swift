@@ -18,6 +18,12 @@ import Glibc
 /// shard layout (48–63). A producer's enqueue succeeds only if the epoch it computed its shard
 /// with is still current and the ring is open, which is what lets the bus reshard without ever
 /// placing an event on a stale shard.
+///
+/// `@unchecked Sendable`: the struct holds only pointers, set once; everything they point at is
+/// atomics, a pthread mutex and condition, or a value slot whose ownership is handed over by its
+/// sequence number (a producer writes the slot before storing the sequence with release
+/// ordering; the consumer acquires the sequence before moving the value out, and the reverse
+/// when the slot is freed).
 struct IngestRing: @unchecked Sendable {
     static let positionMask: UInt64 = (1 << 47) - 1
     static let closedBit: UInt64 = 1 << 47

@@ -3,6 +3,10 @@ import Logging
 import Synchronization
 
 /// The memory of every ring of a bus, freed when the bus and its last worker are gone.
+///
+/// `@unchecked Sendable`: the pointer is set in `init`; a slot is initialised before
+/// `initialized` is stored with release ordering, and readers acquire it before touching the
+/// slot; the memory is freed in `deinit`, when neither the bus nor a worker refers to it.
 final class RingTable: @unchecked Sendable {
     let rings: UnsafeMutablePointer<IngestRing>
     let capacity: Int
@@ -23,6 +27,10 @@ final class RingTable: @unchecked Sendable {
 
 /// One shard's worker: a task pinned to its own thread that drains the ring into batches and
 /// hands them to the adapter, retrying retryable failures within the budget.
+///
+/// `@unchecked Sendable`: `nextSequence` and `metrics` are touched only by the worker task (and
+/// `nextSequence` read by the bus after that task ended, awaited through `finish()`); the other
+/// mutable state is atomics and a mutex.
 final class ShardWorker: @unchecked Sendable {
     let shard: Int
     private let ring: IngestRing

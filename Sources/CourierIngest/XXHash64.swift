@@ -2,7 +2,7 @@ import CourierCore
 
 /// xxHash64 (the 64-bit variant of Yann Collet's xxHash), used to place ingested events on
 /// shards: fast on short subjects and well distributed.
-public enum XXHash64 {
+package enum XXHash64 {
     private static let prime1: UInt64 = 0x9E37_79B1_85EB_CA87
     private static let prime2: UInt64 = 0xC2B2_AE3D_27D4_EB4F
     private static let prime3: UInt64 = 0x1656_67B1_9E37_79F9
@@ -10,18 +10,18 @@ public enum XXHash64 {
     private static let prime5: UInt64 = 0x27D4_EB2F_1656_67C5
 
     /// The hash of `text`'s UTF-8 bytes.
-    public static func hash(_ text: String, seed: UInt64 = 0) -> UInt64 {
+    package static func hash(_ text: String, seed: UInt64 = 0) -> UInt64 {
         var text = text
         return text.withUTF8 { hash(UnsafeRawBufferPointer($0), seed: seed) }
     }
 
     /// The hash of `bytes`.
-    public static func hash(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 {
+    package static func hash(_ bytes: [UInt8], seed: UInt64 = 0) -> UInt64 {
         bytes.withUnsafeBytes { hash($0, seed: seed) }
     }
 
     /// The hash of the bytes in `buffer`.
-    public static func hash(_ buffer: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
+    package static func hash(_ buffer: UnsafeRawBufferPointer, seed: UInt64 = 0) -> UInt64 {
         let count = buffer.count
         var offset = 0
         var h: UInt64

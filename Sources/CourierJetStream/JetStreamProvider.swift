@@ -1,5 +1,4 @@
 #if NATS
-internal import CNATS
 public import CourierCore
 import Logging
 import Synchronization
@@ -32,30 +31,15 @@ public final class JetStreamProvider: EventProvider {
     let connection: NATSConnection
     /// The threads synchronous publishes block on. A task that publishes in a loop can prefer it
     /// (`withTaskExecutorPreference(provider.executor) { … }`) to avoid a thread hop per publish.
-    public let executor: BlockingExecutor
+    public var executor: any TaskExecutor { publishExecutor }
+    let publishExecutor: BlockingExecutor
     /// The event stream as connecting found or created it.
     let eventStream: StreamFacts
     /// The dead-letter stream's name and subject prefix.
     let deadLetterStreamName: String
     let deadLetterPrefix: String
-    private let state = Mutex(State())
-
-    /// The provider's lifecycle: running until ``shutdown(drainTimeout:)`` begins; every call
-    /// after that fails with ``CourierError/Code/shutdown``.
-    private enum Lifecycle {
-        case running
-        case shuttingDown
-        case closed
-    }
-
-    private struct State {
-        var lifecycle = Lifecycle.running
-        var subscriptions: [ObjectIdentifier: Weak] = [:]
-    }
-
-    private struct Weak {
-        weak var subscription: JetStreamSubscription?
-    }
+    /// The lifecycle (running, shutting down, closed) and the open subscriptions.
+    private let state = Mutex(ProviderStateMachine())
 
     private init(configuration: Configuration, connection: NATSConnection, eventStream: StreamFacts) {
         self.configuration = configuration
@@ -63,7 +47,7 @@ public final class JetStreamProvider: EventProvider {
         self.eventStream = eventStream
         self.deadLetterStreamName = configuration.deadLetterStream.streamName(eventStream: configuration.stream)
         self.deadLetterPrefix = configuration.deadLetterStream.prefix(eventPrefix: configuration.subjectPrefix)
-        self.executor = BlockingExecutor(threads: configuration.publishThreads)
+        self.publishExecutor = BlockingExecutor(threads: configuration.publishThreads)
     }
 
     /// Connects, then provisions the event stream and the dead-letter stream as
@@ -104,7 +88,7 @@ public final class JetStreamProvider: EventProvider {
     }
 
     private func closedError() -> CourierError? {
-        guard state.withLock({ $0.lifecycle != .running }) else { return nil }
+        guard !state.withLock({ $0.isRunning }) else { return nil }
         return CourierError(
             .shutdown, "JetStream provider for stream \(configuration.stream) is shut down",
             input: configuration.stream)
@@ -146,32 +130,18 @@ public final class JetStreamProvider: EventProvider {
         return try await publishAcknowledged(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
     }
 
-    /// Publishes one pre-serialised message (with its own headers and dedupe id) and waits for
-    /// the stream's acknowledgement, retrying retryable failures like ``publish(_:options:)``.
-    public func publish(message: OutgoingMessage, timeout: Duration = defaultPublishTimeout) async throws -> PublishAck
-    {
-        try ensureOpen()
-        try Subjects.validate(message.subject)
-        let limit = messageSizeLimit
-        if message.payload.count + headerEstimate(message.messageID, message.headers) > limit {
-            throw tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
-        }
-        return try await publishAcknowledged(message, timeout: timeout)
-    }
-
     func publishAcknowledged(_ message: OutgoingMessage, timeout: Duration) async throws -> PublishAck {
-        let msg = try makeNATSMessage(message)
-        defer { natsMsg_Destroy(msg) }
+        let msg = try PreparedMessage(message)
         let connection = self.connection
         let requestTimeout = configuration.requestTimeout
         let deadline = ContinuousClock.now + timeout
         // Already on a publish thread (a loop that prefers the executor): publish right here.
-        if executor.isCurrent,
+        if publishExecutor.isCurrent,
             case .success(let ack) = connection.publishSync(message, msg: msg, wait: min(requestTimeout, timeout))
         {
             return ack
         }
-        return try await withTaskExecutorPreference(executor) {
+        return try await withTaskExecutorPreference(publishExecutor) {
             var attempts = 0
             while true {
                 attempts += 1
@@ -227,16 +197,20 @@ public final class JetStreamProvider: EventProvider {
         }
     }
 
-    /// Publishes pre-serialised messages pipelined and returns each one's result in order. The
-    /// ingest core's JetStream adapter uses it; each message carries its own dedupe id.
-    public func publishRaw(_ messages: [OutgoingMessage], timeout: Duration = defaultPublishTimeout) async throws
+    /// Publishes pre-serialised messages — each with its own subject, headers and dedupe id —
+    /// pipelined and in order, and returns each one's result in order. This is the raw level,
+    /// under every pipeline layer: the ingest core's JetStream adapter and the CloudEvents NATS
+    /// binding use it. Retryable failures are resent in order with the same ids until `timeout`.
+    ///
+    /// - Throws: ``CourierError/Code/invalidSubject`` or ``CourierError/Code/payloadTooLarge``
+    ///   naming the first message that can never be sent (nothing is sent then), or `shutdown`.
+    public func publish(messages: [OutgoingMessage], timeout: Duration = defaultPublishTimeout) async throws
         -> [Result<PublishAck, CourierError>]
     {
         try ensureOpen()
-        let limit = messageSizeLimit
-        for message in messages where message.payload.count + headerEstimate(message.messageID, message.headers) > limit
-        {
-            throw tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
+        for message in messages {
+            try Subjects.validate(message.subject)
+            if let tooLarge = sizeProblem(message) { throw tooLarge }
         }
         return await connection.publisher.publishBatch(messages, timeout: timeout)
     }
@@ -381,10 +355,14 @@ public final class JetStreamProvider: EventProvider {
             logger: configuration.logger,
             requestTimeout: configuration.requestTimeout,
             onClose: { [weak self] subscription in
-                _ = self?.state.withLock { $0.subscriptions.removeValue(forKey: ObjectIdentifier(subscription)) }
+                self?.state.withLock { $0.unregister(subscription) }
             }
         )
-        state.withLock { $0.subscriptions[ObjectIdentifier(subscription)] = Weak(subscription: subscription) }
+        if case .close = state.withLock({ $0.register(subscription) }) {
+            await subscription.close()
+            throw closedError()
+                ?? CourierError(.shutdown, "JetStream provider is shut down", input: configuration.stream)
+        }
         return subscription
     }
 
@@ -448,19 +426,14 @@ public final class JetStreamProvider: EventProvider {
     }
 
     public func health() async -> Bool {
-        state.withLock { $0.lifecycle == .running } && connection.isConnected
+        state.withLock { $0.isRunning } && connection.isConnected
     }
 
     /// Stops accepting publishes, waits (up to `drainTimeout`) for in-flight publishes to be
     /// acknowledged, closes every subscription (buffered deliveries are handed back), flushes
     /// pending acknowledgements and closes the connection.
     public func shutdown(drainTimeout: Duration) async {
-        let subscriptions = state.withLock { state -> [JetStreamSubscription]? in
-            guard state.lifecycle == .running else { return nil }
-            state.lifecycle = .shuttingDown
-            return state.subscriptions.values.compactMap(\.subscription)
-        }
-        guard let subscriptions else { return }
+        guard case .drain(let subscriptions) = state.withLock({ $0.beginShutdown() }) else { return }
         if !(await connection.publisher.waitUntilIdle(timeout: drainTimeout)) {
             configuration.logger.warning(
                 "shutdown: publishes still unacknowledged after the drain timeout",
@@ -470,8 +443,8 @@ public final class JetStreamProvider: EventProvider {
         for subscription in subscriptions { await subscription.close() }
         let connection = self.connection
         _ = try? await Blocking.run { connection.close(flushTimeout: drainTimeout) }
-        state.withLock { $0.lifecycle = .closed }
-        let executor = self.executor
+        state.withLock { $0.finishShutdown() }
+        let executor = self.publishExecutor
         Blocking.detach { executor.shutdown() }
     }
 

@@ -10,7 +10,7 @@ import Synchronization
 /// message's reply subject on the provider's connection, so they never touch a `natsMsg` or the
 /// `natsSubscription` after delivery (cnats 3.4.1 dereferences the subscription inside
 /// `natsMsg_Ack`, which would crash once it is destroyed).
-final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable {
+final class JetStreamSubscription: EventSubscriptionSource {
     let connection: NATSConnection
     let inbox: DeliveryInbox
     let handle: SubscriptionHandle
@@ -23,7 +23,6 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
     let logger: Logger
     /// How long a confirmed acknowledgement waits for the server.
     let requestTimeout: Duration
-    private let closed = Atomic<Bool>(false)
     private let onClose: @Sendable (JetStreamSubscription) -> Void
 
     init(
@@ -191,25 +190,20 @@ final class JetStreamSubscription: EventSubscriptionSource, @unchecked Sendable 
         }
     }
 
+    /// Closes the subscription: the inbox's state machine moves to closed (waiters get `nil`)
+    /// and, on the first close, the cnats subscription is drained. Once the drain completes,
+    /// the inbox hands back what was pushed but never taken, so another subscriber of the
+    /// consumer gets it at once instead of after its ack wait.
     func close() async {
-        guard closed.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
-            return
-        }
-        // Stop the server pushing to this subscription; once the drain completes, the inbox hands
-        // back what was pushed but never taken, so another subscriber of the consumer gets it at
-        // once instead of after its ack wait.
+        guard inbox.close() else { return }
         handle.drain()
-        inbox.close()
         onClose(self)
     }
 
-    var isClosed: Bool { closed.load(ordering: .acquiring) }
+    var isClosed: Bool { inbox.isClosed }
 
     deinit {
-        if !closed.load(ordering: .acquiring) {
-            handle.drain()
-            inbox.close()
-        }
+        if inbox.close() { handle.drain() }
     }
 }
 

@@ -18,6 +18,9 @@ import Glibc
 /// defer { server.stop() }
 /// let provider = try await JetStreamProvider.connect(.init(url: server.url))
 /// ```
+///
+/// `@unchecked Sendable`: the running `Process` is kept behind `process` (a mutex); every other
+/// property is set in `init` and never changes.
 public final class NATSServerHarness: @unchecked Sendable {
     /// The loopback port.
     public let port: Int

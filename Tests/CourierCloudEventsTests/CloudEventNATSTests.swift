@@ -90,7 +90,7 @@ struct CloudEventNATSTests {
         let subscription = try await provider.subscribeCloudEvents(
             consumer: "reader", filter: "cebad.>", options: SubscribeOptions(deadLetterHandler: dlq))
         _ = try await provider.publish(
-            message: OutgoingMessage(subject: "cebad.x.y", payload: Array("hello".utf8), messageID: "plain-1"))
+            messages: [OutgoingMessage(subject: "cebad.x.y", payload: Array("hello".utf8), messageID: "plain-1")])
         try await provider.publish(
             CloudEvent(id: "good", source: "/s", type: "t"), mode: .structured, subject: "cebad.x.z")
         let received = try #require(try await subscription.next(timeout: .seconds(10)))

@@ -193,7 +193,7 @@ struct JetStreamIntegrationTests {
             options: SubscribeOptions(ackWait: .seconds(2), deadLetterHandler: dlq)
         )
         let raw = Array("this is not an event {".utf8)
-        let results = try await provider.publishRaw([
+        let results = try await provider.publish(messages: [
             OutgoingMessage(subject: "events.raw.bytes", payload: raw, messageID: "raw-1")
         ])
         #expect(throws: Never.self) { try results[0].get() }

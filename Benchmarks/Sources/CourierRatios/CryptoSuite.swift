@@ -31,7 +31,10 @@ func cryptoPairs() throws -> [Pair] {
     let ring = try KeyRing([EncryptionKey.generate(id: "bench")])
     let encryptor = AESGCMEncryptor(keyRing: ring)
     let key = try EncryptionKey.generate()
-    let keyBytes = Array(Hex.decode(key.hexMaterial)!)
+    let hex = Array(key.hexMaterial.utf8)
+    let keyBytes = stride(from: 0, to: hex.count, by: 2).map {
+        UInt8(String(decoding: hex[$0..<$0 + 2], as: UTF8.self), radix: 16)!
+    }
     var pairs: [Pair] = []
     for size in [256, 1024, 16 * 1024] {
         let iterations = max(20_000, 400_000_000 / size)

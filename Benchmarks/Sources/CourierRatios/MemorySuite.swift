@@ -43,7 +43,7 @@ func memoryPairs() -> [Pair] {
                         }
                         return received
                     }()
-                    for event in events { try provider.publishNow(event) }
+                    for event in events { try await provider.publish(event) }
                     let received = try await consumed
                     precondition(received == count)
                 }

@@ -4,9 +4,9 @@
 /// written in UTF-8 byte order, and doubles use the shortest text that reads back to the same value
 /// with serde_json's exponent style (`1e-7`, `1e16`), so Courier and a3s-event write the same bytes.
 /// Non-finite doubles, which JSON cannot represent, are written as `null`.
-public enum JSONWriter {
+package enum JSONWriter {
     /// Appends the encoding of `value`.
-    public static func write(_ value: JSONValue, into out: inout [UInt8]) {
+    package static func write(_ value: JSONValue, into out: inout [UInt8]) {
         switch value {
         case .null: out.append(contentsOf: nullBytes)
         case .bool(let b): b ? out.append(contentsOf: trueBytes) : out.append(contentsOf: falseBytes)
@@ -37,14 +37,14 @@ public enum JSONWriter {
     }
 
     /// The keys of a dictionary in UTF-8 byte order.
-    public static func sortedKeys<V>(_ dictionary: [String: V]) -> [String] {
+    package static func sortedKeys<V>(_ dictionary: [String: V]) -> [String] {
         if dictionary.count < 2 { return Array(dictionary.keys) }
         return dictionary.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
     }
 
     /// Appends a string object member `"key":"value"`, preceded by a comma unless `first`.
     @inlinable
-    public static func writeMember(_ key: StaticString, first: Bool = false, into out: inout [UInt8]) {
+    package static func writeMember(_ key: StaticString, first: Bool = false, into out: inout [UInt8]) {
         if !first { out.append(UInt8(ascii: ",")) }
         out.append(UInt8(ascii: "\""))
         key.withUTF8Buffer { out.append(contentsOf: $0) }
@@ -53,7 +53,7 @@ public enum JSONWriter {
     }
 
     /// Appends a 64-bit integer in decimal.
-    public static func writeInt(_ value: Int64, into out: inout [UInt8]) {
+    package static func writeInt(_ value: Int64, into out: inout [UInt8]) {
         if value < 0 { out.append(UInt8(ascii: "-")) }
         var magnitude = value.magnitude
         let start = out.count
@@ -65,7 +65,7 @@ public enum JSONWriter {
     }
 
     /// Appends a double as its shortest round-trip text, `null` when it is not finite.
-    public static func writeDouble(_ value: Double, into out: inout [UInt8]) {
+    package static func writeDouble(_ value: Double, into out: inout [UInt8]) {
         guard value.isFinite else {
             out.append(contentsOf: nullBytes)
             return
@@ -91,7 +91,7 @@ public enum JSONWriter {
     }
 
     /// Appends a quoted, escaped string.
-    public static func writeString(_ value: String, into out: inout [UInt8]) {
+    package static func writeString(_ value: String, into out: inout [UInt8]) {
         out.append(UInt8(ascii: "\""))
         var copy = value
         copy.withUTF8 { bytes in

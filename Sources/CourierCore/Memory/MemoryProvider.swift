@@ -64,7 +64,7 @@ public final class MemoryProvider: EventProvider {
 
     /// Publishes without suspending (the memory provider never waits).
     @discardableResult
-    public func publishNow(_ event: Event, options: PublishOptions = PublishOptions()) throws -> PublishAck {
+    package func publishNow(_ event: Event, options: PublishOptions = PublishOptions()) throws -> PublishAck {
         try event.validate()
         guard event.subject.hasPrefix(subjectPrefix + ".") else {
             throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")

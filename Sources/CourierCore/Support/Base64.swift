@@ -1,5 +1,5 @@
 /// Standard base64 (RFC 4648 §4, with padding) and hex, without Foundation.
-public enum Base64 {
+package enum Base64 {
     private static let alphabet = Array("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/".utf8)
     private static let reverse: [UInt8] = {
         var table = [UInt8](repeating: 0xFF, count: 256)
@@ -8,7 +8,7 @@ public enum Base64 {
     }()
 
     /// Encodes `bytes`.
-    public static func encode(_ bytes: some Collection<UInt8>) -> String {
+    package static func encode(_ bytes: some Collection<UInt8>) -> String {
         if let encoded = bytes.withContiguousStorageIfAvailable({ encode(buffer: $0) }) { return encoded }
         return Array(bytes).withUnsafeBufferPointer { encode(buffer: $0) }
     }
@@ -44,7 +44,7 @@ public enum Base64 {
     }
 
     /// Decodes standard padded base64; `nil` when `text` is not exactly that.
-    public static func decode(_ text: String) -> [UInt8]? {
+    package static func decode(_ text: String) -> [UInt8]? {
         var text = text
         return text.withUTF8 { decode(buffer: $0) }
     }
@@ -98,9 +98,9 @@ public enum Base64 {
 }
 
 /// Lowercase hex encoding.
-public enum Hex {
+package enum Hex {
     /// Encodes `bytes` as lowercase hex.
-    public static func encode(_ bytes: some Sequence<UInt8>) -> String {
+    package static func encode(_ bytes: some Sequence<UInt8>) -> String {
         let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         for b in bytes {
@@ -111,13 +111,13 @@ public enum Hex {
     }
 
     /// `value` as 16 lowercase hex digits.
-    public static func encode64(_ value: UInt64) -> String {
+    package static func encode64(_ value: UInt64) -> String {
         let digits = String(value, radix: 16)
         return String(repeating: "0", count: 16 - digits.count) + digits
     }
 
     /// Decodes hex (either case); `nil` when `text` is not an even number of hex digits.
-    public static func decode(_ text: String) -> [UInt8]? {
+    package static func decode(_ text: String) -> [UInt8]? {
         let input = Array(text.utf8)
         guard input.count % 2 == 0 else { return nil }
         func value(_ c: UInt8) -> UInt8? {

@@ -19,7 +19,7 @@ import Glibc
 ///
 /// `@unchecked Sendable`: `jobs`, `threads` and `stopping` are only read or written with `mutex`
 /// held.
-public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
+package final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private let mutex = UnsafeMutablePointer<pthread_mutex_t>.allocate(capacity: 1)
     private let condition = UnsafeMutablePointer<pthread_cond_t>.allocate(capacity: 1)
     private var jobs: Deque<UnownedJob> = []
@@ -27,7 +27,7 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     private var stopping = false
 
     /// Starts `threads` worker threads.
-    public init(threads count: Int) {
+    package init(threads count: Int) {
         pthread_mutex_init(mutex, nil)
         pthread_cond_init(condition, nil)
         pthread_mutex_lock(mutex)
@@ -61,7 +61,7 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
         return thread
     }
 
-    public func enqueue(_ job: consuming ExecutorJob) {
+    package func enqueue(_ job: consuming ExecutorJob) {
         let unowned = UnownedJob(job)
         pthread_mutex_lock(mutex)
         if stopping {
@@ -89,7 +89,7 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
     }
 
     /// Whether the calling thread is one of this executor's workers.
-    public var isCurrent: Bool {
+    package var isCurrent: Bool {
         let me = pthread_self()
         pthread_mutex_lock(mutex)
         defer { pthread_mutex_unlock(mutex) }
@@ -98,7 +98,7 @@ public final class BlockingExecutor: TaskExecutor, @unchecked Sendable {
 
     /// Lets the workers finish queued jobs and exit; jobs enqueued afterwards each run on a
     /// thread of their own. Idempotent.
-    public func shutdown() {
+    package func shutdown() {
         pthread_mutex_lock(mutex)
         let workers = stopping ? [] : threads
         stopping = true

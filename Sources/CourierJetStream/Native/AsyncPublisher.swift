@@ -9,35 +9,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// A message to publish: subject, bytes, headers and its dedupe id.
-public struct OutgoingMessage: Sendable {
-    /// The subject.
-    public var subject: String
-    /// The message body.
-    public var payload: [UInt8]
-    /// Extra headers (the dedupe and expected-sequence headers are added from the fields below).
-    public var headers: [(String, String)]
-    /// The `Nats-Msg-Id`: retrying with the same id never stores the message twice.
-    public var messageID: String
-    /// When set, the stream's last sequence must equal this value.
-    public var expectedLastSequence: UInt64?
-
-    /// Creates an outgoing message.
-    public init(
-        subject: String,
-        payload: [UInt8],
-        headers: [(String, String)] = [],
-        messageID: String,
-        expectedLastSequence: UInt64? = nil
-    ) {
-        self.subject = subject
-        self.payload = payload
-        self.headers = headers
-        self.messageID = messageID
-        self.expectedLastSequence = expectedLastSequence
-    }
-}
-
 /// One call's messages in flight: their results, the messages held back after a retryable
 /// failure (kept for an ordered resend), and how many are on the wire.
 ///
@@ -153,6 +124,11 @@ final class OrderedBatch: Sendable {
 /// longer than the request timeout, the watchdog takes every pending message back from cnats
 /// (`js_PublishAsyncGetPendingList`) and fails it retryably, which sends it again in order. So a
 /// publish is stored exactly once or fails with a retryable error: never lost silently.
+///
+/// `@unchecked Sendable`: `context` and `connection` are set once, right after the connection
+/// is made and before any publish; every other mutable state is behind `state`, the atomics or
+/// the window's own lock; the JetStream context is reached from other threads only under
+/// `contextAlive`, which the connection clears before destroying it.
 final class AsyncPublisher: @unchecked Sendable {
     struct Entry {
         let batch: OrderedBatch

@@ -157,6 +157,10 @@ func lowercasedHeaders(of msg: OpaquePointer) -> [String: String] {
 /// Owns one `natsSubscription` handle. The subscription's ``DeliveryInbox`` keeps it alive until
 /// cnats reports the subscription complete, so it is never destroyed while a drain is running
 /// (destroying a draining subscription drops the messages still queued for it).
+///
+/// `@unchecked Sendable`: the handle is set once in `init`; the cnats calls made on it from
+/// several threads (drain, unsubscribe, pending counts) are thread-safe; `draining` is atomic;
+/// it is destroyed in `deinit`, after the inbox released the last reference on completion.
 final class SubscriptionHandle: @unchecked Sendable {
     let subscription: OpaquePointer
     private let draining = Atomic<Bool>(false)
@@ -182,20 +186,116 @@ final class SubscriptionHandle: @unchecked Sendable {
     }
 }
 
+/// A push subscription's lifecycle and buffer as a state machine: open (deliveries are buffered
+/// or handed to a waiting consumer), closed (`close()` asked cnats to drain; what arrives is kept
+/// to hand back), completed (cnats delivered the last message; what nobody took is handed back).
+/// Transitions return what the caller must do — resume a waiter, hand messages back — and the
+/// caller does it outside the lock.
+struct SubscriptionStateMachine {
+    typealias Waiter = CheckedContinuation<IncomingDelivery?, Never>
+
+    private enum Phase {
+        case open
+        case closed
+        case completed
+    }
+
+    private var phase = Phase.open
+    private var buffer: Deque<IncomingDelivery> = []
+    private var waiters: Deque<(id: UInt64, continuation: Waiter)> = []
+    private var nextWaiter: UInt64 = 0
+    /// Deliveries nobody took, handed back once the subscription completes.
+    private var handBack: [NATSMessage] = []
+
+    /// The most deliveries held back from a waiting consumer while more are queued in cnats.
+    static let wakeBatch = 128
+
+    var isClosed: Bool { phase != .open }
+
+    /// A delivery arrived (on the cnats delivery thread). Returns the waiter to resume with it, if
+    /// one should be woken now: only once cnats has nothing more queued (or enough is buffered),
+    /// so a burst costs one wake-up, not one per message.
+    mutating func received(_ delivery: IncomingDelivery, moreComing: Bool) -> (Waiter, IncomingDelivery)? {
+        guard phase == .open else {
+            handBack.append(delivery.message)
+            return nil
+        }
+        buffer.append(delivery)
+        guard !waiters.isEmpty, !moreComing || buffer.count >= Self.wakeBatch else { return nil }
+        return (waiters.removeFirst().continuation, buffer.removeFirst())
+    }
+
+    /// What a consumer asking for the next delivery gets.
+    enum TakeAction {
+        case deliver(IncomingDelivery)
+        case ended
+        case wait
+    }
+
+    mutating func take() -> TakeAction {
+        if let ready = buffer.popFirst() { return .deliver(ready) }
+        return phase == .open ? .wait : .ended
+    }
+
+    /// A waiter id for the consumer about to wait.
+    mutating func nextWaiterID() -> UInt64 {
+        nextWaiter += 1
+        return nextWaiter
+    }
+
+    /// Parks `continuation` unless something is ready or the subscription ended.
+    mutating func park(_ id: UInt64, _ continuation: Waiter, cancelled: Bool) -> TakeAction {
+        switch take() {
+        case .wait where !cancelled:
+            waiters.append((id, continuation))
+            return .wait
+        case .wait: return .ended
+        case let action: return action
+        }
+    }
+
+    /// The waiter `id` was cancelled: returns it to resume with `nil`, if still parked.
+    mutating func cancel(_ id: UInt64) -> Waiter? {
+        guard let index = waiters.firstIndex(where: { $0.id == id }) else { return nil }
+        return waiters.remove(at: index).continuation
+    }
+
+    /// What closing takes.
+    enum CloseAction {
+        /// First close: drain the cnats subscription and resume these waiters with `nil`.
+        case drain(waiters: [Waiter])
+        /// Already closed.
+        case none
+    }
+
+    mutating func close() -> CloseAction {
+        guard phase == .open else { return .none }
+        phase = .closed
+        handBack += buffer.map(\.message)
+        buffer.removeAll()
+        defer { waiters.removeAll() }
+        return .drain(waiters: waiters.map(\.continuation))
+    }
+
+    /// cnats completed the subscription: returns the waiters to resume with `nil` and every
+    /// delivery nobody took, to hand back.
+    mutating func completed() -> (waiters: [Waiter], handBack: [NATSMessage]) {
+        phase = .completed
+        handBack += buffer.map(\.message)
+        buffer.removeAll()
+        defer {
+            handBack.removeAll()
+            waiters.removeAll()
+        }
+        return (waiters.map(\.continuation), handBack)
+    }
+}
+
 /// Where a push subscription's callback leaves messages for `next()` to take. It is the closure
 /// cnats passes to the message handler: retained at subscribe time and released by the
 /// subscription's on-complete callback, after the last handler call has returned.
 final class DeliveryInbox: Sendable {
-    private struct State {
-        var buffer: Deque<IncomingDelivery> = []
-        var waiters: Deque<(id: UInt64, continuation: CheckedContinuation<IncomingDelivery?, Never>)> = []
-        var closed = false
-        var nextWaiter: UInt64 = 0
-        /// Deliveries nobody took, handed back once the subscription completes.
-        var handBack: [NATSMessage] = []
-    }
-
-    private let state = Mutex(State())
+    private let state = Mutex(SubscriptionStateMachine())
     /// The subscription handle, kept alive by the inbox until cnats completes the subscription.
     private let handle = Mutex<SubscriptionHandle?>(nil)
     /// Hands one delivery back (nak) so another subscriber gets it now rather than after the ack
@@ -213,10 +313,6 @@ final class DeliveryInbox: Sendable {
     /// Called on the subscription's cnats delivery thread. It does as little as possible (parse
     /// the reply subject, queue the message): decoding happens in the consumer's task, so the
     /// delivery thread keeps up with the server and the work spreads over both threads.
-    ///
-    /// A waiting consumer is woken only once cnats has no further message queued for this
-    /// subscription (or enough are buffered): during a burst the consumer then takes many
-    /// deliveries per wake-up instead of paying a thread switch for each one.
     func receive(_ msg: OpaquePointer, subscription: OpaquePointer?) {
         defer { natsMsg_Destroy(msg) }
         guard let reply = natsMsg_GetReply(msg), let metadata = AckMetadata(reply: reply) else {
@@ -225,77 +321,51 @@ final class DeliveryInbox: Sendable {
         let message = NATSMessage(msg, reply: reply, wantsHeaders: wantsHeaders)
         var queued: Int32 = 0
         if let subscription { _ = natsSubscription_GetPending(subscription, &queued, nil) }
-        push(IncomingDelivery(message: message, metadata: metadata), moreComing: queued > 0)
-    }
-
-    /// The most deliveries held back from a waiting consumer while more are queued in cnats.
-    private static let wakeBatch = 128
-
-    private func push(_ delivery: IncomingDelivery, moreComing: Bool) {
-        let wake = state.withLock { state -> (CheckedContinuation<IncomingDelivery?, Never>, IncomingDelivery)? in
-            guard !state.closed else {
-                state.handBack.append(delivery.message)
-                return nil
-            }
-            state.buffer.append(delivery)
-            guard !state.waiters.isEmpty, !moreComing || state.buffer.count >= Self.wakeBatch else { return nil }
-            return (state.waiters.removeFirst().continuation, state.buffer.removeFirst())
+        let delivery = IncomingDelivery(message: message, metadata: metadata)
+        if let (waiter, first) = state.withLock({ $0.received(delivery, moreComing: queued > 0) }) {
+            waiter.resume(returning: first)
         }
-        if let (waiter, first) = wake { waiter.resume(returning: first) }
     }
 
     /// The next delivery, waiting for one; `nil` once closed or when the task is cancelled.
     func take() async -> IncomingDelivery? {
-        if let ready = state.withLock({ $0.buffer.popFirst() }) { return ready }
-        let id = state.withLock { state -> UInt64 in
-            state.nextWaiter += 1
-            return state.nextWaiter
+        switch state.withLock({ $0.take() }) {
+        case .deliver(let ready): return ready
+        case .ended: return nil
+        case .wait: break
         }
+        let id = state.withLock { $0.nextWaiterID() }
         return await withTaskCancellationHandler {
             await withCheckedContinuation { (continuation: CheckedContinuation<IncomingDelivery?, Never>) in
-                let immediate = state.withLock { state -> IncomingDelivery?? in
-                    if let ready = state.buffer.popFirst() { return .some(ready) }
-                    if state.closed || Task.isCancelled { return .some(nil) }
-                    state.waiters.append((id, continuation))
-                    return .none
+                switch state.withLock({ $0.park(id, continuation, cancelled: Task.isCancelled) }) {
+                case .deliver(let ready): continuation.resume(returning: ready)
+                case .ended: continuation.resume(returning: nil)
+                case .wait: break
                 }
-                if let immediate { continuation.resume(returning: immediate) }
             }
         } onCancel: {
-            let waiter = state.withLock { state -> CheckedContinuation<IncomingDelivery?, Never>? in
-                guard let index = state.waiters.firstIndex(where: { $0.id == id }) else { return nil }
-                return state.waiters.remove(at: index).continuation
-            }
-            waiter?.resume(returning: nil)
+            state.withLock { $0.cancel(id) }?.resume(returning: nil)
         }
     }
 
     /// Stops delivery: waiters get `nil`, and what was buffered but never handed out (or arrives
-    /// later) is handed back when the subscription completes.
-    func close() {
-        let waiters = state.withLock { state in
-            state.closed = true
-            state.handBack += state.buffer.map(\.message)
-            state.buffer.removeAll()
-            defer { state.waiters.removeAll() }
-            return Array(state.waiters)
-        }
-        for waiter in waiters { waiter.continuation.resume(returning: nil) }
+    /// later) is handed back when the subscription completes. Returns whether this call closed
+    /// it (the caller then drains the cnats subscription).
+    @discardableResult
+    func close() -> Bool {
+        guard case .drain(let waiters) = state.withLock({ $0.close() }) else { return false }
+        for waiter in waiters { waiter.resume(returning: nil) }
+        return true
     }
 
     /// The subscription completed: hand back every delivery nobody took.
     fileprivate func completed() {
-        let replies = state.withLock { state in
-            state.closed = true
-            state.handBack += state.buffer.map(\.message)
-            state.buffer.removeAll()
-            defer { state.handBack.removeAll() }
-            return state.handBack
-        }
+        let (waiters, replies) = state.withLock { $0.completed() }
+        for waiter in waiters { waiter.resume(returning: nil) }
         for message in replies { handBack(message) }
     }
 
-    var isClosed: Bool { state.withLock { $0.closed } }
+    var isClosed: Bool { state.withLock { $0.isClosed } }
 
     /// Keeps `handle` alive until the subscription completes.
     func retain(_ handle: SubscriptionHandle) {

@@ -111,6 +111,11 @@ private let onAsyncError: natsErrHandler = { _, subscription, status, closure in
 
 /// One NATS connection with its JetStream context. Owns the cnats handles and destroys them in
 /// reverse order of creation.
+///
+/// `@unchecked Sendable`: the three handles are set once in `init` and never change; the cnats
+/// functions called on them from several threads are thread-safe (cnats locks the connection
+/// internally); they are destroyed in `deinit`, when no other reference — and so no call — is
+/// left. The other properties are `Sendable` themselves.
 final class NATSConnection: @unchecked Sendable {
     let options: OpaquePointer
     let connection: OpaquePointer
@@ -157,7 +162,6 @@ final class NATSConnection: @unchecked Sendable {
         // earlier publishes lost with the old connection.
         try check(natsOptions_SetReconnectBufSize(opts, 1), "invalid reconnect buffer", "reconnect")
         try check(natsOptions_SetMaxPendingMsgs(opts, 1 << 20), "invalid pending limit", "maxPendingMsgs")
-        if getenv("COURIER_SEND_ASAP") != nil { try check(natsOptions_SetSendAsap(opts, true), "x", "x") }
         switch configuration.authentication.kind {
         case .none: break
         case .token(let token): try check(natsOptions_SetToken(opts, token), "invalid token", "authentication")
@@ -322,8 +326,10 @@ final class NATSConnection: @unchecked Sendable {
     /// Publishes `message` and waits for the stream's acknowledgement, at most `wait` (blocking:
     /// call it on a `BlockingExecutor` thread). cnats flushes a request at once, where an
     /// async publish would sit in the write buffer for up to a millisecond.
-    func publishSync(_ message: OutgoingMessage, msg: OpaquePointer, wait: Duration) -> Result<PublishAck, CourierError>
+    func publishSync(_ message: OutgoingMessage, msg prepared: PreparedMessage, wait: Duration)
+        -> Result<PublishAck, CourierError>
     {
+        let msg = prepared.msg
         var options = jsPubOptions()
         jsPubOptions_Init(&options)
         options.MaxWait = max(1, wait.milliseconds)
@@ -353,6 +359,22 @@ final class NATSConnection: @unchecked Sendable {
         _ = natsConnection_FlushTimeout(connection, max(1, flushTimeout.milliseconds))
         natsConnection_Close(connection)
     }
+}
+
+/// A `natsMsg` made from an ``OutgoingMessage`` and owned by Swift: a synchronous publish sends
+/// the same message on every retry and destroys it once, when this goes away.
+///
+/// `@unchecked Sendable`: the pointer is set once in `init` and never changed; the message is
+/// only read (sent) after that, one attempt at a time, and destroyed in `deinit` when no attempt
+/// can refer to it any more.
+final class PreparedMessage: @unchecked Sendable {
+    let msg: OpaquePointer
+
+    init(_ message: OutgoingMessage) throws {
+        msg = try makeNATSMessage(message)
+    }
+
+    deinit { natsMsg_Destroy(msg) }
 }
 
 /// Opens the cnats library once per process.
