@@ -3,7 +3,7 @@
 # DocC warning (unresolved symbol links, undocumented parameters).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-targets=(Courier CourierCore CourierJetStream CourierCrypto CourierCloudEvents CourierRouting CourierTesting)
+targets=(Courier CourierCore CourierIngest CourierJetStream CourierCrypto CourierCloudEvents CourierRouting CourierTesting)
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 swift package generate-documentation $(printf -- '--target %s ' "${targets[@]}") > "$log" 2>&1 || { cat "$log" >&2; exit 1; }

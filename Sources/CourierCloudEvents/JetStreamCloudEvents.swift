@@ -61,11 +61,11 @@ public struct CloudEventSubscription: Sendable {
 extension EventPipeline {
     /// Publishes `cloudEvent` with the CloudEvents NATS binding in `mode` (for consumers that
     /// read CloudEvents off the wire), after the pipeline's validation; see
-    /// ``JetStreamProvider/publish(_:mode:subject:options:)``.
+    /// `JetStreamProvider/publish(_:mode:subject:options:)`.
     ///
     /// - Throws: `invalidConfiguration` when the pipeline is not over a JetStream provider, or
     ///   when it encrypts: the binding puts the data on the wire as it is, so an encrypting
-    ///   pipeline refuses it (``EventProvider/publish(_:options:)`` stores the CloudEvent as an
+    ///   pipeline refuses it (`EventProvider/publish(_:options:)` stores the CloudEvent as an
     ///   encrypted event instead).
     @discardableResult
     public func publish(
@@ -100,7 +100,7 @@ extension EventPipeline {
 
 extension JetStreamProvider {
     /// Publishes `cloudEvent` in `mode` and waits for the stream's acknowledgement. This is the
-    /// raw level: no pipeline layer applies (``EventPipeline/publish(_:mode:subject:options:)``
+    /// raw level: no pipeline layer applies (`EventPipeline/publish(_:mode:subject:options:)`
     /// is the same through the pipeline).
     ///
     /// The subject is `subject`, else the event's `subject` attribute when it is a valid subject

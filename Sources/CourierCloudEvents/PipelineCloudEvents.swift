@@ -3,9 +3,9 @@ public import CourierCore
 
 extension EventProvider {
     /// Publishes `cloudEvent` as a Courier event through this provider — through every layer when
-    /// it is an ``EventPipeline`` (validated, encrypted, traced, counted) — and returns where it
+    /// it is an `EventPipeline` (validated, encrypted, traced, counted) — and returns where it
     /// was stored. The event keeps the CloudEvent's id, which is also its dedupe id unless
-    /// `options` names one; subscribers get it back with ``PendingEvent/cloudEvent``.
+    /// `options` names one; subscribers get it back with `PendingEvent/cloudEvent`.
     ///
     /// - Throws: `invalidCloudEvent` for a CloudEvent that does not convert, or the pipeline's
     ///   and provider's errors.

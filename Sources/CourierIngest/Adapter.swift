@@ -108,7 +108,7 @@ public struct BatchResult: Sendable, Hashable {
 /// - ``onBatch(_:)`` persists the batch in order and returns, or throws. One event that can
 ///   never be stored (a bad subject, an oversized payload) must not cost the others: the adapter
 ///   stores the rest, in order, and names it in ``BatchResult/rejected``; the bus dead-letters
-///   it with its reason. Errors are ``CourierError``s: `transient`, `backpressure` and
+///   it with its reason. Errors are `CourierError`s: `transient`, `backpressure` and
 ///   `connectionFailed` ones are retryable (`isRetryable`) and the bus retries the same batch,
 ///   with the same dedupe ids, within its retry budget; `fatal` and `shutdown` ones are not. An
 ///   adapter must store a retried batch once (by its dedupe ids) and keep the shard's order:
@@ -180,7 +180,7 @@ package final class ShutdownFlag: Sendable {
     package func set() { flag.store(true, ordering: .releasing) }
 }
 
-/// Persists batches through any ``EventProvider`` (the memory provider, JetStream, …): each event
+/// Persists batches through any `EventProvider` (the memory provider, JetStream, …): each event
 /// is decoded from its wire JSON and published with its dedupe id as message id, so a retried
 /// batch is stored once. It also keeps the newest ``retention`` events of each shard in memory,
 /// which is what ``pollShard(shard:cursor:limit:)`` reads.

@@ -8,7 +8,7 @@ extension IngestBus {
     /// Returns once every event ingested before the call was handed to the adapter (or
     /// dropped), and the adapter flushed.
     ///
-    /// - Throws: ``CourierError/Code/timeout`` after `timeout`, or the adapter's flush error.
+    /// - Throws: `CourierError/Code/timeout` after `timeout`, or the adapter's flush error.
     public func flush(timeout: Duration = .seconds(30)) async throws {
         try await withTaskExecutorPreference(controlExecutor) { try await flushOnControlThread(timeout: timeout) }
     }

@@ -8,9 +8,9 @@ extension IngestBus {
     /// Adds `count` shards. Placement changes for many subjects, so the bus first drains every
     /// ring (producers wait meanwhile): no event overtakes an earlier one of its subject.
     ///
-    /// - Throws: ``CourierError/Code/invalidConfiguration`` beyond ``Configuration/maxShards``,
-    ///   ``CourierError/Code/timeout`` if the rings do not drain within `timeout` (the layout is
-    ///   then left unchanged), ``CourierError/Code/shutdown`` after shutdown.
+    /// - Throws: `CourierError/Code/invalidConfiguration` beyond ``Configuration/maxShards``,
+    ///   `CourierError/Code/timeout` if the rings do not drain within `timeout` (the layout is
+    ///   then left unchanged), `CourierError/Code/shutdown` after shutdown.
     public func addShards(_ count: Int, timeout: Duration = .seconds(30)) async throws {
         guard count >= 1 else { throw CourierError(.invalidConfiguration, "add at least one shard", input: "count") }
         try await reshard(by: count, timeout: timeout)

@@ -7,7 +7,7 @@ import Glibc
 #endif
 
 /// The high-throughput front door: producers call a non-blocking ``ingestRaw(_:)`` (or
-/// ``ingest(_:)``), events land in per-shard rings by the hash of their subject, and one worker
+/// ``ingestRaw(_:)``), events land in per-shard rings by the hash of their subject, and one worker
 /// per shard hands ordered batches to an ``Adapter`` that persists or forwards them.
 ///
 /// Guarantees:
@@ -77,7 +77,7 @@ public final class IngestBus: @unchecked Sendable {
 
     /// Starts a bus with ``Configuration/shards`` workers.
     ///
-    /// - Throws: ``CourierError/Code/invalidConfiguration`` naming the bad setting, or the
+    /// - Throws: `CourierError/Code/invalidConfiguration` naming the bad setting, or the
     ///   nonce file's error.
     public init(configuration: Configuration = Configuration()) throws {
         try configuration.validate()
@@ -123,10 +123,10 @@ public final class IngestBus: @unchecked Sendable {
     /// most the block timeout). A normal return means the bus took the event: it will be
     /// dispatched, dead-lettered or counted as dropped, never lost silently.
     ///
-    /// - Throws: ``CourierError/Code/invalidSubject`` for a subject that cannot be published (or
-    ///   lies outside the adapter's prefix), ``CourierError/Code/backpressure`` when the ring is
+    /// - Throws: `CourierError/Code/invalidSubject` for a subject that cannot be published (or
+    ///   lies outside the adapter's prefix), `CourierError/Code/backpressure` when the ring is
     ///   full and the mode refuses or drops this event (`isRetryable` says whether the producer
-    ///   should try again), or ``CourierError/Code/shutdown`` after ``shutdown(deadline:)``.
+    ///   should try again), or `CourierError/Code/shutdown` after ``shutdown(deadline:)``.
     @discardableResult
     @inline(__always)
     public func ingestRaw(_ event: consuming RawEvent) throws -> Int {
@@ -270,7 +270,7 @@ public final class IngestBus: @unchecked Sendable {
 
     /// Ingests many events; each is handled as by ``ingestRaw(_:)``.
     ///
-    /// - Throws: ``CourierError/Code/shutdown`` when the bus is shut down before the first event.
+    /// - Throws: `CourierError/Code/shutdown` when the bus is shut down before the first event.
     public func ingestBatch(_ events: [RawEvent]) throws -> BatchOutcome {
         var outcome = BatchOutcome()
         for (index, event) in events.enumerated() {

@@ -53,8 +53,8 @@ extension IngestBus {
     /// Reads stored events across shards through the adapter's
     /// ``Adapter/pollShard(shard:cursor:limit:)``, merging them by the requested ordering.
     ///
-    /// - Throws: ``CourierError/Code/invalidConfiguration`` for a malformed cursor or limit,
-    ///   ``CourierError/Code/invalidFilter`` for a bad filter, or the adapter's error.
+    /// - Throws: `CourierError/Code/invalidConfiguration` for a malformed cursor or limit,
+    ///   `CourierError/Code/invalidFilter` for a bad filter, or the adapter's error.
     public func poll(_ request: ConsumeRequest) async throws -> ConsumeResponse {
         guard request.limit >= 1 else {
             throw CourierError(.invalidConfiguration, "limit must be at least 1, got \(request.limit)", input: "limit")

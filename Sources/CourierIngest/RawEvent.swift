@@ -32,7 +32,7 @@ public struct RawEvent: Sendable, Hashable {
 
     /// The subject the event is published on.
     public var subject: String { storage.subject }
-    /// The serialised event (for events built from ``Event``, its wire JSON).
+    /// The serialised event (for events built from `Event`, its wire JSON).
     public var bytes: [UInt8] { storage.bytes }
     /// The xxHash64 of the subject, or the partition key given at creation.
     public var hash: UInt64 { storage.hash }
@@ -56,7 +56,7 @@ public struct RawEvent: Sendable, Hashable {
 
     /// The event these bytes encode, when they are event wire JSON.
     ///
-    /// - Throws: ``CourierError/Code/invalidJSON`` or ``CourierError/Code/invalidEvent``.
+    /// - Throws: `CourierError/Code/invalidJSON` or `CourierError/Code/invalidEvent`.
     public func decoded() throws -> Event { try Event(wireJSON: bytes) }
 
     public static func == (lhs: RawEvent, rhs: RawEvent) -> Bool {

@@ -264,7 +264,7 @@ final class ShardWorker: @unchecked Sendable {
         }
     }
 
-    /// Adapter errors as ``CourierError``s; anything else is fatal.
+    /// Adapter errors as `CourierError`s; anything else is fatal.
     static func normalise(_ error: any Error) -> CourierError {
         if let error = error as? CourierError { return error }
         if error is CancellationError { return CourierError(.shutdown, "cancelled") }

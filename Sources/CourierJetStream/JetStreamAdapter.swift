@@ -22,7 +22,7 @@ public struct StoredMessage: Sendable, Hashable {
 /// as its `Nats-Msg-Id`, so a retried batch, or one resent after a reconnect, is stored once.
 /// `pollShard` reads back from the stream, recognising a shard's events by their dedupe ids.
 ///
-/// Over an ``EventPipeline`` whose layers change events (validation, encryption, tracing), each
+/// Over an `EventPipeline` whose layers change events (validation, encryption, tracing), each
 /// event is decoded, passed through those layers and encoded again before it is sent — slower
 /// than sending the bytes as they are, and the only way the layers can hold; an event a layer
 /// refuses is rejected (and dead-lettered by the bus) while the rest of the batch is stored.

@@ -202,7 +202,7 @@ public final class JetStreamProvider: EventProvider {
     /// under every pipeline layer: the ingest core's JetStream adapter and the CloudEvents NATS
     /// binding use it. Retryable failures are resent in order with the same ids until `timeout`.
     ///
-    /// - Throws: ``CourierError/Code/invalidSubject`` or ``CourierError/Code/payloadTooLarge``
+    /// - Throws: `CourierError/Code/invalidSubject` or `CourierError/Code/payloadTooLarge`
     ///   naming the first message that can never be sent (nothing is sent then), or `shutdown`.
     public func publish(messages: [OutgoingMessage], timeout: Duration = defaultPublishTimeout) async throws
         -> [Result<PublishAck, CourierError>]

@@ -19,7 +19,7 @@ import Tracing
 /// - **durable** (`Source.durable`): the durable consumer `Configuration/name`, so routing
 ///   survives a crash and restart; brokers with one name share the consumer and split the work.
 ///
-/// Read through an ``EventPipeline`` and the sinks see what the application sees (decrypted);
+/// Read through an `EventPipeline` and the sinks see what the application sees (decrypted);
 /// give a ``TopicSink`` the same pipeline and what it republishes is encrypted again.
 ///
 /// Triggers can be added and removed at any time from any task. Matching is indexed (see

@@ -276,7 +276,7 @@ public struct RoutingConfiguration: Sendable, Codable {
         }
     }
 
-    /// A durable broker over `provider` (give it the application's ``EventPipeline`` so routed
+    /// A durable broker over `provider` (give it the application's `EventPipeline` so routed
     /// and republished events pass the same layers) with these triggers. The broker logs to
     /// `logger`; log sinks write to `sinkLogger` (default: `logger`).
     public func makeBroker(

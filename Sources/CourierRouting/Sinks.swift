@@ -33,7 +33,7 @@ public struct TopicSink: EventSink {
 
     public func deliver(_ event: Event) async throws -> Event? {
         var routed = event
-        routed.id = "\(event.id)~\(routeTag(subject))"
+        routed.id = "\(event.id)~\(FNV1a.hex32(subject))"
         routed.subject = subject
         routed.category = Subjects.category(of: subject, prefix: provider.subjectPrefix) ?? event.category
         routed.metadata["courier_routed_from"] = event.subject
@@ -42,17 +42,6 @@ public struct TopicSink: EventSink {
         _ = try await provider.publish(routed, options: PublishOptions(messageID: routed.id))
         return nil
     }
-}
-
-/// An 8-hex-digit FNV-1a tag of `text`.
-func routeTag(_ text: String) -> String {
-    var hash: UInt32 = 0x811C_9DC5
-    for byte in text.utf8 {
-        hash ^= UInt32(byte)
-        hash &*= 0x0100_0193
-    }
-    let digits = String(hash, radix: 16)
-    return String(repeating: "0", count: 8 - digits.count) + digits
 }
 
 /// Delivers to an async closure in this process.

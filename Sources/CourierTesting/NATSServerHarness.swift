@@ -9,7 +9,7 @@ import Glibc
 /// Starts a real `nats-server -js` on a free loopback port with a temporary store directory,
 /// for integration tests and benchmarks. It can stop, `kill -9`, freeze (SIGSTOP), thaw
 /// (SIGCONT) and restart the server on the same port and store, and read its monitoring
-/// endpoints (``monitor(_:)``). Every server it starts is stopped by PID when the harness is
+/// endpoints (``NATSServerHarness/monitor(_:timeout:)``). Every server it starts is stopped by PID when the harness is
 /// released. The binary is `$NATS_SERVER_BIN` when set (see ``serverBinary()``), which is how CI
 /// runs the same tests against several server versions.
 ///

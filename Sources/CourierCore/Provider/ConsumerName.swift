@@ -31,21 +31,11 @@ public enum ConsumerName {
             out = String(out.prefix(maximumLength - 9))
             changed = true
         }
-        return changed ? out + "-" + fnv1a32Hex(name) : out
+        return changed ? out + "-" + FNV1a.hex32(name) : out
     }
 
     /// The durable name for one filter of a bus subscriber: `<subscriber>_<filter>` sanitised.
     public static func forSubscriber(_ subscriberID: String, filter: String) throws -> String {
         try sanitize("\(subscriberID)_\(filter)")
-    }
-
-    static func fnv1a32Hex(_ text: String) -> String {
-        var hash: UInt32 = 0x811C_9DC5
-        for byte in text.utf8 {
-            hash ^= UInt32(byte)
-            hash &*= 0x0100_0193
-        }
-        let digits = String(hash, radix: 16)
-        return String(repeating: "0", count: 8 - digits.count) + digits
     }
 }

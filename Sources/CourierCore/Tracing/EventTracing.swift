@@ -11,8 +11,9 @@ public import Tracing
 /// message headers by the JetStream provider and into the CloudEvents distributed-tracing
 /// extension by the CloudEvents layer, so a trace continues from publisher to subscriber to sink.
 ///
-/// Spans Courier starts: `publish <subject>` (producer) in ``EventBus/publishEvent(_:options:)``,
-/// `consume <subject>` (consumer) from a bus subscription's delivery until its ack, nak or term, and
+/// Spans a pipeline built with ``EventPipeline/traced()`` starts: `publish <subject>` (producer)
+/// around each publish, `consume <subject>` (consumer) from each delivery until its ack, nak or
+/// term, and
 /// `route <subject>` in the broker, with OpenTelemetry messaging attributes.
 public enum EventTracing {
     /// Whether an instrument or tracer has been bootstrapped. Without one, Courier skips span

@@ -14,11 +14,16 @@ let routing = try RoutingConfiguration.parse(Array(try Data(contentsOf: URL(file
 let broker = try routing.makeBroker(provider: provider)
 
 let shipped = CollectorSink("shipping")
-try broker.addTrigger(Trigger(name: "ship-paid", filter: TriggerFilter(eventType: "order.paid"), sink: shipped))
+// Orders only: the broker reads the whole stream, so it also sees the audit copies it republishes.
+try broker.addTrigger(
+    Trigger(
+        name: "ship-paid",
+        filter: TriggerFilter(eventType: "order.paid", subjectPattern: "\(provider.subjectPrefix).orders.>"),
+        sink: shipped))
 
 let bus = EventBus(pipeline: provider)
 print("routing with \(broker.triggers.count) triggers from \(file)")
-let routing = Task { try await broker.run(.inline(provider)) }
+let running = Task { try await broker.run(.inline(provider)) }
 guard await broker.waitUntilReading(timeout: .seconds(10)) else { fatalError("the broker did not start") }
 
 for (index, type) in ["order.created", "order.paid", "order.cancelled"].enumerated() {
@@ -35,8 +40,8 @@ for _ in 0..<100 {
     if shipped.events.count == 1 && audit.count >= 3 { break }
     try await Task.sleep(for: .milliseconds(50))
 }
-routing.cancel()
-_ = try? await routing.value
+running.cancel()
+_ = try? await running.value
 print("audit topic holds \(audit.count) routed events")
 print("shipping sink received: \(shipped.events.map(\.eventType))")
 for name in broker.triggers.map(\.name) {

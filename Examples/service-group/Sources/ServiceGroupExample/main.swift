@@ -56,9 +56,8 @@ let routed = CollectorSink("orders")
 let broker = Broker(
     configuration: .init(
         name: "service-group-\(runID)",
-        prefix: provider.subjectPrefix,
         deadLetters: provider.deadLetters,
-        durable: .init(
+        source: .init(
             provider: provider, filter: "\(provider.subjectPrefix).orders.>",
             options: SubscribeOptions(maxDeliver: 100, deliverPolicy: .new)),
         logger: logger
