@@ -163,13 +163,15 @@ final class SlowFirstSaveStore: StateStore {
 
     var saveCalls: Int { state.withLock { $0.calls } }
 
-    func save(_ subscriptions: [SubscriptionFilter]) async throws {
-        let call = state.withLock { state -> Int in
+    /// Read, pause (the first time), write: a store that does not serialise changes itself, so
+    /// overlapping changes from the bus would lose one.
+    func apply(_ change: SubscriptionChange) async throws {
+        let (call, snapshot) = state.withLock { state -> (Int, [SubscriptionFilter]) in
             state.calls += 1
-            return state.calls
+            return (state.calls, state.stored)
         }
         if call == 1 { try await Task.sleep(for: .milliseconds(400)) }
-        state.withLock { $0.stored = subscriptions }
+        state.withLock { $0.stored = change.applied(to: snapshot) }
     }
 
     func load() async throws -> [SubscriptionFilter] { state.withLock { $0.stored } }

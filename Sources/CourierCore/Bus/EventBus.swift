@@ -1,4 +1,5 @@
 public import Logging
+public import ServiceLifecycle
 import Synchronization
 
 /// The application-facing API: convenience publishing, queries, and a registry of named
@@ -13,7 +14,7 @@ import Synchronization
 /// try await bus.publish(category: "market", topic: "forex", summary: "EUR/USD", source: "reuters",
 ///                       payload: ["rate": 1.08])
 /// ```
-public final class EventBus: Sendable {
+public final class EventBus: Service {
     /// What the bus keeps itself.
     public struct Configuration: Sendable {
         /// Where subscriber registrations are persisted.
@@ -33,8 +34,7 @@ public final class EventBus: Sendable {
     /// The configuration.
     public let configuration: Configuration
     private let subscriptions = Mutex<[String: SubscriptionFilter]>([:])
-    /// Saves run one at a time, each saving the registrations as they are when it starts: the
-    /// last save to finish always holds every change made before it.
+    /// Changes reach the state store one at a time, in the order they were made.
     private let saves = AsyncLock()
 
     /// Creates a bus over `pipeline`.
@@ -120,6 +120,18 @@ public final class EventBus: Sendable {
         return loaded.count
     }
 
+    /// Restores the registrations, then — when the state store is shared by several instances
+    /// (``StateStore/watch()`` is not `nil`) — follows the changes the others make until the
+    /// task is cancelled. Returns right after restoring for a store only this process writes.
+    public func followRegistry() async throws {
+        try await restoreSubscriptions()
+        guard let changes = try await configuration.stateStore.watch() else { return }
+        for try await registrations in changes {
+            let byID = Dictionary(registrations.map { ($0.subscriberID, $0) }, uniquingKeysWith: { $1 })
+            subscriptions.withLock { $0 = byID }
+        }
+    }
+
     /// Adds or replaces a subscriber registration and persists it.
     ///
     /// - Throws: ``CourierError/Code/invalidFilter`` naming a bad subject filter.
@@ -135,15 +147,7 @@ public final class EventBus: Sendable {
         for subject in filter.subjects { _ = try pipeline.validatedFilter(subject) }
         try filter.options?.validate()
         subscriptions.withLock { $0[filter.subscriberID] = filter }
-        try await saveRegistrations()
-    }
-
-    /// Persists the registrations as they are now, after any save already under way.
-    private func saveRegistrations() async throws {
-        try await saves.run {
-            let all = subscriptions.withLock { Array($0.values) }
-            try await configuration.stateStore.save(all)
-        }
+        try await saves.run { try await configuration.stateStore.apply(.upsert(filter)) }
     }
 
     /// The registration of `subscriberID`.
@@ -192,7 +196,7 @@ public final class EventBus: Sendable {
         guard let removed else {
             throw CourierError(.notFound, "no subscription registered for '\(subscriberID)'", input: subscriberID)
         }
-        try await saveRegistrations()
+        try await saves.run { try await configuration.stateStore.apply(.remove(subscriberID: subscriberID)) }
         if removed.durable {
             for subject in removed.subjects {
                 do {
@@ -202,5 +206,12 @@ public final class EventBus: Sendable {
                 }
             }
         }
+    }
+
+    /// As a swift-service-lifecycle `Service`: follows the registry (``followRegistry()``)
+    /// until graceful shutdown.
+    public func run() async throws {
+        try await cancelWhenGracefulShutdown { try await self.followRegistry() }
+        try? await gracefulShutdown()
     }
 }

@@ -33,12 +33,39 @@ public struct SubscriptionFilter: Sendable, Codable {
     }
 }
 
-/// Persists an ``EventBus``'s subscriptions so a new process can restore them.
+/// One change to a subscriber registry.
+public enum SubscriptionChange: Sendable {
+    /// Adds or replaces the registration of `filter.subscriberID`.
+    case upsert(SubscriptionFilter)
+    /// Removes the registration of `subscriberID`.
+    case remove(subscriberID: String)
+
+    /// `registrations` with this change applied.
+    public func applied(to registrations: [SubscriptionFilter]) -> [SubscriptionFilter] {
+        switch self {
+        case .upsert(let filter):
+            registrations.filter { $0.subscriberID != filter.subscriberID } + [filter]
+        case .remove(let subscriberID):
+            registrations.filter { $0.subscriberID != subscriberID }
+        }
+    }
+}
+
+/// Persists an ``EventBus``'s subscriber registrations so a new process — or, with a shared
+/// store, another instance — can restore them.
 public protocol StateStore: Sendable {
-    /// Replaces the stored subscriptions.
-    func save(_ subscriptions: [SubscriptionFilter]) async throws
-    /// The stored subscriptions (empty when nothing was saved).
+    /// Applies one change to the stored registrations. A shared store applies it against the
+    /// latest stored state (concurrent writers never lose each other's change).
+    func apply(_ change: SubscriptionChange) async throws
+    /// The stored registrations (empty when nothing was saved).
     func load() async throws -> [SubscriptionFilter]
+    /// The stored registrations each time another writer changes them, for stores several
+    /// instances share; `nil` for a store only this process writes.
+    func watch() async throws -> AsyncThrowingStream<[SubscriptionFilter], any Error>?
+}
+
+extension StateStore {
+    public func watch() async throws -> AsyncThrowingStream<[SubscriptionFilter], any Error>? { nil }
 }
 
 /// Keeps subscriptions in memory (lost with the process).
@@ -48,13 +75,14 @@ public final class MemoryStateStore: StateStore {
     /// Creates an empty store.
     public init() {}
 
-    public func save(_ subscriptions: [SubscriptionFilter]) async throws { stored.withLock { $0 = subscriptions } }
+    public func apply(_ change: SubscriptionChange) async throws { stored.withLock { $0 = change.applied(to: $0) } }
     public func load() async throws -> [SubscriptionFilter] { stored.withLock { $0 } }
 }
 
-/// Keeps subscriptions in a JSON file, replaced atomically: written to a temporary file in the
-/// same directory, flushed to disk, then renamed over the old one, so a crash leaves either the
-/// old or the new file, never a torn one.
+/// Keeps subscriptions in a JSON file of this process, replaced atomically: written to a
+/// temporary file in the same directory, flushed to disk, then renamed over the old one, so a
+/// crash leaves either the old or the new file, never a torn one. For a registry several
+/// instances share, use a shared store (the JetStream provider's `JetStreamKVStateStore`).
 public struct FileStateStore: StateStore {
     /// The file path.
     public let path: String
@@ -64,7 +92,12 @@ public struct FileStateStore: StateStore {
         self.path = path
     }
 
-    public func save(_ subscriptions: [SubscriptionFilter]) async throws {
+    public func apply(_ change: SubscriptionChange) async throws {
+        try save(change.applied(to: try await load()))
+    }
+
+    /// Replaces the stored registrations with `subscriptions`.
+    public func save(_ subscriptions: [SubscriptionFilter]) throws {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
         let data = try encoder.encode(subscriptions.sorted { $0.subscriberID < $1.subscriberID })
