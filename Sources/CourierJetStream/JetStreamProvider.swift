@@ -421,7 +421,8 @@ public final class JetStreamProvider: EventProvider {
                 "publishRetries": String(connection.publisher.retryCount),
                 "publishReorders": String(connection.publisher.reorderCount),
                 "publishesInFlight": String(connection.publisher.inFlight),
-            ]
+            ],
+            replicaSet: stream.replicaSet
         )
     }
 

@@ -172,6 +172,17 @@ struct InfoCommand: AsyncParsableCommand {
                 "messages:  \(info.messages) (\(info.bytes) bytes), sequences \(info.firstSequence)…\(info.lastSequence)"
             )
             emit("consumers: \(info.consumers)")
+            if let replicaSet = info.replicaSet {
+                emit(
+                    "cluster:   \(replicaSet.cluster ?? "?"), leader \(replicaSet.leader ?? "none (electing)"), \(replicaSet.followers.count + 1) replicas"
+                )
+                for follower in replicaSet.followers {
+                    let state = follower.offline ? "offline" : follower.current ? "current" : "catching up"
+                    emit(
+                        "  replica \(follower.name): \(state), lag \(follower.lag), seen \(Double(follower.lastSeenNanoseconds) / 1e9) s ago"
+                    )
+                }
+            }
             for (key, value) in info.details.sorted(by: { $0.key < $1.key }) { emit("\(key): \(value)") }
         }
     }

@@ -152,6 +152,49 @@ public struct ProviderInfo: Sendable, Hashable, Codable {
     public var state: String
     /// Provider-specific details (server version, URL, counters).
     public var details: [String: String]
+    /// Where the stream is replicated, when the provider replicates it (a clustered JetStream
+    /// stream); `nil` for a provider or stream without replicas.
+    public var replicaSet: ReplicaSet?
+
+    /// The servers holding a replicated stream.
+    public struct ReplicaSet: Sendable, Hashable, Codable {
+        /// The cluster's name.
+        public var cluster: String?
+        /// The server leading the stream (taking its writes), `nil` while it has none.
+        public var leader: String?
+        /// The other servers holding a copy.
+        public var followers: [Follower]
+
+        /// A server holding a copy of the stream.
+        public struct Follower: Sendable, Hashable, Codable {
+            /// The server's name.
+            public var name: String
+            /// Whether its copy is up to date with the leader.
+            public var current: Bool
+            /// Whether the leader considers it offline.
+            public var offline: Bool
+            /// How many operations its copy is behind the leader.
+            public var lag: UInt64
+            /// Nanoseconds since the leader last heard from it.
+            public var lastSeenNanoseconds: Int64
+
+            /// Creates a follower's facts.
+            public init(name: String, current: Bool, offline: Bool, lag: UInt64, lastSeenNanoseconds: Int64) {
+                self.name = name
+                self.current = current
+                self.offline = offline
+                self.lag = lag
+                self.lastSeenNanoseconds = lastSeenNanoseconds
+            }
+        }
+
+        /// Creates replica-set facts.
+        public init(cluster: String?, leader: String?, followers: [Follower]) {
+            self.cluster = cluster
+            self.leader = leader
+            self.followers = followers
+        }
+    }
 
     /// Creates provider information.
     public init(
@@ -164,7 +207,8 @@ public struct ProviderInfo: Sendable, Hashable, Codable {
         lastSequence: UInt64,
         consumers: Int,
         state: String,
-        details: [String: String] = [:]
+        details: [String: String] = [:],
+        replicaSet: ReplicaSet? = nil
     ) {
         self.provider = provider
         self.stream = stream
@@ -176,6 +220,7 @@ public struct ProviderInfo: Sendable, Hashable, Codable {
         self.consumers = consumers
         self.state = state
         self.details = details
+        self.replicaSet = replicaSet
     }
 }
 

@@ -58,6 +58,8 @@ struct StreamState: Sendable {
     var consumers: Int
     var storage: String
     var replicas: Int
+    /// Leader and followers of a clustered stream.
+    var replicaSet: ProviderInfo.ReplicaSet?
 }
 
 extension JetStreamProvider {
@@ -84,8 +86,27 @@ extension JetStreamProvider {
             lastSequence: state.LastSeq,
             consumers: Int(state.Consumers),
             storage: info.pointee.Config.pointee.Storage == js_FileStorage ? "file" : "memory",
-            replicas: Int(info.pointee.Config.pointee.Replicas)
+            replicas: Int(info.pointee.Config.pointee.Replicas),
+            replicaSet: info.pointee.Cluster.map { Self.replicaSet($0.pointee) }
         )
+    }
+
+    /// A stream's cluster facts as cnats read them.
+    private static func replicaSet(_ cluster: jsClusterInfo) -> ProviderInfo.ReplicaSet {
+        var followers: [ProviderInfo.ReplicaSet.Follower] = []
+        if let replicas = cluster.Replicas {
+            for index in 0..<Int(max(0, cluster.ReplicasLen)) {
+                guard let peer = replicas[index]?.pointee else { continue }
+                followers.append(
+                    .init(
+                        name: peer.Name.map { String(cString: $0) } ?? "?", current: peer.Current,
+                        offline: peer.Offline, lag: peer.Lag, lastSeenNanoseconds: peer.Active))
+            }
+        }
+        return ProviderInfo.ReplicaSet(
+            cluster: cluster.Name.map { String(cString: $0) },
+            leader: cluster.Leader.map { String(cString: $0) },
+            followers: followers)
     }
 
     // MARK: Start times
