@@ -164,6 +164,60 @@ public final class NATSClusterHarness: Sendable {
         }
     }
 
+    /// The delivery counters of consumer `consumer` of `stream` (as the first answering node
+    /// reports them): messages not yet delivered and deliveries not yet acknowledged.
+    public func consumerState(stream: String, consumer: String) async -> (pending: Int, ackPending: Int)? {
+        let detail = await streamDetail(stream, consumers: true)
+        guard let entry = detail?["consumer_detail"]?.arrayValue?.first(where: { $0["name"]?.stringValue == consumer })
+        else { return nil }
+        return (Int(entry["num_pending"]?.intValue ?? 0), Int(entry["num_ack_pending"]?.intValue ?? 0))
+    }
+
+    /// A fault ``leaderFaults(stream:schedule:timeout:progress:)`` injects.
+    public enum LeaderFault: Sendable {
+        /// SIGKILL the stream's leader, wait for a new one, restart the killed node on its store.
+        case killLeader
+        /// Ask the stream's leader to step down and wait for a new one.
+        case stepDown
+    }
+
+    /// Injects `schedule`'s faults on `stream`'s leader, each once `progress()` reached its mark
+    /// (waiting at most `timeout` for each mark and each election). Returns a line per fault
+    /// saying what happened, for the test's figures.
+    public func leaderFaults(
+        stream: String,
+        schedule: [(at: Int, fault: LeaderFault)],
+        timeout: Duration = .seconds(120),
+        progress: @Sendable () -> Int
+    ) async throws -> [String] {
+        var report: [String] = []
+        for (mark, fault) in schedule {
+            let reached = await eventually(within: timeout) { progress() >= mark }
+            guard reached else {
+                throw CourierTestingError("progress stayed at \(progress()) below \(mark) for \(timeout)")
+            }
+            let leader = try await waitForStreamLeader(stream, timeout: timeout)
+            let started = ContinuousClock.now
+            switch fault {
+            case .killLeader:
+                nodes[leader].kill()
+                let next = try await waitForStreamLeader(stream, excluding: leader, timeout: timeout)
+                let elected = ContinuousClock.now - started
+                try await nodes[leader].restart()
+                report.append(
+                    "at \(progress()) killed leader n\(leader + 1), n\(next + 1) elected in \(elected), n\(leader + 1) restarted"
+                )
+            case .stepDown:
+                try await stepDown(stream: stream)
+                let next = try await waitForStreamLeader(stream, excluding: leader, timeout: timeout)
+                report.append(
+                    "at \(progress()) leader n\(leader + 1) stepped down, n\(next + 1) elected in \(ContinuousClock.now - started)"
+                )
+            }
+        }
+        return report
+    }
+
     /// Stops every node (SIGTERM, then SIGKILL after a grace period) and removes their stores.
     public func stop() {
         for node in nodes {

@@ -1,0 +1,186 @@
+#if NATS
+import CourierCore
+import CourierIngest
+import CourierJetStream
+import CourierTesting
+import Foundation
+import Synchronization
+import Testing
+
+/// R3 file streams on a real 3-node cluster while the stream leader is SIGKILLed and restarted
+/// twice, then asked to step down (issue "Production topology", item 2). Each test prints its
+/// figures.
+@Suite("Failover on a 3-node cluster")
+struct FailoverTests {
+    static func configuration(_ urls: [String], stream: String) -> JetStreamProvider.Configuration {
+        var configuration = JetStreamProvider.Configuration(servers: urls)
+        configuration.stream = stream
+        configuration.replicas = 3
+        configuration.storage = .file
+        configuration.reconnect = .init(maxAttempts: nil, wait: .milliseconds(100))
+        configuration.connectTimeout = .seconds(2)
+        configuration.requestTimeout = .seconds(2)
+        return configuration
+    }
+
+    /// The provider's info, asked again while the stream is still settling after the last
+    /// election (the first request can time out), for at most 30 s.
+    static func info(_ provider: JetStreamProvider) async throws -> ProviderInfo {
+        let deadline = ContinuousClock.now + .seconds(30)
+        while true {
+            do {
+                return try await provider.info()
+            } catch let error as CourierError where error.isRetryable && ContinuousClock.now < deadline {
+                continue
+            }
+        }
+    }
+
+    /// What a manual-ack consumer saw.
+    final class Consumed: Sendable {
+        private let state = Mutex<(ids: Set<String>, deliveries: Int, redeliveries: Int, failedAcks: Int)>(
+            ([], 0, 0, 0))
+        var distinct: Int { state.withLock { $0.ids.count } }
+        var figures: (ids: Set<String>, deliveries: Int, redeliveries: Int, failedAcks: Int) { state.withLock { $0 } }
+
+        func record(_ pending: PendingEvent, acked: Bool) {
+            state.withLock {
+                $0.ids.insert(pending.event.id)
+                $0.deliveries += 1
+                if pending.deliveryCount > 1 { $0.redeliveries += 1 }
+                if !acked { $0.failedAcks += 1 }
+            }
+        }
+    }
+
+    @Test("a pipelined publisher and a manual-ack durable consumer through two leader kills and a step-down")
+    func publisherAndConsumerThroughFailover() async throws {
+        let cluster = try await NATSClusterHarness.start(nodes: 3)
+        defer { cluster.stop() }
+        let stream = "FAILOVER"
+        let publisher = try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
+        let consumerSide = try await JetStreamProvider.connect(
+            Self.configuration(Array(cluster.urls.reversed()), stream: stream))
+        let subscription = try await consumerSide.subscribeDurable(
+            consumer: "workers", filter: "events.orders.>",
+            options: SubscribeOptions(maxDeliver: 50, ackWait: .seconds(5)))
+        let total = 6000
+        let batch = 100
+        let published = Atomic<Int>(0)
+        let consumed = Consumed()
+        let publishing = Task {
+            var ids: [String] = []
+            for start in stride(from: 0, to: total, by: batch) {
+                let events = (start..<start + batch).map { i in
+                    Event(subject: "events.orders.created", category: "orders", payload: ["i": .int(Int64(i))])
+                }
+                // Retried (same ids) until every event of the batch is stored: a failure past the
+                // publish timeout is retryable and resent, never skipped.
+                var pending = events
+                for _ in 0..<10 where !pending.isEmpty {
+                    let results = await publisher.publishBatch(pending, timeout: .seconds(30))
+                    pending = zip(pending, results).compactMap { event, result in
+                        if case .failure = result { return event } else { return nil }
+                    }
+                }
+                #expect(pending.isEmpty, "\(pending.count) events of a batch could not be published")
+                ids += events.map(\.id)
+                published.store(ids.count, ordering: .relaxed)
+            }
+            return ids
+        }
+        // Consumes until cancelled: deliveries whose ack was lost in a leader change come back
+        // after the ack wait and are acked then.
+        let consuming = Task {
+            let deadline = ContinuousClock.now + .seconds(300)
+            while !Task.isCancelled, ContinuousClock.now < deadline {
+                guard let pending = try? await subscription.next(timeout: .seconds(1)) else { continue }
+                let acked = (try? await pending.ack()) != nil
+                consumed.record(pending, acked: acked)
+            }
+        }
+        let faults = try await cluster.leaderFaults(
+            stream: stream, schedule: [(total / 5, .killLeader), (total / 2, .killLeader), (total * 4 / 5, .stepDown)],
+            progress: { published.load(ordering: .relaxed) })
+        let ids = await publishing.value
+        #expect(
+            await eventually(within: .seconds(120)) { consumed.distinct >= total }, "delivered \(consumed.distinct)")
+
+        #expect(ids.count == total)
+        let delivered = consumed.figures.ids
+        #expect(delivered == Set(ids), "\(total - delivered.intersection(ids).count) published events never delivered")
+        let info = try await Self.info(publisher)
+        #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) published")
+        let stored = try await publisher.history(filter: "events.orders.>", limit: total + 100)
+        #expect(stored.count == total && Set(stored.map(\.id)).count == total, "duplicates in the stream")
+        // Every delivery acked in the end: nothing pending, nothing awaiting an ack.
+        let settled = await eventually(within: .seconds(30)) {
+            let state = await cluster.consumerState(stream: stream, consumer: "workers")
+            return state?.pending == 0 && state?.ackPending == 0
+        }
+        let consumerState = await cluster.consumerState(stream: stream, consumer: "workers")
+        #expect(settled, "the consumer still has work: \(String(describing: consumerState))")
+        consuming.cancel()
+        await consuming.value
+        let figures = consumed.figures
+        print(
+            "failover publish/consume (server \(try await cluster.nodes[0].version())): \(faults.joined(separator: "; ")); published \(ids.count), delivered \(figures.deliveries), redelivered \(figures.redeliveries), failed acks \(figures.failedAcks), stored \(info.messages), publish retries \(info.details["publishRetries"] ?? "?"), reorders \(info.details["publishReorders"] ?? "?")"
+        )
+        await subscription.close()
+        await consumerSide.shutdown()
+        await publisher.shutdown()
+    }
+
+    @Test("IngestBus → JetStreamAdapter through two leader kills and a step-down, in per-shard order")
+    func ingestThroughFailover() async throws {
+        let cluster = try await NATSClusterHarness.start(nodes: 3)
+        defer { cluster.stop() }
+        let stream = "INGESTFAILOVER"
+        let provider = try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
+        let bus = try IngestBus(
+            configuration: .init(
+                shards: 2,
+                ringCapacity: 4096,
+                backpressure: .block(timeout: .seconds(60)),
+                adapter: JetStreamAdapter(provider: provider, publishTimeout: .seconds(60)),
+                retryBudget: 20
+            )
+        )
+        let total = 20_000
+        let events = (0..<total).map { i in
+            RawEvent(Event(subject: "events.ingest.s\(i % 16)", category: "ingest", payload: ["i": .int(Int64(i))]))
+        }
+        let producer = Task.detached {
+            for (index, event) in events.enumerated() {
+                try bus.ingestRaw(event)
+                if index % 500 == 499 { try await Task.sleep(for: .milliseconds(10)) }  // a steady stream
+            }
+        }
+        let faults = try await cluster.leaderFaults(
+            stream: stream, schedule: [(total / 5, .killLeader), (total / 2, .killLeader), (total * 4 / 5, .stepDown)],
+            progress: { Int(bus.stats.eventsDispatched) })
+        try await producer.value
+        let stats = await bus.shutdown(deadline: .seconds(120))
+        #expect(stats.eventsDispatched == UInt64(total) && stats.eventsDropped == 0, "\(stats)")
+        let info = try await Self.info(provider)
+        #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) ingested")
+        let messages = try await provider.readStored(from: 1, limit: total + 100)
+        #expect(Set(messages.compactMap(\.messageID)).count == total, "duplicates in the stream")
+        var last: [Int: UInt64] = [:]
+        var outOfOrder = 0
+        for message in messages {
+            let parts = (message.messageID ?? "").split(separator: ":")
+            guard parts.count == 4, let shard = Int(parts[1]), let start = UInt64(parts[2]),
+                let index = UInt64(parts[3])
+            else { continue }
+            if let previous = last[shard], start + index <= previous { outOfOrder += 1 }
+            last[shard] = start + index
+        }
+        #expect(outOfOrder == 0, "\(outOfOrder) events stored out of shard order")
+        print(
+            "failover ingest (server \(try await cluster.nodes[0].version())): \(faults.joined(separator: "; ")); ingested \(total), dispatched \(stats.eventsDispatched), batch retries \(stats.batchRetries), stored \(info.messages), out of shard order \(outOfOrder), publish retries \(info.details["publishRetries"] ?? "?"), reorders \(info.details["publishReorders"] ?? "?")"
+        )
+        await provider.shutdown()
+    }
+}
+#endif

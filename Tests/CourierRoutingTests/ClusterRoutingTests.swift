@@ -1,0 +1,76 @@
+#if Routing && NATS
+import CourierCore
+import CourierJetStream
+import CourierRouting
+import CourierTesting
+import Foundation
+import Logging
+import Synchronization
+import Testing
+
+/// The durable broker on an R3 stream of a real 3-node cluster (issue "Production topology",
+/// item 2).
+@Suite("Durable routing on a 3-node cluster")
+struct ClusterRoutingTests {
+    @Test("the durable broker keeps routing through a leader kill and a step-down, nothing lost")
+    func brokerThroughLeaderChange() async throws {
+        let cluster = try await NATSClusterHarness.start(nodes: 3)
+        defer { cluster.stop() }
+        var configuration = JetStreamProvider.Configuration(servers: cluster.urls)
+        configuration.stream = "ROUTEFAILOVER"
+        configuration.replicas = 3
+        configuration.reconnect = .init(maxAttempts: nil, wait: .milliseconds(100))
+        configuration.connectTimeout = .seconds(2)
+        configuration.requestTimeout = .seconds(2)
+        let publisher = try await JetStreamProvider.connect(configuration)
+        configuration.servers = cluster.urls.reversed()
+        let routerSide = try await JetStreamProvider.connect(configuration)
+        let sink = CollectorSink("cluster")
+        let broker = Broker(
+            configuration: .init(
+                name: "cluster-router", deadLetters: routerSide.deadLetters,
+                logger: Logger(label: "test", factory: { _ in SwiftLogNoOpLogHandler() })))
+        try broker.addTrigger(Trigger(name: "collect", sink: sink))
+        let run = Task { try await broker.run(Broker.Source(provider: routerSide)) }
+        #expect(await broker.waitUntilReading(timeout: .seconds(30)))
+
+        let total = 3000
+        let published = Atomic<Int>(0)
+        let publishing = Task {
+            var ids: [String] = []
+            for start in stride(from: 0, to: total, by: 50) {
+                var pending = (start..<start + 50).map { i in
+                    Event(subject: "events.jobs.run", category: "jobs", payload: ["i": .int(Int64(i))])
+                }
+                ids += pending.map(\.id)
+                for _ in 0..<10 where !pending.isEmpty {
+                    let results = await publisher.publishBatch(pending, timeout: .seconds(30))
+                    pending = zip(pending, results).compactMap { event, result in
+                        if case .failure = result { return event } else { return nil }
+                    }
+                }
+                #expect(pending.isEmpty)
+                published.store(ids.count, ordering: .relaxed)
+            }
+            return ids
+        }
+        let faults = try await cluster.leaderFaults(
+            stream: "ROUTEFAILOVER", schedule: [(total / 3, .killLeader), (total * 2 / 3, .stepDown)],
+            progress: { published.load(ordering: .relaxed) })
+        let ids = await publishing.value
+        #expect(
+            await eventually(within: .seconds(60)) { Set(sink.events.map(\.id)).count >= total },
+            "routed \(Set(sink.events.map(\.id)).count) of \(total)")
+        let routed = sink.events.map(\.id)
+        #expect(Set(routed) == Set(ids), "events lost in routing")
+        #expect(try await routerSide.deadLetterQueue.count() == 0, "nothing was dead-lettered")
+        print(
+            "failover routing (server \(try await cluster.nodes[0].version())): \(faults.joined(separator: "; ")); published \(ids.count), routed \(routed.count) (\(routed.count - Set(routed).count) repeated deliveries), distinct \(Set(routed).count)"
+        )
+        run.cancel()
+        _ = try? await run.value
+        await routerSide.shutdown()
+        await publisher.shutdown()
+    }
+}
+#endif
