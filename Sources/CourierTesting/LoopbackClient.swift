@@ -15,21 +15,35 @@ public enum LoopbackClient {
     /// - Throws: ``CourierTestingError`` when the server does not answer within `timeout` or
     ///   answers with something other than a JSON body.
     public static func getJSON(port: Int, path: String, timeout: Duration = .seconds(2)) async throws -> JSONValue {
+        let (_, body) = try await get(port: port, path: path, timeout: timeout)
+        do {
+            return try JSONValue(parsing: body)
+        } catch {
+            throw CourierTestingError("GET \(path) on port \(port): \(body.prefix(200))")
+        }
+    }
+
+    /// GETs `path` from the HTTP server on `port`: the status code and the body.
+    ///
+    /// - Throws: ``CourierTestingError`` when the server does not answer within `timeout` or the
+    ///   answer is not HTTP.
+    public static func get(port: Int, path: String, timeout: Duration = .seconds(2)) async throws
+        -> (status: Int, body: String)
+    {
         try await offPool {
             let socket = try Connection(port: port, timeout: timeout)
             defer { socket.close() }
             try socket.write("GET \(path) HTTP/1.0\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
             let response = try socket.readToEnd()
             guard let split = response.firstRange(of: Array("\r\n\r\n".utf8)) else {
-                throw CourierTestingError("monitoring GET \(path) on port \(port): no HTTP body")
+                throw CourierTestingError("GET \(path) on port \(port): no HTTP body")
             }
-            let body = response[split.upperBound...]
-            do {
-                return try JSONValue(parsing: Array(body))
-            } catch {
-                throw CourierTestingError(
-                    "monitoring GET \(path) on port \(port): \(String(decoding: body.prefix(200), as: UTF8.self))")
+            let head = String(decoding: response[..<split.lowerBound], as: UTF8.self)
+            let statusField = head.split(separator: " ").dropFirst().first
+            guard let status = statusField.flatMap({ Int($0) }) else {
+                throw CourierTestingError("GET \(path) on port \(port): not an HTTP answer: \(head.prefix(100))")
             }
+            return (status, String(decoding: response[split.upperBound...], as: UTF8.self))
         }
     }
 

@@ -29,6 +29,14 @@ struct RouteCommand: AsyncParsableCommand {
     @Flag(name: .long, help: "Check the file and print the triggers, without connecting.")
     var check = false
 
+    @Option(
+        name: .long,
+        help: """
+            Serve Prometheus metrics on http://HOST:PORT/metrics and a health check on /health \
+            (503 while the NATS connection is down), e.g. 127.0.0.1:9464. Off unless given.
+            """)
+    var metricsListen: String?
+
     func run() async throws {
         global.bootstrapLogging()
         let routing = try Self.load(config)
@@ -40,6 +48,15 @@ struct RouteCommand: AsyncParsableCommand {
             }
             return
         }
+        let metricsAddress = try metricsListen.map { text in
+            guard let address = MetricsEndpoint.parse(text) else {
+                throw CourierError(
+                    .invalidConfiguration, "--metrics-listen takes IPv4-HOST:PORT, e.g. 127.0.0.1:9464", input: text)
+            }
+            return address
+        }
+        // Before any metric exists: the broker's and triggers' counters are created with it.
+        let registry = metricsAddress.map { _ in MetricsEndpoint.bootstrapMetrics() }
         var options = connection
         let arguments = CommandLine.arguments
         if let server = routing.server, options.server == nil { options.server = server }
@@ -54,9 +71,20 @@ struct RouteCommand: AsyncParsableCommand {
             let broker = try routing.makeBroker(provider: provider, logger: logger, sinkLogger: sinkLogger)
             emit(
                 "routing \(routing.triggers.count) trigger(s) as '\(routing.broker.name)' on \(options.resolvedServer)")
+            var services: [any Service] = [broker]
+            if let metricsAddress, let registry {
+                services.append(
+                    MetricsEndpoint(
+                        address: metricsAddress, registry: registry,
+                        isHealthy: {
+                            await provider.health()
+                                ? (true, "connected to NATS") : (false, "the NATS connection is down")
+                        },
+                        announce: { emit($0) }))
+            }
             let group = ServiceGroup(
                 configuration: ServiceGroupConfiguration(
-                    services: [broker],
+                    services: services,
                     gracefulShutdownSignals: [.sigterm, .sigint],
                     logger: logger
                 )
