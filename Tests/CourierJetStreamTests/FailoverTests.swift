@@ -19,17 +19,17 @@ struct FailoverTests {
         configuration.storage = .file
         configuration.reconnect = .init(maxAttempts: nil, wait: .milliseconds(100))
         configuration.connectTimeout = .seconds(2)
-        configuration.requestTimeout = .seconds(2)
+        configuration.requestTimeout = .seconds(5)
         return configuration
     }
 
-    /// The provider's info, asked again while the stream is still settling after the last
-    /// election (the first request can time out), for at most 30 s.
-    static func info(_ provider: JetStreamProvider) async throws -> ProviderInfo {
+    /// `query` (a stream read), asked again while the stream is still settling after the last
+    /// election (a request can time out on a loaded machine), for at most 30 s.
+    static func settled<T: Sendable>(_ query: () async throws -> T) async throws -> T {
         let deadline = ContinuousClock.now + .seconds(30)
         while true {
             do {
-                return try await provider.info()
+                return try await query()
             } catch let error as CourierError where error.isRetryable && ContinuousClock.now < deadline {
                 continue
             }
@@ -109,12 +109,16 @@ struct FailoverTests {
         #expect(ids.count == total)
         let delivered = consumed.figures.ids
         #expect(delivered == Set(ids), "\(total - delivered.intersection(ids).count) published events never delivered")
-        let info = try await Self.info(publisher)
+        let info = try await Self.settled { try await publisher.info() }
         #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) published")
-        let stored = try await publisher.history(filter: "events.orders.>", limit: total + 100)
-        #expect(stored.count == total && Set(stored.map(\.id)).count == total, "duplicates in the stream")
+        let stored = try await Self.settled {
+            try await publisher.history(filter: "events.orders.>", limit: total + 100)
+        }
+        #expect(
+            stored.count == total && Set(stored.map(\.id)).count == total,
+            "read back \(stored.count) events, \(Set(stored.map(\.id)).count) distinct, of \(total)")
         // Every delivery acked in the end: nothing pending, nothing awaiting an ack.
-        let settled = await eventually(within: .seconds(30)) {
+        let settled = await eventually(within: .seconds(60)) {
             let state = await cluster.consumerState(stream: stream, consumer: "workers")
             return state?.pending == 0 && state?.ackPending == 0
         }
@@ -162,9 +166,9 @@ struct FailoverTests {
         try await producer.value
         let stats = await bus.shutdown(deadline: .seconds(120))
         #expect(stats.eventsDispatched == UInt64(total) && stats.eventsDropped == 0, "\(stats)")
-        let info = try await Self.info(provider)
+        let info = try await Self.settled { try await provider.info() }
         #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) ingested")
-        let messages = try await provider.readStored(from: 1, limit: total + 100)
+        let messages = try await Self.settled { try await provider.readStored(from: 1, limit: total + 100) }
         #expect(Set(messages.compactMap(\.messageID)).count == total, "duplicates in the stream")
         var last: [Int: UInt64] = [:]
         var outOfOrder = 0
