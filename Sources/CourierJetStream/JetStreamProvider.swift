@@ -61,7 +61,9 @@ public final class JetStreamProvider: EventProvider {
         try configuration.validate()
         let connection = try await Blocking.run { try NATSConnection(configuration: configuration) }
         do {
-            let eventStream = try await Blocking.run {
+            // A stream (or the meta group) electing a leader answers nothing for a few seconds:
+            // provisioning retries timeouts and "no responders" for up to 30 s, then fails.
+            let eventStream = try await retryingWhileElecting(for: .seconds(30)) {
                 let js = connection.context
                 let facts = try StreamProvisioner.ensure(
                     StreamSpec(eventStreamOf: configuration), provisioning: configuration.provisioning, js: js,
@@ -84,6 +86,23 @@ public final class JetStreamProvider: EventProvider {
         } catch {
             _ = try? await Blocking.run { connection.close(flushTimeout: .milliseconds(100)) }
             throw error
+        }
+    }
+
+    /// Runs `body` (blocking) again after a retryable failure, pausing 100 ms doubling to 1 s,
+    /// until `bound` has passed; then the last failure is thrown.
+    private static func retryingWhileElecting<T: Sendable>(
+        for bound: Duration, _ body: @escaping @Sendable () throws -> T
+    ) async throws -> T {
+        let deadline = ContinuousClock.now + bound
+        var pause = Duration.milliseconds(100)
+        while true {
+            do {
+                return try await Blocking.run(body)
+            } catch let error as CourierError where error.isRetryable && ContinuousClock.now + pause < deadline {
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(1))
+            }
         }
     }
 

@@ -18,7 +18,8 @@ func isRetryablePublishFailure(_ status: natsStatus, _ jsCode: jsErrCode) -> Boo
         return true
     default:
         // The stream could not store it right now (leader change, storage hiccup, full store).
-        return jsCode == JSStreamGeneralError || isStorageExhausted(jsCode)
+        return jsCode == JSStreamGeneralError || jsCode == JSClusterNotAvailErr || jsCode == JSClusterNotLeaderErr
+            || isStorageExhausted(jsCode)
     }
 }
 
@@ -53,6 +54,9 @@ extension CourierError {
             return CourierError(.insufficientStorage, message, input: input, isRetryable: true)
         }
         switch (status, jsCode) {
+        case (_, JSClusterNotAvailErr), (_, JSClusterNotLeaderErr):
+            // The cluster is electing a leader: the same request succeeds in a moment.
+            return CourierError(.transient, message, input: input, isRetryable: true)
         case (_, JSStreamWrongLastSequenceErr):
             return CourierError(.wrongLastSequence, message, input: input)
         case (_, JSStreamMessageExceedsMaximumErr), (NATS_MAX_PAYLOAD, _):
