@@ -33,9 +33,10 @@ public final class NATSClusterHarness: Sendable {
     }
 
     /// Starts `count` nodes and waits (at most `timeout`) until every node is ready and the
-    /// JetStream meta group has a leader.
-    public static func start(nodes count: Int = 3, timeout: Duration = .seconds(60)) async throws
-        -> NATSClusterHarness
+    /// JetStream meta group has a leader. `configuration` is extra nats-server configuration every
+    /// node starts with (for example ``NATSServerHarness/syncAlwaysConfiguration``).
+    public static func start(nodes count: Int = 3, configuration extra: String? = nil, timeout: Duration = .seconds(60))
+        async throws -> NATSClusterHarness
     {
         precondition(count >= 1, "a cluster needs at least one node")
         // A free port can be taken by another process between choosing it and the server binding
@@ -43,14 +44,14 @@ public final class NATSClusterHarness: Sendable {
         var attempt = 1
         while true {
             do {
-                return try await launch(count, timeout: timeout)
+                return try await launch(count, extra: extra, timeout: timeout)
             } catch let error as CourierError where attempt < 3 && error.message.contains("exited during start-up") {
                 attempt += 1
             }
         }
     }
 
-    private static func launch(_ count: Int, timeout: Duration) async throws -> NATSClusterHarness {
+    private static func launch(_ count: Int, extra: String?, timeout: Duration) async throws -> NATSClusterHarness {
         let name = "courier-\(UInt32.random(in: 0...UInt32.max))"
         let clientPorts = try (0..<count).map { _ in try NATSServerHarness.freePort() }
         let routePorts = try (0..<count).map { _ in try NATSServerHarness.freePort() }
@@ -66,6 +67,7 @@ public final class NATSClusterHarness: Sendable {
                   listen: "127.0.0.1:\(routePorts[i])"
                   routes: [\(routes.joined(separator: ", "))]
                 }
+                \(extra ?? "")
                 """
             nodes.append(
                 NATSServerHarness(
@@ -166,14 +168,43 @@ public final class NATSClusterHarness: Sendable {
     }
 
     /// Asks the leader of `stream` to step down (`$JS.API.STREAM.LEADER.STEPDOWN.<stream>`), through
-    /// a running node other than the leader when there is one.
-    public func stepDown(stream: String) async throws {
-        let leader = await streamLeader(stream)
-        let via = nodes.indices.first { $0 != leader && nodes[$0].pid != nil } ?? leader ?? 0
-        let reply = try await LoopbackClient.request(
-            port: nodes[via].port, subject: "$JS.API.STREAM.LEADER.STEPDOWN.\(stream)")
-        guard (try? JSONValue(parsing: reply))?["success"]?.boolValue == true else {
-            throw CourierTestingError("stream \(stream) leader step-down refused: \(reply)")
+    /// a running node other than the leader when there is one. A node that just restarted may not
+    /// answer the JetStream API yet: the request is sent again for at most `timeout`.
+    public func stepDown(stream: String, timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
+        var lastFailure = ""
+        while ContinuousClock.now < deadline {
+            let leader = await streamLeader(stream)
+            let via = nodes.indices.first { $0 != leader && nodes[$0].pid != nil } ?? leader ?? 0
+            do {
+                let reply = try await LoopbackClient.request(
+                    port: nodes[via].port, subject: "$JS.API.STREAM.LEADER.STEPDOWN.\(stream)")
+                if (try? JSONValue(parsing: reply))?["success"]?.boolValue == true { return }
+                lastFailure = reply
+            } catch {
+                lastFailure = "\(error)"
+            }
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        throw CourierTestingError("stream \(stream) leader step-down refused within \(timeout): \(lastFailure)")
+    }
+
+    /// Waits (at most `timeout`) until the leader of `stream` reports node `index` as a current
+    /// replica (caught up, not offline): what an operator waits for between two restarts.
+    public func waitUntilCurrent(_ stream: String, node index: Int, timeout: Duration = .seconds(60)) async throws {
+        let name = "n\(index + 1)"
+        let current = await eventually(within: timeout, every: .milliseconds(100)) {
+            for (position, node) in nodes.enumerated() where node.pid != nil {
+                guard let cluster = (try? await node.streamDetail(stream, consumers: false))?["cluster"],
+                    let leader = cluster["leader"]?.stringValue, self.index(ofServer: leader) == position
+                else { continue }
+                let replica = cluster["replicas"]?.arrayValue?.first { $0["name"]?.stringValue == name }
+                return replica?["current"]?.boolValue == true && replica?["offline"]?.boolValue != true
+            }
+            return false
+        }
+        guard current else {
+            throw CourierTestingError("\(name) did not catch up on stream \(stream) within \(timeout)")
         }
     }
 
@@ -196,7 +227,8 @@ public final class NATSClusterHarness: Sendable {
 
     /// A fault ``leaderFaults(stream:schedule:timeout:progress:)`` injects.
     public enum LeaderFault: Sendable {
-        /// SIGKILL the stream's leader, wait for a new one, restart the killed node on its store.
+        /// SIGKILL the stream's leader, wait for a new one, restart the killed node on its store
+        /// and wait until it is a current replica again (as a rolling restart does).
         case killLeader
         /// Ask the stream's leader to step down and wait for a new one.
         case stepDown
@@ -225,8 +257,9 @@ public final class NATSClusterHarness: Sendable {
                 let next = try await waitForStreamLeader(stream, excluding: leader, timeout: timeout)
                 let elected = ContinuousClock.now - started
                 try await nodes[leader].restart()
+                try await waitUntilCurrent(stream, node: leader, timeout: timeout)
                 report.append(
-                    "at \(progress()) killed leader n\(leader + 1), n\(next + 1) elected in \(elected), n\(leader + 1) restarted"
+                    "at \(progress()) killed leader n\(leader + 1), n\(next + 1) elected in \(elected), n\(leader + 1) restarted and current after \(ContinuousClock.now - started)"
                 )
             case .stepDown:
                 try await stepDown(stream: stream)

@@ -55,7 +55,9 @@ struct FailoverTests {
 
     @Test("a pipelined publisher and a manual-ack durable consumer through two leader kills and a step-down")
     func publisherAndConsumerThroughFailover() async throws {
-        let cluster = try await NATSClusterHarness.start(nodes: 3)
+        // As in production: every write synced before it is acknowledged (nats-server 2.10+).
+        let cluster = try await NATSClusterHarness.start(
+            nodes: 3, configuration: NATSServerHarness.syncAlwaysConfiguration)
         defer { cluster.stop() }
         let stream = "FAILOVER"
         let publisher = try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
@@ -137,7 +139,9 @@ struct FailoverTests {
 
     @Test("IngestBus → JetStreamAdapter through two leader kills and a step-down, in per-shard order")
     func ingestThroughFailover() async throws {
-        let cluster = try await NATSClusterHarness.start(nodes: 3)
+        // As in production: every write synced before it is acknowledged (nats-server 2.10+).
+        let cluster = try await NATSClusterHarness.start(
+            nodes: 3, configuration: NATSServerHarness.syncAlwaysConfiguration)
         defer { cluster.stop() }
         let stream = "INGESTFAILOVER"
         let provider = try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
@@ -166,7 +170,15 @@ struct FailoverTests {
         try await producer.value
         let stats = await bus.shutdown(deadline: .seconds(120))
         #expect(stats.eventsDispatched == UInt64(total) && stats.eventsDropped == 0, "\(stats)")
-        let info = try await Self.settled { try await provider.info() }
+        let firstCount = try await Self.settled { try await provider.info() }.messages
+        var info = try await Self.settled { try await provider.info() }
+        _ = await eventually(within: .seconds(30), every: .milliseconds(250)) {
+            if let latest = try? await provider.info() { info = latest }
+            return info.messages >= UInt64(total)
+        }
+        print(
+            "ingest failover: stream count right after the faults \(firstCount), settled \(info.messages) (leader \(info.replicaSet?.leader ?? "?"))"
+        )
         #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) ingested")
         let messages = try await Self.settled { try await provider.readStored(from: 1, limit: total + 100) }
         #expect(Set(messages.compactMap(\.messageID)).count == total, "duplicates in the stream")

@@ -14,7 +14,9 @@ import Testing
 struct ClusterRoutingTests {
     @Test("the durable broker keeps routing through a leader kill and a step-down, nothing lost")
     func brokerThroughLeaderChange() async throws {
-        let cluster = try await NATSClusterHarness.start(nodes: 3)
+        // As in production: every write synced before it is acknowledged (nats-server 2.10+).
+        let cluster = try await NATSClusterHarness.start(
+            nodes: 3, configuration: NATSServerHarness.syncAlwaysConfiguration)
         defer { cluster.stop() }
         var configuration = JetStreamProvider.Configuration(servers: cluster.urls)
         configuration.stream = "ROUTEFAILOVER"
