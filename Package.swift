@@ -54,7 +54,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         // The `courier` tool only: `courier route --metrics-listen` serves Prometheus text from the
         // swift-metrics Courier records (swift-prometheus) over FlyingFox, an HTTP server with no
-        // dependencies of its own (plain sockets and Swift concurrency; no SwiftNIO to build).
+        // package dependencies (plain sockets and Swift concurrency; no SwiftNIO to build). Its
+        // proxy handler imports FoundationNetworking, so the tool links libcurl on Linux; the
+        // libraries never do.
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swhitty/FlyingFox.git", from: "0.27.1"),
         // Documentation only: `swift package generate-documentation --target Courier`.
@@ -165,10 +167,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
-                .product(name: "Metrics", package: "swift-metrics"),
-                .product(name: "Prometheus", package: "swift-prometheus"),
-                .product(name: "FlyingFox", package: "FlyingFox"),
-                .product(name: "FlyingSocks", package: "FlyingFox"),
+                // `courier route`'s metrics endpoint, built only with the route command's traits.
+                .product(name: "Metrics", package: "swift-metrics", condition: .when(traits: ["Routing"])),
+                .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["Routing"])),
+                .product(name: "FlyingFox", package: "FlyingFox", condition: .when(traits: ["Routing"])),
+                .product(name: "FlyingSocks", package: "FlyingFox", condition: .when(traits: ["Routing"])),
             ],
             swiftSettings: strictSwift
         ),

@@ -1,3 +1,4 @@
+#if NATS && Routing
 import FlyingFox
 import FlyingSocks
 import Foundation
@@ -68,3 +69,4 @@ struct MetricsEndpoint: Service {
         }
     }
 }
+#endif
