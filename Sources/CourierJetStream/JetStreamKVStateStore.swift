@@ -4,12 +4,12 @@ import Foundation
 import Logging
 import Synchronization
 
-/// An ``EventBus``'s subscriber registry in a JetStream key-value bucket, shared by every
+/// An `EventBus`'s subscriber registry in a JetStream key-value bucket, shared by every
 /// instance of a service: each registration is one key (`subscriptions.<subscriber id>`), each
 /// change is written only if the key is still at the revision it was read at (a writer that lost
 /// the race reads again and retries, so concurrent writers never lose each other's change), and
 /// ``watch()`` lets every instance follow the changes the others make
-/// (``EventBus/followRegistry()``, or the bus as a service).
+/// (`EventBus.followRegistry()`, or the bus as a service).
 ///
 /// ```swift
 /// var configuration = EventBus.Configuration()
