@@ -66,16 +66,20 @@ struct FailoverTests {
         let subscription = try await consumerSide.subscribeDurable(
             consumer: "workers", filter: "events.orders.>",
             options: SubscribeOptions(maxDeliver: 50, ackWait: .seconds(5)))
-        let total = 6000
         let batch = 100
         let published = Atomic<Int>(0)
+        let faultsDone = Atomic<Bool>(false)
         let consumed = Consumed()
+        // Publishes batch after batch until the faults are over (so every fault hits a running
+        // publisher), at least 3 000 events and at most 100 000.
         let publishing = Task {
             var ids: [String] = []
-            for start in stride(from: 0, to: total, by: batch) {
+            var start = 0
+            while start < 100_000, !(faultsDone.load(ordering: .relaxed) && start >= 3000) {
                 let events = (start..<start + batch).map { i in
                     Event(subject: "events.orders.created", category: "orders", payload: ["i": .int(Int64(i))])
                 }
+                start += batch
                 // Retried (same ids) until every event of the batch is stored: a failure past the
                 // publish timeout is retryable and resent, never skipped.
                 var pending = events
@@ -102,9 +106,11 @@ struct FailoverTests {
             }
         }
         let faults = try await cluster.leaderFaults(
-            stream: stream, schedule: [(total / 5, .killLeader), (total / 2, .killLeader), (total * 4 / 5, .stepDown)],
+            stream: stream, schedule: [(1000, .killLeader), (2500, .killLeader), (4000, .stepDown)],
             progress: { published.load(ordering: .relaxed) })
+        faultsDone.store(true, ordering: .relaxed)
         let ids = await publishing.value
+        let total = ids.count
         #expect(
             await eventually(within: .seconds(120)) { consumed.distinct >= total }, "delivered \(consumed.distinct)")
 
@@ -154,20 +160,25 @@ struct FailoverTests {
                 retryBudget: 20
             )
         )
-        let total = 20_000
-        let events = (0..<total).map { i in
-            RawEvent(Event(subject: "events.ingest.s\(i % 16)", category: "ingest", payload: ["i": .int(Int64(i))]))
-        }
+        // Ingests a steady stream until the faults are over, at least 20 000 events and at most
+        // 400 000.
+        let faultsDone = Atomic<Bool>(false)
         let producer = Task.detached {
-            for (index, event) in events.enumerated() {
-                try bus.ingestRaw(event)
-                if index % 500 == 499 { try await Task.sleep(for: .milliseconds(10)) }  // a steady stream
+            var index = 0
+            while index < 400_000, !(faultsDone.load(ordering: .relaxed) && index >= 20_000) {
+                let event = Event(
+                    subject: "events.ingest.s\(index % 16)", category: "ingest", payload: ["i": .int(Int64(index))])
+                try bus.ingestRaw(RawEvent(event))
+                index += 1
+                if index % 500 == 0 { try await Task.sleep(for: .milliseconds(10)) }
             }
+            return index
         }
         let faults = try await cluster.leaderFaults(
-            stream: stream, schedule: [(total / 5, .killLeader), (total / 2, .killLeader), (total * 4 / 5, .stepDown)],
+            stream: stream, schedule: [(4000, .killLeader), (10_000, .killLeader), (16_000, .stepDown)],
             progress: { Int(bus.stats.eventsDispatched) })
-        try await producer.value
+        faultsDone.store(true, ordering: .relaxed)
+        let total = try await producer.value
         let stats = await bus.shutdown(deadline: .seconds(120))
         #expect(stats.eventsDispatched == UInt64(total) && stats.eventsDropped == 0, "\(stats)")
         let firstCount = try await Self.settled { try await provider.info() }.messages

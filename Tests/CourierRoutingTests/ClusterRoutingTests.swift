@@ -36,12 +36,13 @@ struct ClusterRoutingTests {
         let run = Task { try await broker.run(Broker.Source(provider: routerSide)) }
         #expect(await broker.waitUntilReading(timeout: .seconds(30)))
 
-        let total = 3000
         let published = Atomic<Int>(0)
+        let faultsDone = Atomic<Bool>(false)
+        // Publishes until the faults are over, at least 2 000 events and at most 100 000.
         let publishing = Task {
             var ids: [String] = []
-            for start in stride(from: 0, to: total, by: 50) {
-                var pending = (start..<start + 50).map { i in
+            while ids.count < 100_000, !(faultsDone.load(ordering: .relaxed) && ids.count >= 2000) {
+                var pending = (ids.count..<ids.count + 50).map { i in
                     Event(subject: "events.jobs.run", category: "jobs", payload: ["i": .int(Int64(i))])
                 }
                 ids += pending.map(\.id)
@@ -57,9 +58,11 @@ struct ClusterRoutingTests {
             return ids
         }
         let faults = try await cluster.leaderFaults(
-            stream: "ROUTEFAILOVER", schedule: [(total / 3, .killLeader), (total * 2 / 3, .stepDown)],
+            stream: "ROUTEFAILOVER", schedule: [(1000, .killLeader), (2000, .stepDown)],
             progress: { published.load(ordering: .relaxed) })
+        faultsDone.store(true, ordering: .relaxed)
         let ids = await publishing.value
+        let total = ids.count
         #expect(
             await eventually(within: .seconds(60)) { Set(sink.events.map(\.id)).count >= total },
             "routed \(Set(sink.events.map(\.id)).count) of \(total)")
