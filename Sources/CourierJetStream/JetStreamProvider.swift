@@ -63,7 +63,7 @@ public final class JetStreamProvider: EventProvider {
         do {
             // A stream (or the meta group) electing a leader answers nothing for a few seconds:
             // provisioning retries timeouts and "no responders" for up to 30 s, then fails.
-            let eventStream = try await retryingWhileElecting(for: .seconds(30)) {
+            let eventStream = try await retryingWhileElecting(for: .seconds(30), logger: configuration.logger) {
                 let js = connection.context
                 let facts = try StreamProvisioner.ensure(
                     StreamSpec(eventStreamOf: configuration), provisioning: configuration.provisioning, js: js,
@@ -92,7 +92,7 @@ public final class JetStreamProvider: EventProvider {
     /// Runs `body` (blocking) again after a retryable failure, pausing 100 ms doubling to 1 s,
     /// until `bound` has passed; then the last failure is thrown.
     private static func retryingWhileElecting<T: Sendable>(
-        for bound: Duration, _ body: @escaping @Sendable () throws -> T
+        for bound: Duration, logger: Logger, _ body: @escaping @Sendable () throws -> T
     ) async throws -> T {
         let deadline = ContinuousClock.now + bound
         var pause = Duration.milliseconds(100)
@@ -100,6 +100,8 @@ public final class JetStreamProvider: EventProvider {
             do {
                 return try await Blocking.run(body)
             } catch let error as CourierError where error.isRetryable && ContinuousClock.now + pause < deadline {
+                logger.notice(
+                    "provisioning failed; retrying", metadata: ["error": "\(error)", "retryIn": "\(pause)"])
                 try await Task.sleep(for: pause)
                 pause = min(pause * 2, .seconds(1))
             }

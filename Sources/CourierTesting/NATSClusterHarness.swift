@@ -102,16 +102,29 @@ public final class NATSClusterHarness: Sendable {
         return number - 1
     }
 
-    /// Waits until every running node sees a JetStream meta leader.
+    /// Waits until every running node sees the same JetStream meta leader and that leader reports
+    /// every other running node as a current peer (before that, the leader cannot place an R3
+    /// stream: "no suitable peers for placement").
     public func waitForMetaLeader(timeout: Duration = .seconds(60)) async throws {
         let ready = await eventually(within: timeout, every: .milliseconds(100)) {
-            for node in self.nodes where node.pid != nil {
+            let running = self.nodes.indices.filter { self.nodes[$0].pid != nil }
+            var leaders: Set<String> = []
+            for node in running.map({ self.nodes[$0] }) {
                 let jsz = try? await node.monitor("/jsz")
                 guard let leader = jsz?["meta_cluster"]?["leader"]?.stringValue, !leader.isEmpty else { return false }
+                leaders.insert(leader)
             }
-            return true
+            guard leaders.count == 1, let leader = leaders.first, let index = self.index(ofServer: leader),
+                self.nodes[index].pid != nil,
+                let replicas = try? await self.nodes[index].monitor("/jsz")["meta_cluster"]?["replicas"]?.arrayValue
+            else { return false }
+            let current = replicas.filter { $0["current"]?.boolValue == true }.compactMap { $0["name"]?.stringValue }
+            return running.allSatisfy { $0 == index || current.contains("n\($0 + 1)") }
         }
-        guard ready else { throw CourierTestingError("the JetStream meta group elected no leader within \(timeout)") }
+        guard ready else {
+            throw CourierTestingError(
+                "the JetStream meta group had no leader with every node current within \(timeout)")
+        }
     }
 
     /// The `/jsz` entry of `stream` as seen by the first node that answers.

@@ -209,5 +209,37 @@ struct FailoverTests {
         )
         await provider.shutdown()
     }
+
+    @Test("a service connecting while a node restarts creates its R3 stream once the node is back")
+    func provisioningWaitsForPlacement() async throws {
+        let cluster = try await NATSClusterHarness.start(nodes: 3)
+        defer { cluster.stop() }
+        // A graceful stop tells the meta leader the node is gone: it cannot place 3 replicas.
+        cluster.nodes[2].stop()
+        #expect(
+            await eventually(within: .seconds(30)) {
+                for node in cluster.nodes.prefix(2) {
+                    let meta = try? await node.monitor("/jsz")["meta_cluster"]
+                    guard meta?["leader"]?.stringValue == "n\(cluster.nodes.firstIndex { $0 === node }! + 1)" else {
+                        continue
+                    }
+                    let peer = meta?["replicas"]?.arrayValue?.first { $0["name"]?.stringValue == "n3" }
+                    return peer?["offline"]?.boolValue == true || peer?["current"]?.boolValue == false
+                }
+                return false
+            }, "the meta leader never saw n3 leave")
+        let connecting = Task {
+            try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: "PLACED"))
+        }
+        try await Task.sleep(for: .seconds(1))
+        try await cluster.nodes[2].restart()
+        let provider = try await connecting.value
+        let info = try await provider.info()
+        #expect(info.details["replicas"] == "3", "\(info.details)")
+        #expect(
+            try await provider.publish(Event(subject: "events.orders.placed", category: "orders", payload: [:]))
+                .sequence == 1)
+        await provider.shutdown()
+    }
 }
 #endif

@@ -57,6 +57,13 @@ extension CourierError {
         case (_, JSClusterNotAvailErr), (_, JSClusterNotLeaderErr):
             // The cluster is electing a leader: the same request succeeds in a moment.
             return CourierError(.transient, message, input: input, isRetryable: true)
+        case (_, JSClusterNoPeersErr):
+            // Too few servers are up (or known to the meta leader yet) to place every replica:
+            // true while a cluster starts or a node restarts, and for good when the cluster is
+            // smaller than the replica count — callers retry it only within a bound.
+            return CourierError(
+                .transient, message + "; are as many servers up as the stream has replicas?", input: input,
+                isRetryable: true)
         case (_, JSStreamWrongLastSequenceErr):
             return CourierError(.wrongLastSequence, message, input: input)
         case (_, JSStreamMessageExceedsMaximumErr), (NATS_MAX_PAYLOAD, _):
