@@ -33,6 +33,8 @@ public final class JetStreamProvider: EventProvider {
     /// (`withTaskExecutorPreference(provider.executor) { … }`) to avoid a thread hop per publish.
     public var executor: any TaskExecutor { publishExecutor }
     let publishExecutor: BlockingExecutor
+    /// Durable subscriptions found stalled and subscribed again.
+    let stallRecoveries = Atomic<UInt64>(0)
     /// The event stream as connecting found or created it.
     let eventStream: StreamFacts
     /// The dead-letter stream's name and subject prefix.
@@ -384,7 +386,31 @@ public final class JetStreamProvider: EventProvider {
             throw closedError()
                 ?? CourierError(.shutdown, "JetStream provider is shut down", input: configuration.stream)
         }
+        if let durable = config.durable {
+            let ackWait = options.ackWait
+            subscription.watchForStalls(
+                every: min(max(ackWait / 2, .seconds(1)), .seconds(15)),
+                after: max(ackWait * 2, .seconds(10)),
+                progress: { [weak self] in
+                    guard let self else { throw CourierError(.shutdown, "the provider is gone", input: durable) }
+                    return try await self.blocking { try $0.consumerProgress(durable) }
+                },
+                resubscribe: { [weak self] in
+                    guard let self else { throw CourierError(.shutdown, "the provider is gone", input: durable) }
+                    return try await self.blocking { try $0.subscribeNative(config, inbox: inbox) }
+                },
+                stalled: { [weak self] in self?.stallRecoveries.add(1, ordering: .relaxed) })
+        }
         return subscription
+    }
+
+    /// Drops the server-side interest of every open subscription to durable consumer `consumer`
+    /// without ending them, as a lost queue subscription does, so tests can watch the stall
+    /// watch resubscribe.
+    package func dropDeliveryInterest(consumer: String) {
+        for subscription in state.withLock({ $0.openSubscriptions }) where subscription.durable {
+            if subscription.consumer == consumer { subscription.dropInterest() }
+        }
     }
 
     public func unsubscribe(consumer: String) async throws {
@@ -442,6 +468,7 @@ public final class JetStreamProvider: EventProvider {
                 "publishRetries": String(connection.publisher.retryCount),
                 "publishReorders": String(connection.publisher.reorderCount),
                 "publishesInFlight": String(connection.publisher.inFlight),
+                "subscriptionStalls": String(stallRecoveries.load(ordering: .relaxed)),
             ],
             replicaSet: stream.replicaSet
         )

@@ -13,7 +13,11 @@ import Synchronization
 final class JetStreamSubscription: EventSubscriptionSource {
     let connection: NATSConnection
     let inbox: DeliveryInbox
-    let handle: SubscriptionHandle
+    /// The cnats subscription feeding the inbox (replaced when a stalled one is resubscribed).
+    private let handle: Mutex<SubscriptionHandle>
+    private let stallWatch = Mutex<Task<Void, Never>?>(nil)
+    /// Stream sequences this subscription dead-lettered lately.
+    private let deadLettered = Mutex(RecentSequences(capacity: 1024))
     let consumer: String
     let durable: Bool
     let options: SubscribeOptions
@@ -41,7 +45,7 @@ final class JetStreamSubscription: EventSubscriptionSource {
     ) {
         self.connection = connection
         self.inbox = inbox
-        self.handle = handle
+        self.handle = Mutex(handle)
         self.consumer = consumer
         self.durable = durable
         self.options = options
@@ -151,9 +155,17 @@ final class JetStreamSubscription: EventSubscriptionSource {
     /// fails, the delivery is nak'ed with ``SubscribeOptions/deadLetterHandOffDelay(afterFailures:)``
     /// instead, so the server brings it back to try again (up to the consumer's server-side
     /// bound, ``SubscribeOptions/deliveryLimit``); it is never terminated unless a store took it.
+    ///
+    /// A redelivery of an event this subscription already dead-lettered (its `+TERM` reached the
+    /// server after the ack wait, on a loaded machine) is only terminated again: the handler
+    /// sees each poison event once.
     func deadLetterAndTerm(_ delivery: IncomingDelivery, _ letter: DeadLetterEvent) async {
+        let sequence = delivery.metadata.streamSequence
         do {
-            try await deadLetters.handle(letter)
+            if !deadLettered.withLock({ $0.contains(sequence) }) {
+                try await deadLetters.handle(letter)
+                deadLettered.withLock { $0.insert(sequence) }
+            }
             try await sendAcknowledgement { try self.connection.acknowledge(delivery.message, "+TERM") }
         } catch {
             // Deliveries past `maxDeliver` are hand-off retries.
@@ -196,14 +208,119 @@ final class JetStreamSubscription: EventSubscriptionSource {
     /// consumer gets it at once instead of after its ack wait.
     func close() async {
         guard inbox.close() else { return }
-        handle.drain()
+        stallWatch.withLock { $0?.cancel() }
+        handle.withLock { $0 }.drain()
         onClose(self)
     }
 
     var isClosed: Bool { inbox.isClosed }
 
     deinit {
-        if inbox.close() { handle.drain() }
+        stallWatch.withLock { $0?.cancel() }
+        if inbox.close() { handle.withLock { $0 }.drain() }
+    }
+
+    // MARK: Stalls
+
+    /// Watches a durable push subscription for a stall: nothing arrived for `quiet` while the
+    /// server reports events pending that it could deliver (fewer than `MaxAckPending` awaiting
+    /// acks) and its delivered sequence did not move since the last look, or it sees no
+    /// subscription at all. Then the consumer is subscribed again and the old subscription
+    /// drained. (Seen on nats-server 2.9 after leader changes: a queue subscription's interest
+    /// lost between nodes, so the consumer stops pushing with thousands of events pending.)
+    ///
+    /// `stalled` is called after each recovery, for the provider's counters.
+    func watchForStalls(
+        every interval: Duration,
+        after quiet: Duration,
+        progress: @escaping @Sendable () async throws -> ConsumerProgress,
+        resubscribe: @escaping @Sendable () async throws -> SubscriptionHandle,
+        stalled: @escaping @Sendable () -> Void
+    ) {
+        let inbox = self.inbox
+        let task = Task { [weak self] in
+            var seen = inbox.received
+            var quietSince = ContinuousClock.now
+            var lastDelivered: UInt64?
+            while !Task.isCancelled, !inbox.isClosed {
+                try? await Task.sleep(for: interval)
+                let received = inbox.received
+                if received != seen {
+                    seen = received
+                    quietSince = .now
+                    lastDelivered = nil
+                    continue
+                }
+                guard ContinuousClock.now - quietSince >= quiet, !Task.isCancelled,
+                    let now = try? await progress()
+                else { continue }
+                let couldDeliver = now.pending > 0 && (now.maxAckPending <= 0 || now.ackPending < now.maxAckPending)
+                let stuck = couldDeliver && (!now.pushBound || lastDelivered == now.delivered)
+                lastDelivered = now.delivered
+                guard stuck, let self else { continue }
+                self.logger.warning(
+                    "durable consumer stalled: events pending on the server, none delivered; subscribing again",
+                    metadata: [
+                        "consumer": "\(self.consumer)", "pending": "\(now.pending)", "ackPending": "\(now.ackPending)",
+                        "pushBound": "\(now.pushBound)", "quietFor": "\(ContinuousClock.now - quietSince)",
+                    ])
+                do {
+                    try await self.replaceSubscription(with: resubscribe())
+                    stalled()
+                    quietSince = .now
+                    lastDelivered = nil
+                } catch {
+                    self.logger.error(
+                        "subscribing a stalled consumer again failed; trying again later",
+                        metadata: ["consumer": "\(self.consumer)", "error": "\(error)"])
+                }
+            }
+        }
+        stallWatch.withLock { $0 = task }
+    }
+
+    /// Drops the subscription's interest on the server, as a stall does, without ending the
+    /// subscription: its cnats subscription is drained as if it had been replaced. For tests of
+    /// the stall watch.
+    func dropInterest() {
+        inbox.detachCurrent()
+        handle.withLock { $0 }.drain()
+    }
+
+    /// Makes `fresh` the subscription feeding the inbox and drains the one it replaces.
+    func replaceSubscription(with fresh: SubscriptionHandle) {
+        let old = handle.withLock { current -> SubscriptionHandle in
+            defer { current = fresh }
+            return current
+        }
+        // Closed meanwhile: `close()` may have drained the old one only.
+        if isClosed { fresh.drain() }
+        old.drain()
+    }
+}
+
+/// The last `capacity` sequences inserted, for membership tests.
+struct RecentSequences: Sendable {
+    let capacity: Int
+    private var members: Set<UInt64> = []
+    private var order: [UInt64] = []
+    private var next = 0
+
+    init(capacity: Int) {
+        self.capacity = capacity
+    }
+
+    func contains(_ sequence: UInt64) -> Bool { members.contains(sequence) }
+
+    mutating func insert(_ sequence: UInt64) {
+        guard members.insert(sequence).inserted else { return }
+        if order.count < capacity {
+            order.append(sequence)
+        } else {
+            members.remove(order[next])
+            order[next] = sequence
+            next = (next + 1) % capacity
+        }
     }
 }
 

@@ -40,6 +40,12 @@ struct ProviderStateMachine {
         return .keep
     }
 
+    /// The subscriptions open right now.
+    var openSubscriptions: [JetStreamSubscription] {
+        guard case .running(let open) = state else { return [] }
+        return open.values.compactMap(\.subscription)
+    }
+
     mutating func unregister(_ subscription: JetStreamSubscription) {
         guard case .running(var open) = state else { return }
         open[ObjectIdentifier(subscription)] = nil

@@ -160,6 +160,41 @@ struct TrustUnderFaultsJetStreamTests {
         await provider.shutdown()
     }
 
+    @Test("a durable subscription whose interest the server lost subscribes again and delivers every pending event")
+    func stalledSubscriptionRecovers() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration([server.url], stream: "STALL"))
+        let subscription = try await provider.subscribeDurable(
+            consumer: "stalled", filter: "events.orders.>", options: SubscribeOptions(ackWait: .seconds(2)))
+        for i in 0..<5 { try await provider.publish(Self.event(i)) }
+        for _ in 0..<5 {
+            let pending = try #require(await subscription.next(timeout: .seconds(10)))
+            try await pending.ack()
+        }
+        // As after a leader change on nats-server 2.9: the server no longer sees the subscription.
+        provider.dropDeliveryInterest(consumer: "stalled")
+        let later = (5..<20).map { Self.event($0) }
+        for event in later { try await provider.publish(event) }
+        var delivered: Set<String> = []
+        let deadline = ContinuousClock.now + .seconds(60)
+        // (An earlier event whose ack came late on a loaded machine may come back too.)
+        while !Set(later.map(\.id)).isSubset(of: delivered), ContinuousClock.now < deadline {
+            guard let pending = try await subscription.next(timeout: .seconds(1)) else { continue }
+            delivered.insert(pending.event.id)
+            try await pending.ack()
+        }
+        #expect(
+            Set(later.map(\.id)).isSubset(of: delivered),
+            "\(delivered.intersection(later.map(\.id)).count) of \(later.count) delivered after the stall")
+        #expect(try await provider.info().details["subscriptionStalls"] == "1")
+        await subscription.close()
+        await provider.shutdown()
+    }
+
     // MARK: Item 10: bounded redelivery
 
     @Test("every durable consumer has a finite MaxDeliver on the server")

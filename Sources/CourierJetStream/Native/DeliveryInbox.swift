@@ -154,7 +154,7 @@ func lowercasedHeaders(of msg: OpaquePointer) -> [String: String] {
     return headers
 }
 
-/// Owns one `natsSubscription` handle. The subscription's ``DeliveryInbox`` keeps it alive until
+/// Owns one `natsSubscription` handle. The subscription's ``InboxBinding`` keeps it alive until
 /// cnats reports the subscription complete, so it is never destroyed while a drain is running
 /// (destroying a draining subscription drops the messages still queued for it).
 ///
@@ -291,13 +291,16 @@ struct SubscriptionStateMachine {
     }
 }
 
-/// Where a push subscription's callback leaves messages for `next()` to take. It is the closure
-/// cnats passes to the message handler: retained at subscribe time and released by the
-/// subscription's on-complete callback, after the last handler call has returned.
+/// Where a push subscription's callback leaves messages for `next()` to take, through one
+/// ``InboxBinding`` per cnats subscription (a second one replaces the first after a stall).
 final class DeliveryInbox: Sendable {
     private let state = Mutex(SubscriptionStateMachine())
-    /// The subscription handle, kept alive by the inbox until cnats completes the subscription.
-    private let handle = Mutex<SubscriptionHandle?>(nil)
+    /// The id of the binding (cnats subscription) whose completion ends the inbox; an older one,
+    /// replaced after a stall, completes without ending it.
+    private let currentBinding = Atomic<UInt64>(0)
+    private let bindingIDs = Atomic<UInt64>(0)
+    /// Deliveries received so far, over every binding (for the stall watch).
+    private let arrivals = Atomic<UInt64>(0)
     /// Hands one delivery back (nak) so another subscriber gets it now rather than after the ack
     /// wait. Called only once the subscription is complete: earlier, the server could route the
     /// redelivery straight back to this draining subscription.
@@ -322,6 +325,7 @@ final class DeliveryInbox: Sendable {
         var queued: Int32 = 0
         if let subscription { _ = natsSubscription_GetPending(subscription, &queued, nil) }
         let delivery = IncomingDelivery(message: message, metadata: metadata)
+        arrivals.add(1, ordering: .relaxed)
         if let (waiter, first) = state.withLock({ $0.received(delivery, moreComing: queued > 0) }) {
             waiter.resume(returning: first)
         }
@@ -367,21 +371,65 @@ final class DeliveryInbox: Sendable {
 
     var isClosed: Bool { state.withLock { $0.isClosed } }
 
+    /// Deliveries received so far.
+    var received: UInt64 { arrivals.load(ordering: .relaxed) }
+
+    /// A binding for a new cnats subscription feeding this inbox.
+    func newBinding() -> InboxBinding {
+        InboxBinding(inbox: self, id: bindingIDs.add(1, ordering: .relaxed).newValue)
+    }
+
+    /// From now on, the completion of `binding` (and no other) ends the inbox.
+    func makeCurrent(_ binding: InboxBinding) {
+        currentBinding.store(binding.id, ordering: .releasing)
+    }
+
+    /// No binding's completion ends the inbox until the next ``makeCurrent(_:)``.
+    func detachCurrent() {
+        currentBinding.store(0, ordering: .releasing)
+    }
+
+    /// A binding's cnats subscription completed: the inbox ends if it was the current one.
+    fileprivate func bindingCompleted(_ id: UInt64) {
+        guard currentBinding.load(ordering: .acquiring) == id else { return }
+        completed()
+    }
+}
+
+/// One cnats subscription feeding a ``DeliveryInbox``: the closure cnats passes to the message
+/// and completion handlers. Retained at subscribe time, released by the completion handler
+/// after the last handler call returned; it keeps its subscription handle alive until then
+/// (destroying a draining subscription drops the messages still queued for it).
+final class InboxBinding: Sendable {
+    let inbox: DeliveryInbox
+    let id: UInt64
+    private let handle = Mutex<SubscriptionHandle?>(nil)
+
+    init(inbox: DeliveryInbox, id: UInt64) {
+        self.inbox = inbox
+        self.id = id
+    }
+
     /// Keeps `handle` alive until the subscription completes.
     func retain(_ handle: SubscriptionHandle) {
         self.handle.withLock { $0 = handle }
     }
+
+    fileprivate func completed() {
+        inbox.bindingCompleted(id)
+        handle.withLock { $0 = nil }
+    }
 }
 
 /// The push subscription's message handler. Runs on the subscription's cnats delivery thread;
-/// the closure is the subscription's ``DeliveryInbox``.
+/// the closure is the subscription's ``InboxBinding``.
 let deliveryHandler: natsMsgHandler = { _, subscription, msg, closure in
     guard let msg else { return }
     guard let closure else {
         natsMsg_Destroy(msg)
         return
     }
-    Unmanaged<DeliveryInbox>.fromOpaque(closure).takeUnretainedValue().receive(msg, subscription: subscription)
+    Unmanaged<InboxBinding>.fromOpaque(closure).takeUnretainedValue().inbox.receive(msg, subscription: subscription)
 }
 
 /// Runs on a cnats thread once the subscription is closed and its handler has returned for the
@@ -391,9 +439,9 @@ let deliveryComplete: natsOnCompleteCB = { closure in
     guard let closure else { return }
     let address = UInt(bitPattern: closure)
     Blocking.detach {
-        let inbox = Unmanaged<DeliveryInbox>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)
-        inbox.takeUnretainedValue().completed()
-        inbox.release()
+        let binding = Unmanaged<InboxBinding>.fromOpaque(UnsafeRawPointer(bitPattern: address)!)
+        binding.takeUnretainedValue().completed()
+        binding.release()
     }
 }
 

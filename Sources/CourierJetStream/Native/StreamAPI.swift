@@ -62,6 +62,19 @@ struct StreamState: Sendable {
     var replicaSet: ProviderInfo.ReplicaSet?
 }
 
+/// A durable consumer's progress as the server reports it.
+struct ConsumerProgress: Sendable {
+    /// Stored events the consumer has not delivered yet.
+    var pending: UInt64
+    /// Delivered events awaiting their acknowledgement.
+    var ackPending: Int
+    var maxAckPending: Int
+    /// The consumer sequence of its last delivery.
+    var delivered: UInt64
+    /// Whether the server sees a subscription on the deliver subject.
+    var pushBound: Bool
+}
+
 extension JetStreamProvider {
     var js: OpaquePointer { connection.context }
 
@@ -220,6 +233,24 @@ extension JetStreamProvider {
         }
     }
 
+    /// What the server reports of durable consumer `name` (blocking), for the stall watch.
+    func consumerProgress(_ name: String) throws -> ConsumerProgress {
+        var info: UnsafeMutablePointer<jsConsumerInfo>?
+        var jerr = jsErrCode(0)
+        let status = js_GetConsumerInfo(&info, js, configuration.stream, name, nil, &jerr)
+        guard status == NATS_OK, let info else {
+            throw CourierError.nats(
+                status, "cannot look up consumer '\(name)'", input: name, jsCode: jerr, detail: natsLastErrorText())
+        }
+        defer { jsConsumerInfo_Destroy(info) }
+        return ConsumerProgress(
+            pending: info.pointee.NumPending,
+            ackPending: Int(info.pointee.NumAckPending),
+            maxAckPending: Int(info.pointee.Config?.pointee.MaxAckPending ?? 0),
+            delivered: info.pointee.Delivered.Consumer,
+            pushBound: info.pointee.PushBound)
+    }
+
     /// Subscribes a push handler (blocking): bound to the durable consumer, or creating an
     /// ephemeral one that cnats deletes when the subscription ends.
     func subscribeNative(_ settings: ConsumerSettings, inbox: DeliveryInbox) throws -> SubscriptionHandle {
@@ -238,12 +269,13 @@ extension JetStreamProvider {
             options.Config.FilterSubject = nil
             subject = arena.c(settings.filter ?? subjectPrefix + ".>")
         }
-        let closure = Unmanaged.passRetained(inbox).toOpaque()
+        let binding = inbox.newBinding()
+        let closure = Unmanaged.passRetained(binding).toOpaque()
         var sub: OpaquePointer?
         var jerr = jsErrCode(0)
         let status = js_Subscribe(&sub, js, subject, deliveryHandler, closure, nil, &options, &jerr)
         guard status == NATS_OK, let sub else {
-            Unmanaged<DeliveryInbox>.fromOpaque(closure).release()
+            Unmanaged<InboxBinding>.fromOpaque(closure).release()
             throw CourierError.nats(
                 status,
                 "cannot subscribe to \(settings.durable.map { "durable consumer '\($0)'" } ?? "'\(settings.filter ?? subjectPrefix + ".>")'")",
@@ -253,11 +285,12 @@ extension JetStreamProvider {
             )
         }
         let handle = SubscriptionHandle(sub)
+        inbox.makeCurrent(binding)
         if natsSubscription_SetOnCompleteCB(sub, deliveryComplete, closure) == NATS_OK {
-            inbox.retain(handle)
+            binding.retain(handle)
         } else {
             // Already closed: no handler call can be pending any more.
-            Unmanaged<DeliveryInbox>.fromOpaque(closure).release()
+            Unmanaged<InboxBinding>.fromOpaque(closure).release()
         }
         _ = natsSubscription_SetPendingLimits(sub, -1, -1)
         return handle
