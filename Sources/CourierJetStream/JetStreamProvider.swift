@@ -63,9 +63,11 @@ public final class JetStreamProvider: EventProvider {
         try configuration.validate()
         let connection = try await Blocking.run { try NATSConnection(configuration: configuration) }
         do {
-            // A stream (or the meta group) electing a leader answers nothing for a few seconds:
-            // provisioning retries timeouts and "no responders" for up to 30 s, then fails.
-            let eventStream = try await retryingWhileElecting(for: .seconds(30), logger: configuration.logger) {
+            // A stream (or the meta group) electing a leader answers nothing for a few seconds,
+            // and a cluster that just started may not place replicas on a peer until that peer
+            // reported its statistics (every 30 s once settled): provisioning retries timeouts,
+            // "no responders" and "no suitable peers" for up to 60 s, then fails.
+            let eventStream = try await retryingWhileElecting(for: .seconds(60), logger: configuration.logger) {
                 let js = connection.context
                 let facts = try StreamProvisioner.ensure(
                     StreamSpec(eventStreamOf: configuration), provisioning: configuration.provisioning, js: js,

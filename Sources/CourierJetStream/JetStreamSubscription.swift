@@ -98,10 +98,8 @@ final class JetStreamSubscription: EventSubscriptionSource {
                 deliveryCount: count,
                 stream: stream
             )
-            let backend = JetStreamDelivery(subscription: self, delivery: delivery) { [self] reason, attempts in
-                letter(for: event, delivery, attempts: attempts, reason: reason)
-            }
-            return PendingEvent(received: received, backend: backend)
+            return PendingEvent(
+                received: received, backend: JetStreamDelivery(subscription: self, delivery: delivery, event: event))
         }
         return nil
     }
@@ -110,21 +108,11 @@ final class JetStreamSubscription: EventSubscriptionSource {
     func nextMessage() async -> PendingMessage? {
         while let delivery = await inbox.take() {
             let count = delivery.metadata.deliveryCount
-            let rawLetter: @Sendable (String, Int) -> DeadLetterEvent = { [self] reason, attempts in
-                DeadLetterEvent.undecodable(
-                    subject: delivery.message.subject ?? "",
-                    raw: delivery.message.data,
-                    reason: reason,
-                    attempts: attempts,
-                    consumer: durable ? consumer : nil,
-                    streamSequence: delivery.metadata.streamSequence,
-                    messageID: delivery.message.headers["nats-msg-id"],
-                    prefix: prefix
-                )
-            }
             let maxDeliver = options.maxDeliver
             if count > maxDeliver {
-                await deadLetterAndTerm(delivery, rawLetter("maximum deliveries (\(maxDeliver)) exhausted", maxDeliver))
+                await deadLetterAndTerm(
+                    delivery,
+                    rawLetter(delivery, attempts: maxDeliver, reason: "maximum deliveries (\(maxDeliver)) exhausted"))
                 continue
             }
             return PendingMessage(
@@ -134,10 +122,24 @@ final class JetStreamSubscription: EventSubscriptionSource {
                 sequence: delivery.metadata.streamSequence,
                 deliveryCount: count,
                 stream: stream,
-                handle: DeliveryHandle(JetStreamDelivery(subscription: self, delivery: delivery, letter: rawLetter))
+                handle: DeliveryHandle(JetStreamDelivery(subscription: self, delivery: delivery, event: nil))
             )
         }
         return nil
+    }
+
+    /// The dead letter for a delivery that is not (or was not decoded as) an event: its raw bytes.
+    func rawLetter(_ delivery: IncomingDelivery, attempts: Int, reason: String) -> DeadLetterEvent {
+        DeadLetterEvent.undecodable(
+            subject: delivery.message.subject ?? "",
+            raw: delivery.message.data,
+            reason: reason,
+            attempts: attempts,
+            consumer: durable ? consumer : nil,
+            streamSequence: delivery.metadata.streamSequence,
+            messageID: delivery.message.headers["nats-msg-id"],
+            prefix: prefix
+        )
     }
 
     func letter(for event: Event, _ delivery: IncomingDelivery, attempts: Int, reason: String) -> DeadLetterEvent {
@@ -329,21 +331,24 @@ func nakBody(delay: Duration) -> [UInt8] {
     Array("-NAK {\"delay\": \(max(0, delay.nanoseconds))}".utf8)
 }
 
-/// One JetStream delivery awaiting a decision.
-struct JetStreamDelivery: DeliveryBackend {
+/// One JetStream delivery awaiting a decision. A class, so the handle holds it without boxing
+/// (the delivery's message and metadata are larger than an existential's inline buffer).
+final class JetStreamDelivery: DeliveryBackend {
     let subscription: JetStreamSubscription
     let delivery: IncomingDelivery
-    /// The dead letter for this delivery, given the reason and the attempts made.
-    let letter: @Sendable (_ reason: String, _ attempts: Int) -> DeadLetterEvent
+    /// The decoded event, for dead letters; `nil` for raw message deliveries.
+    let event: Event?
 
-    init(
-        subscription: JetStreamSubscription,
-        delivery: IncomingDelivery,
-        letter: @escaping @Sendable (_ reason: String, _ attempts: Int) -> DeadLetterEvent
-    ) {
+    init(subscription: JetStreamSubscription, delivery: IncomingDelivery, event: Event?) {
         self.subscription = subscription
         self.delivery = delivery
-        self.letter = letter
+        self.event = event
+    }
+
+    /// The dead letter for this delivery, given the reason and the attempts made.
+    func letter(_ reason: String, _ attempts: Int) -> DeadLetterEvent {
+        if let event { return subscription.letter(for: event, delivery, attempts: attempts, reason: reason) }
+        return subscription.rawLetter(delivery, attempts: attempts, reason: reason)
     }
 
     var sequence: UInt64 { delivery.metadata.streamSequence }

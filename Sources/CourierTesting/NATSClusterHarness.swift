@@ -102,9 +102,9 @@ public final class NATSClusterHarness: Sendable {
         return number - 1
     }
 
-    /// Waits until every running node sees the same JetStream meta leader and that leader reports
-    /// every other running node as a current peer (before that, the leader cannot place an R3
-    /// stream: "no suitable peers for placement").
+    /// Waits until every running node sees the same JetStream meta leader, that leader reports
+    /// every other running node as a current peer, and it can place a stream on all of them
+    /// (before that, creating an R3 stream fails: "no suitable peers for placement").
     public func waitForMetaLeader(timeout: Duration = .seconds(60)) async throws {
         let ready = await eventually(within: timeout, every: .milliseconds(100)) {
             let running = self.nodes.indices.filter { self.nodes[$0].pid != nil }
@@ -119,12 +119,29 @@ public final class NATSClusterHarness: Sendable {
                 let replicas = try? await self.nodes[index].monitor("/jsz")["meta_cluster"]?["replicas"]?.arrayValue
             else { return false }
             let current = replicas.filter { $0["current"]?.boolValue == true }.compactMap { $0["name"]?.stringValue }
-            return running.allSatisfy { $0 == index || current.contains("n\($0 + 1)") }
+            guard running.allSatisfy({ $0 == index || current.contains("n\($0 + 1)") }) else { return false }
+            return await self.canPlace(replicas: running.count, via: self.nodes[index].port)
         }
         guard ready else {
             throw CourierTestingError(
                 "the JetStream meta group had no leader with every node current within \(timeout)")
         }
+    }
+
+    /// Whether the meta leader can place a stream on `replicas` servers: it needs each peer's
+    /// statistics, which nats-server 2.15 sometimes has only after its next 30 s report (until
+    /// then "no suitable peers for placement"). A probe stream is created and deleted again.
+    private func canPlace(replicas: Int, via port: Int) async -> Bool {
+        let name = "COURIER_HARNESS_PROBE"
+        let config =
+            #"{"name":"\#(name)","subjects":["_courier_probe.>"],"num_replicas":\#(replicas),"storage":"memory"}"#
+        guard
+            let created = try? await LoopbackClient.request(
+                port: port, subject: "$JS.API.STREAM.CREATE.\(name)", payload: config),
+            (try? JSONValue(parsing: created))?["error"] == nil
+        else { return false }
+        _ = try? await LoopbackClient.request(port: port, subject: "$JS.API.STREAM.DELETE.\(name)")
+        return true
     }
 
     /// The `/jsz` entry of `stream` as seen by the first node that answers.

@@ -22,3 +22,18 @@ public func eventually(
         try? await Task.sleep(for: interval)
     }
 }
+
+/// Runs `query` again while it fails retryably (a request timing out while a stream elects a
+/// leader), pausing 100 ms between attempts, for at most `timeout`; then its last error.
+public func settled<T: Sendable>(within timeout: Duration = .seconds(30), _ query: () async throws -> T)
+    async throws -> T
+{
+    let deadline = ContinuousClock.now + timeout
+    while true {
+        do {
+            return try await query()
+        } catch let error as CourierError where error.isRetryable && ContinuousClock.now < deadline {
+            try await Task.sleep(for: .milliseconds(100))
+        }
+    }
+}

@@ -23,19 +23,6 @@ struct FailoverTests {
         return configuration
     }
 
-    /// `query` (a stream read), asked again while the stream is still settling after the last
-    /// election (a request can time out on a loaded machine), for at most 30 s.
-    static func settled<T: Sendable>(_ query: () async throws -> T) async throws -> T {
-        let deadline = ContinuousClock.now + .seconds(30)
-        while true {
-            do {
-                return try await query()
-            } catch let error as CourierError where error.isRetryable && ContinuousClock.now < deadline {
-                continue
-            }
-        }
-    }
-
     /// What a manual-ack consumer saw.
     final class Consumed: Sendable {
         private let state = Mutex<(ids: Set<String>, deliveries: Int, redeliveries: Int, failedAcks: Int)>(
@@ -117,9 +104,9 @@ struct FailoverTests {
         #expect(ids.count == total)
         let delivered = consumed.figures.ids
         #expect(delivered == Set(ids), "\(total - delivered.intersection(ids).count) published events never delivered")
-        let info = try await Self.settled { try await publisher.info() }
+        let info = try await settled { try await publisher.info() }
         #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) published")
-        let stored = try await Self.settled {
+        let stored = try await settled {
             try await publisher.history(filter: "events.orders.>", limit: total + 100)
         }
         #expect(
@@ -181,8 +168,8 @@ struct FailoverTests {
         let total = try await producer.value
         let stats = await bus.shutdown(deadline: .seconds(120))
         #expect(stats.eventsDispatched == UInt64(total) && stats.eventsDropped == 0, "\(stats)")
-        let firstCount = try await Self.settled { try await provider.info() }.messages
-        var info = try await Self.settled { try await provider.info() }
+        let firstCount = try await settled { try await provider.info() }.messages
+        var info = try await settled { try await provider.info() }
         _ = await eventually(within: .seconds(30), every: .milliseconds(250)) {
             if let latest = try? await provider.info() { info = latest }
             return info.messages >= UInt64(total)
@@ -191,7 +178,7 @@ struct FailoverTests {
             "ingest failover: stream count right after the faults \(firstCount), settled \(info.messages) (leader \(info.replicaSet?.leader ?? "?"))"
         )
         #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) ingested")
-        let messages = try await Self.settled { try await provider.readStored(from: 1, limit: total + 100) }
+        let messages = try await settled { try await provider.readStored(from: 1, limit: total + 100) }
         #expect(Set(messages.compactMap(\.messageID)).count == total, "duplicates in the stream")
         var last: [Int: UInt64] = [:]
         var outOfOrder = 0

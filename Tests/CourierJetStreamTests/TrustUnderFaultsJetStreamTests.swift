@@ -195,6 +195,38 @@ struct TrustUnderFaultsJetStreamTests {
         await provider.shutdown()
     }
 
+    @Test("a stream read stalled part-way by a frozen server throws a retryable error, never a short list")
+    func stalledReadIsNotShort() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.thaw()
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration([server.url], stream: "SHORTREAD"))
+        let total = 40_000
+        let events = (0..<total).map { Self.event($0) }
+        for start in stride(from: 0, to: total, by: 5000) {
+            let results = await provider.publishBatch(Array(events[start..<start + 5000]))
+            #expect(results.allSatisfy { if case .success = $0 { true } else { false } })
+        }
+        let reading = Task { try await provider.readStored(from: 1, limit: total) }
+        try await Task.sleep(for: .milliseconds(30))
+        server.freeze()
+        try await Task.sleep(for: .seconds(4))  // past the 2 s request timeout
+        server.thaw()
+        switch await reading.result {
+        case .success(let messages):
+            #expect(
+                messages.count == total, "a read of \(messages.count) of \(total) messages passed for the whole stream")
+            print("stalled read: the read finished before the freeze (\(messages.count) messages)")
+        case .failure(let error):
+            #expect((error as? CourierError)?.isRetryable == true, "\(error)")
+            print("stalled read: \(error)")
+        }
+        await provider.shutdown()
+    }
+
     // MARK: Item 10: bounded redelivery
 
     @Test("every durable consumer has a finite MaxDeliver on the server")

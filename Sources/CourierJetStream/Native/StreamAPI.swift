@@ -386,8 +386,10 @@ extension JetStreamProvider {
 
     /// Hands the messages on `subject` from stream sequence `sequence` on, read with an ordered
     /// consumer (blocking), to `body` with their JetStream metadata, until `body` returns `false`,
-    /// the last stored message was read, or a read times out (the rest was removed meanwhile).
-    /// Errors say `failure` and name `input`.
+    /// the last stored message was read, or nothing arrives within the request timeout while
+    /// nothing is known to be left. A read that stalls with messages still pending (a leader
+    /// change, or the rest removed by retention meanwhile) throws a retryable `timeout`: a short
+    /// read is never passed off as the whole. Errors say `failure` and name `input`.
     func readOrderedMessages(
         stream: String? = nil,
         from sequence: UInt64,
@@ -414,15 +416,24 @@ extension JetStreamProvider {
             natsSubscription_Destroy(sub)
         }
         let wait = max(1, configuration.requestTimeout.milliseconds)
+        // What the server said was still to come after the last message read.
+        var remaining: UInt64?
         while true {
             var msg: OpaquePointer?
             let next = natsSubscription_NextMsg(&msg, sub, wait)
             guard next == NATS_OK, let msg else {
-                if next == NATS_TIMEOUT { return }
-                throw CourierError.nats(next, failure, input: input, detail: natsLastErrorText())
+                // Nothing matched, or everything was read: done. Messages still pending (a
+                // leader change paused the read): a retryable error, never a silently short read.
+                if next == NATS_TIMEOUT, (remaining ?? 0) == 0 { return }
+                var error = CourierError.nats(
+                    next, failure + " (stalled with \(remaining ?? 0) messages still to read)", input: input,
+                    detail: natsLastErrorText())
+                if next == NATS_TIMEOUT { error.isRetryable = true }
+                throw error
             }
             defer { natsMsg_Destroy(msg) }
             let metadata = natsMsg_GetReply(msg).flatMap { AckMetadata(reply: $0) }
+            remaining = metadata?.pending ?? remaining
             guard try body(msg, metadata), metadata?.pending != 0 else { return }
         }
     }
