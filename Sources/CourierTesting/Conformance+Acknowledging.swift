@@ -133,7 +133,9 @@ extension ProviderConformance {
             let subscription = try await ctx.provider.subscribeDurable(
                 consumer: "term",
                 filter: ctx.subject(">"),
-                options: SubscribeOptions(ackWait: .seconds(3), deadLetterHandler: dlq)
+                // Long enough that the terms reach the server inside the ack wait even on a
+                // loaded CI machine (with 3 s, one CI run saw the first event redelivered).
+                options: SubscribeOptions(ackWait: .seconds(6), deadLetterHandler: dlq)
             )
             let published = try await ctx.publish(2)
             let first = try await ctx.next(subscription)
@@ -145,8 +147,8 @@ extension ProviderConformance {
             #expect(letter.event.id == published[0].id)
             #expect(letter.reason.contains("invalid order total"))
             #expect(letter.attempts == 1)
-            // Neither comes back, although the 3 s ack wait has passed for both.
-            try await ctx.expectNothing(subscription, for: .milliseconds(3500))
+            // Neither comes back, although the 6 s ack wait has passed for both.
+            try await ctx.expectNothing(subscription, for: .milliseconds(6500))
             #expect(dlq.letters().count == 1)
             await subscription.close()
         },
