@@ -106,7 +106,7 @@ public final class NATSClusterHarness: Sendable {
     /// every other running node as a current peer, and it can place a stream on all of them
     /// (before that, creating an R3 stream fails: "no suitable peers for placement").
     public func waitForMetaLeader(timeout: Duration = .seconds(60)) async throws {
-        let ready = await eventually(within: timeout, every: .milliseconds(100)) {
+        let ready = await eventually(within: timeout, every: .milliseconds(250)) {
             let running = self.nodes.indices.filter { self.nodes[$0].pid != nil }
             var leaders: Set<String> = []
             for node in running.map({ self.nodes[$0] }) {
@@ -132,15 +132,17 @@ public final class NATSClusterHarness: Sendable {
     /// statistics, which nats-server 2.15 sometimes has only after its next 30 s report (until
     /// then "no suitable peers for placement"). A probe stream is created and deleted again.
     private func canPlace(replicas: Int, via port: Int) async -> Bool {
-        let name = "COURIER_HARNESS_PROBE"
-        let config =
-            #"{"name":"\#(name)","subjects":["_courier_probe.>"],"num_replicas":\#(replicas),"storage":"memory"}"#
-        guard
-            let created = try? await LoopbackClient.request(
-                port: port, subject: "$JS.API.STREAM.CREATE.\(name)", payload: config),
-            (try? JSONValue(parsing: created))?["error"] == nil
-        else { return false }
-        _ = try? await LoopbackClient.request(port: port, subject: "$JS.API.STREAM.DELETE.\(name)")
+        for storage in ["file", "memory"] {
+            let name = "COURIER_HARNESS_PROBE_\(storage.uppercased())"
+            let config =
+                #"{"name":"\#(name)","subjects":["_courier_probe.\#(storage).>"],"num_replicas":\#(replicas),"storage":"\#(storage)"}"#
+            guard
+                let created = try? await LoopbackClient.request(
+                    port: port, subject: "$JS.API.STREAM.CREATE.\(name)", payload: config),
+                (try? JSONValue(parsing: created))?["error"] == nil
+            else { return false }
+            _ = try? await LoopbackClient.request(port: port, subject: "$JS.API.STREAM.DELETE.\(name)")
+        }
         return true
     }
 

@@ -34,6 +34,8 @@ public final class NATSServerHarness: @unchecked Sendable {
     public let configuration: String?
     private let extraArguments: [String]
     private let process = Mutex<Process?>(nil)
+    /// A stopped server still shutting down, waited for by a thread of its own.
+    private let exiting = Mutex<ExitingProcess?>(nil)
 
     /// `nats://127.0.0.1:<port>`.
     public var url: String { "nats://127.0.0.1:\(port)" }
@@ -241,18 +243,29 @@ public final class NATSServerHarness: @unchecked Sendable {
             // A frozen server only acts on SIGTERM once it runs again.
             if number != SIGKILL { Glibc.kill(process.processIdentifier, SIGCONT) }
         }
-        let deadline = ContinuousClock.now + .seconds(10)
-        while process.isRunning, ContinuousClock.now < deadline { usleep(5_000) }
-        if process.isRunning {
-            Glibc.kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
-        }
+        // A short wait on the caller's thread (a SIGKILL takes effect in milliseconds). A slow
+        // graceful exit (seconds for a clustered JetStream node) is waited for on a thread of its
+        // own: the caller is usually on Swift's cooperative pool, two threads here, and blocking
+        // one for seconds stalls every other test of the process.
+        let deadline = ContinuousClock.now + (number == SIGKILL ? .seconds(2) : .milliseconds(200))
+        while process.isRunning, ContinuousClock.now < deadline { usleep(2_000) }
         self.process.withLock { $0 = nil }
+        guard process.isRunning else { return }
+        let exiting = ExitingProcess(process, workDirectory: workDirectory)
+        self.exiting.withLock { $0 = exiting }
+        Thread.detachNewThread { exiting.finish() }
+    }
+
+    /// Waits (at most `timeout`) until a server stopped earlier has exited.
+    private func awaitExit(timeout: Duration = .seconds(15)) async {
+        guard let exiting = exiting.withLock({ $0 }) else { return }
+        _ = await eventually(within: timeout, every: .milliseconds(20)) { exiting.hasExited }
     }
 
     /// Starts the server again on the same port and store (after ``stop()`` or ``kill()``).
     public func restart(timeout: Duration = .seconds(15)) async throws {
         stop()
+        await awaitExit()
         var lastError: (any Error)?
         // The port can take a moment to be released after a kill.
         for _ in 0..<20 {
@@ -270,6 +283,8 @@ public final class NATSServerHarness: @unchecked Sendable {
 
     /// Removes the work directory (store and log).
     public func cleanUp() {
+        // Still shutting down: its waiting thread removes the directory once it has exited.
+        if let exiting = exiting.withLock({ $0 }), exiting.removeWhenDone() { return }
         try? FileManager.default.removeItem(atPath: workDirectory)
     }
 
@@ -319,5 +334,48 @@ public final class NATSServerHarness: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
         }
         return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// A server process that was signalled and has not exited yet: a thread of its own waits for it
+/// (at most 10 s, then SIGKILL) and removes its work directory afterwards if asked to.
+///
+/// `@unchecked Sendable`: `Process` is not `Sendable`, but after the signal only `isRunning`,
+/// `processIdentifier` and `waitUntilExit()` are called on it, which Foundation makes safe from
+/// any thread; everything else is behind `state`.
+final class ExitingProcess: @unchecked Sendable {
+    private let process: Process
+    private let workDirectory: String
+    private let state = Mutex<(exited: Bool, removeDirectory: Bool)>((false, false))
+
+    init(_ process: Process, workDirectory: String) {
+        self.process = process
+        self.workDirectory = workDirectory
+    }
+
+    var hasExited: Bool { state.withLock { $0.exited } }
+
+    /// Asks for the work directory to be removed after the exit; `false` if it already happened.
+    func removeWhenDone() -> Bool {
+        state.withLock { state in
+            guard !state.exited else { return false }
+            state.removeDirectory = true
+            return true
+        }
+    }
+
+    /// Blocks until the process exited (SIGKILL after 10 s). Run on a thread of its own.
+    func finish() {
+        let deadline = ContinuousClock.now + .seconds(10)
+        while process.isRunning, ContinuousClock.now < deadline { usleep(5_000) }
+        if process.isRunning {
+            Glibc.kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        let remove = state.withLock { state -> Bool in
+            state.exited = true
+            return state.removeDirectory
+        }
+        if remove { try? FileManager.default.removeItem(atPath: workDirectory) }
     }
 }

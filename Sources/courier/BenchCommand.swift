@@ -133,8 +133,10 @@ struct IngestBenchCommand: AsyncParsableCommand {
                 done.leave()
             }
         }
+        // Waited for on a thread of its own: a blocked Dispatch thread is one of the pool's two
+        // (on two cores) that every task of the process runs on.
         await withCheckedContinuation { continuation in
-            DispatchQueue.global().async {
+            Thread.detachNewThread {
                 done.wait()
                 continuation.resume()
             }

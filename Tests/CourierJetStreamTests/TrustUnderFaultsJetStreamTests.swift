@@ -204,7 +204,7 @@ struct TrustUnderFaultsJetStreamTests {
             server.cleanUp()
         }
         let provider = try await JetStreamProvider.connect(Self.configuration([server.url], stream: "SHORTREAD"))
-        let total = 40_000
+        let total = 20_000
         let events = (0..<total).map { Self.event($0) }
         for start in stride(from: 0, to: total, by: 5000) {
             let results = await provider.publishBatch(Array(events[start..<start + 5000]))

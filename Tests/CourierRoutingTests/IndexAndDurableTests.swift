@@ -158,9 +158,13 @@ struct DurableMemoryBrokerTests {
         let event = Event(subject: "events.orders.created", category: "orders", payload: nil)
         _ = try await provider.publish(event)
         let run = Task {
-            try await broker.run(Broker.Source(provider: provider, nakDelay: .milliseconds(20)))
+            // An ack wait far beyond the wait below: only the nak can bring the event back in time.
+            var source = Broker.Source(provider: provider, nakDelay: .milliseconds(20))
+            source.options.ackWait = .seconds(120)
+            try await broker.run(source)
         }
-        #expect(await eventually(within: .seconds(10)) { (try? await letters.count()) == 1 })
+        // Generous: at the start of a full parallel run the process is starved for seconds.
+        #expect(await eventually(within: .seconds(30)) { (try? await letters.count()) == 1 })
         run.cancel()
         _ = try? await run.value
         #expect(sink.attempts.load(ordering: .relaxed) == 2, "routed, nak'ed after the failed hand-off, routed again")

@@ -386,10 +386,10 @@ extension JetStreamProvider {
 
     /// Hands the messages on `subject` from stream sequence `sequence` on, read with an ordered
     /// consumer (blocking), to `body` with their JetStream metadata, until `body` returns `false`,
-    /// the last stored message was read, or nothing arrives within the request timeout while
-    /// nothing is known to be left. A read that stalls with messages still pending (a leader
-    /// change, or the rest removed by retention meanwhile) throws a retryable `timeout`: a short
-    /// read is never passed off as the whole. Errors say `failure` and name `input`.
+    /// or the last stored message was read. Call it only where messages are known to be stored
+    /// from `sequence` on: a read that stalls before the last one (a leader change, a frozen
+    /// server, or the rest removed by retention meanwhile) throws a retryable `timeout`, so a
+    /// short read is never passed off as the whole. Errors say `failure` and name `input`.
     func readOrderedMessages(
         stream: String? = nil,
         from sequence: UInt64,
@@ -424,7 +424,9 @@ extension JetStreamProvider {
             guard next == NATS_OK, let msg else {
                 // Nothing matched, or everything was read: done. Messages still pending (a
                 // leader change paused the read): a retryable error, never a silently short read.
-                if next == NATS_TIMEOUT, (remaining ?? 0) == 0 { return }
+                // (Callers read only where messages are known to be stored: nothing at all
+                // arriving is a stall too.)
+                if next == NATS_TIMEOUT, remaining == 0 { return }
                 var error = CourierError.nats(
                     next, failure + " (stalled with \(remaining ?? 0) messages still to read)", input: input,
                     detail: natsLastErrorText())
