@@ -138,15 +138,17 @@ struct SharedRegistryTests {
         let newLeader = try await cluster.waitForStreamLeader("KV_CLUSTERED", excluding: leader)
         #expect(newLeader != leader)
         try await busA.updateSubscription(SubscriptionFilter(subscriberID: "after-kill", subjects: ["events.y.>"]))
+        // B's watch is an ordered consumer: it notices the dead leader by missed heartbeats and is
+        // recreated (10–25 s alone here, longer in the full parallel run).
         #expect(
-            await eventually(within: .seconds(30)) { busB.subscription("after-kill") != nil },
+            await eventually(within: .seconds(60)) { busB.subscription("after-kill") != nil },
             "B did not see a change made after the bucket's leader was killed")
 
         try await cluster.nodes[leader].restart()
         try await cluster.stepDown(stream: "KV_CLUSTERED")
         try await busA.updateSubscription(SubscriptionFilter(subscriberID: "after-step-down", subjects: ["events.z.>"]))
         #expect(
-            await eventually(within: .seconds(30)) { busB.subscription("after-step-down") != nil },
+            await eventually(within: .seconds(60)) { busB.subscription("after-step-down") != nil },
             "B did not see a change made after a leader step-down")
         print(
             "registry across leader change: killed node \(leader), new leader \(newLeader), B holds \(busB.listSubscriptions().count) registrations"

@@ -185,7 +185,7 @@ struct DurableMemoryBrokerTests {
         let bad = Event(subject: "events.orders.bad", category: "orders", eventType: "bad", payload: nil)
         _ = try await provider.publish(bad)
         let run = Task { try await broker.run(Broker.Source(provider: provider)) }
-        #expect(await eventually(within: .seconds(10)) { (try? await provider.deadLetters.count()) == 1 })
+        #expect(await eventually(within: .seconds(30)) { (try? await provider.deadLetters.count()) == 1 })
         let marker = Event(subject: "events.orders.marker", category: "orders", payload: nil)
         _ = try await provider.publish(marker)
         #expect(await eventually(within: .seconds(10)) { seen.events.contains { $0.id == marker.id } })
