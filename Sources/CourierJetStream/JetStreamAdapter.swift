@@ -116,7 +116,7 @@ public final class JetStreamAdapter: Adapter {
         }
         let results: [Result<PublishAck, CourierError>]
         do {
-            results = try await provider.publish(messages: messages, timeout: publishTimeout)
+            results = try await provider.publish(checkedMessages: messages, timeout: publishTimeout)
         } catch let error as CourierError {
             throw Self.adapterError(error)
         }

@@ -240,6 +240,16 @@ public final class JetStreamProvider: EventProvider {
         return await connection.publisher.publishBatch(messages, timeout: timeout)
     }
 
+    /// As ``publish(messages:timeout:)`` for a caller that already checked every message's
+    /// subject and size (the ingest adapter: subjects at `ingestRaw`, sizes per event so one
+    /// oversized event is rejected alone), so the hot path does not check them twice.
+    func publish(checkedMessages messages: [OutgoingMessage], timeout: Duration) async throws
+        -> [Result<PublishAck, CourierError>]
+    {
+        try ensureOpen()
+        return await connection.publisher.publishBatch(messages, timeout: timeout)
+    }
+
     func outgoing(_ event: Event, messageID: String?, expectedLastSequence: UInt64?, headers: [(String, String)] = [])
         throws -> OutgoingMessage
     {

@@ -180,16 +180,7 @@ struct FailoverTests {
         #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) ingested")
         let messages = try await settled { try await provider.readStored(from: 1, limit: total + 100) }
         #expect(Set(messages.compactMap(\.messageID)).count == total, "duplicates in the stream")
-        var last: [Int: UInt64] = [:]
-        var outOfOrder = 0
-        for message in messages {
-            let parts = (message.messageID ?? "").split(separator: ":")
-            guard parts.count == 4, let shard = Int(parts[1]), let start = UInt64(parts[2]),
-                let index = UInt64(parts[3])
-            else { continue }
-            if let previous = last[shard], start + index <= previous { outOfOrder += 1 }
-            last[shard] = start + index
-        }
+        let outOfOrder = eventsOutOfShardOrder(messages)
         #expect(outOfOrder == 0, "\(outOfOrder) events stored out of shard order")
         print(
             "failover ingest (server \(try await cluster.nodes[0].version())): \(faults.joined(separator: "; ")); ingested \(total), dispatched \(stats.eventsDispatched), batch retries \(stats.batchRetries), stored \(info.messages), out of shard order \(outOfOrder), publish retries \(info.details["publishRetries"] ?? "?"), reorders \(info.details["publishReorders"] ?? "?")"

@@ -108,16 +108,7 @@ struct IngestJetStreamTests {
         // Per-shard order is the adapter contract's invariant: in stream order, each shard's
         // sequence numbers (from the dedupe ids) only increase, across the kill and the retries.
         let messages = try await provider.readStored(from: 1, limit: total + 100)
-        var last: [Int: UInt64] = [:]
-        var outOfOrder = 0
-        for message in messages {
-            let parts = (message.messageID ?? "").split(separator: ":")
-            guard parts.count == 4, let shard = Int(parts[1]), let start = UInt64(parts[2]),
-                let index = UInt64(parts[3])
-            else { continue }
-            if let previous = last[shard], start + index <= previous { outOfOrder += 1 }
-            last[shard] = start + index
-        }
+        let outOfOrder = eventsOutOfShardOrder(messages)
         #expect(messages.count == total)
         let reported = UInt64(info.details["publishReorders"] ?? "") ?? 0
         if syncAlways != nil {
