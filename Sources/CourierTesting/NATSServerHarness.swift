@@ -99,10 +99,16 @@ public final class NATSServerHarness: @unchecked Sendable {
         try process.run()
         let text = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         process.waitUntilExit()
-        guard let range = text.firstRange(of: "v") else {
+        // `nats-server: v2.9.10`: the first "v" followed by a digit (the name has a "v" too).
+        let characters = Array(text)
+        guard
+            let start = characters.indices.first(where: {
+                characters[$0] == "v" && $0 + 1 < characters.count && characters[$0 + 1].isNumber
+            })
+        else {
             throw CourierTestingError("cannot read the nats-server version from '\(text)'")
         }
-        return String(text[range.upperBound...].prefix { $0 == "." || $0.isNumber })
+        return String(characters[(start + 1)...].prefix { $0 == "." || $0.isNumber })
     }
 
     /// Whether the binary is at least `major.minor`.
