@@ -37,16 +37,21 @@ public final class JetStreamProvider: EventProvider {
     let stallRecoveries = Atomic<UInt64>(0)
     /// The event stream as connecting found or created it.
     let eventStream: StreamFacts
+    /// Whether the event stream takes atomic batches (nats-server 2.12+, `allow_atomic`).
+    let atomicBatches: Bool
     /// The dead-letter stream's name and subject prefix.
     let deadLetterStreamName: String
     let deadLetterPrefix: String
     /// The lifecycle (running, shutting down, closed) and the open subscriptions.
     private let state = Mutex(ProviderStateMachine())
 
-    private init(configuration: Configuration, connection: NATSConnection, eventStream: StreamFacts) {
+    private init(
+        configuration: Configuration, connection: NATSConnection, eventStream: StreamFacts, atomicBatches: Bool
+    ) {
         self.configuration = configuration
         self.connection = connection
         self.eventStream = eventStream
+        self.atomicBatches = atomicBatches
         self.deadLetterStreamName = configuration.deadLetterStream.streamName(eventStream: configuration.stream)
         self.deadLetterPrefix = configuration.deadLetterStream.prefix(eventPrefix: configuration.subjectPrefix)
         self.publishExecutor = BlockingExecutor(threads: configuration.publishThreads)
@@ -79,14 +84,24 @@ public final class JetStreamProvider: EventProvider {
                 }
                 return facts
             }
+            let atomicBatches =
+                configuration.atomicBatchPublish
+                ? try await retryingWhileElecting(for: .seconds(60), logger: configuration.logger) {
+                    try StreamProvisioner.atomicBatches(
+                        stream: configuration.stream, created: eventStream.created, connection: connection,
+                        timeout: configuration.requestTimeout, logger: configuration.logger)
+                } : false
             configuration.logger.info(
                 "connected to JetStream",
                 metadata: [
                     "url": "\(connection.currentURL)", "stream": "\(configuration.stream)",
                     "replicas": "\(eventStream.replicas)", "server": "\(connection.serverVersion)",
+                    "atomicBatches": "\(atomicBatches)",
                 ]
             )
-            return JetStreamProvider(configuration: configuration, connection: connection, eventStream: eventStream)
+            return JetStreamProvider(
+                configuration: configuration, connection: connection, eventStream: eventStream,
+                atomicBatches: atomicBatches)
         } catch {
             _ = try? await Blocking.run { connection.close(flushTimeout: .milliseconds(100)) }
             throw error
@@ -199,12 +214,35 @@ public final class JetStreamProvider: EventProvider {
     /// How long a publish keeps retrying (with the same message id) before it fails retryably.
     public static let defaultPublishTimeout: Duration = .seconds(30)
 
-    /// Publishes many events pipelined (at most `Configuration/publishWindow` in flight) and
-    /// returns each one's result in order. Each event's dedupe id is its id, so calling this
-    /// again with events that failed never stores any of them twice.
+    /// Publishes many events and returns each one's result in order. Each event's dedupe id is
+    /// its id, so calling this again with events that failed never stores any of them twice.
+    ///
+    /// Where the server and stream allow it (``Configuration/atomicBatchPublish``), the events
+    /// go out as atomic batches of up to 1 000, each stored all or nothing with one
+    /// acknowledgement; otherwise pipelined per message, at most
+    /// ``Configuration/publishWindow`` in flight.
     public func publishBatch(_ events: [Event], timeout: Duration?) async -> [Result<PublishAck, CourierError>] {
         let timeout = timeout ?? Self.defaultPublishTimeout
         if let closed = closedError() { return Array(repeating: .failure(closed), count: events.count) }
+        if usesAtomicBatches(events.count) {
+            var results = [Result<PublishAck, CourierError>?](repeating: nil, count: events.count)
+            var messages: [OutgoingMessage] = []
+            var indices: [Int] = []
+            messages.reserveCapacity(events.count)
+            indices.reserveCapacity(events.count)
+            for (index, event) in events.enumerated() {
+                do {
+                    messages.append(
+                        try outgoing(event, messageID: nil, expectedLastSequence: nil, headers: event.traceHeaders))
+                    indices.append(index)
+                } catch {
+                    results[index] = .failure(error as? CourierError ?? CourierError(.providerError, "\(error)"))
+                }
+            }
+            let sent = await publishAtomically(messages, timeout: timeout)
+            for (position, index) in indices.enumerated() { results[index] = sent[position] }
+            return results.map { $0! }
+        }
         let limit = messageSizeLimit
         var scratch: [UInt8] = []
         scratch.reserveCapacity(1024)
@@ -222,10 +260,31 @@ public final class JetStreamProvider: EventProvider {
         }
     }
 
+    /// Whether a call publishing `count` messages goes out as atomic batches: the stream allows
+    /// them and the server the connection is on (maybe another one since a reconnect) knows them.
+    func usesAtomicBatches(_ count: Int) -> Bool {
+        atomicBatches && count > 1 && connection.serverInfo?.isAtLeast(2, 12) == true
+    }
+
+    /// Publishes checked messages as atomic batches; what is not stored whole is published per
+    /// message (see ``AtomicBatchPublisher``).
+    private func publishAtomically(_ messages: [OutgoingMessage], timeout: Duration) async
+        -> [Result<PublishAck, CourierError>]
+    {
+        let publisher = connection.publisher
+        return await publisher.operation {
+            await connection.batches.publish(messages, timeout: timeout) { rest, remaining in
+                await publisher.publishBatch(rest, timeout: remaining, checkingOrder: false)
+            }
+        }
+    }
+
     /// Publishes pre-serialised messages — each with its own subject, headers and dedupe id —
     /// pipelined and in order, and returns each one's result in order. This is the raw level,
     /// under every pipeline layer: the ingest core's JetStream adapter and the CloudEvents NATS
     /// binding use it. Retryable failures are resent in order with the same ids until `timeout`.
+    /// Where the server and stream allow it, the messages go out as atomic batches (see
+    /// ``publishBatch(_:timeout:)``), unless one of them expects a last sequence.
     ///
     /// - Throws: `CourierError/Code/invalidSubject` or `CourierError/Code/payloadTooLarge`
     ///   naming the first message that can never be sent (nothing is sent then), or `shutdown`.
@@ -237,7 +296,7 @@ public final class JetStreamProvider: EventProvider {
             try Subjects.validate(message.subject)
             if let tooLarge = sizeProblem(message) { throw tooLarge }
         }
-        return await connection.publisher.publishBatch(messages, timeout: timeout)
+        return try await publish(checkedMessages: messages, timeout: timeout)
     }
 
     /// As ``publish(messages:timeout:)`` for a caller that already checked every message's
@@ -247,6 +306,9 @@ public final class JetStreamProvider: EventProvider {
         -> [Result<PublishAck, CourierError>]
     {
         try ensureOpen()
+        if usesAtomicBatches(messages.count), !messages.contains(where: { $0.expectedLastSequence != nil }) {
+            return await publishAtomically(messages, timeout: timeout)
+        }
         return await connection.publisher.publishBatch(messages, timeout: timeout)
     }
 
@@ -481,6 +543,9 @@ public final class JetStreamProvider: EventProvider {
                 "publishReorders": String(connection.publisher.reorderCount),
                 "publishesInFlight": String(connection.publisher.inFlight),
                 "subscriptionStalls": String(stallRecoveries.load(ordering: .relaxed)),
+                "atomicBatches": atomicBatches ? "on" : "off",
+                "atomicBatchCommits": String(connection.batches.commits.load(ordering: .relaxed)),
+                "atomicBatchFallbacks": String(connection.batches.fallbacks.load(ordering: .relaxed)),
             ],
             replicaSet: stream.replicaSet
         )

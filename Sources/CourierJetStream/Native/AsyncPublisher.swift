@@ -211,8 +211,10 @@ final class AsyncPublisher: @unchecked Sendable {
 
     /// Publishes every message with at most `window` in flight and returns each one's result,
     /// in order.
-    func publishBatch(_ messages: [OutgoingMessage], timeout: Duration) async -> [Result<PublishAck, CourierError>] {
-        await publish(count: messages.count, timeout: timeout) { index in
+    func publishBatch(_ messages: [OutgoingMessage], timeout: Duration, checkingOrder: Bool = true) async
+        -> [Result<PublishAck, CourierError>]
+    {
+        await publish(count: messages.count, timeout: timeout, checkingOrder: checkingOrder) { index in
             let message = messages[index]
             return (try makeNATSMessage(message), message.subject, message.messageID, message.expectedLastSequence)
         }
@@ -229,6 +231,7 @@ final class AsyncPublisher: @unchecked Sendable {
     func publish(
         count: Int,
         timeout: Duration,
+        checkingOrder: Bool = true,
         prepare: (Int) throws -> Prepared
     ) async -> [Result<PublishAck, CourierError>] {
         guard count > 0 else { return [] }
@@ -312,6 +315,16 @@ final class AsyncPublisher: @unchecked Sendable {
             probing = true
         }
         let results = batch.results
+        if checkingOrder { checkOrder(results) }
+        return results
+    }
+
+    /// Runs `body` (another way of publishing: atomic batches) as one publish operation, so
+    /// idle waits include it, and checks the order of its results.
+    func operation(_ body: () async -> [Result<PublishAck, CourierError>]) async -> [Result<PublishAck, CourierError>] {
+        beginOperation()
+        defer { endOperation() }
+        let results = await body()
         checkOrder(results)
         return results
     }

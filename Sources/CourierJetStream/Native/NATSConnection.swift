@@ -122,6 +122,8 @@ final class NATSConnection: @unchecked Sendable {
     let context: OpaquePointer
     let events: ConnectionEvents
     let publisher: AsyncPublisher
+    /// Atomic batch publishing (used only where the server and stream allow it).
+    let batches: AtomicBatchPublisher
     let servers: [String]
 
     /// Connects (blocking: call it through ``Blocking``).
@@ -235,6 +237,17 @@ final class NATSConnection: @unchecked Sendable {
         }
         publisher.context = js
         publisher.connection = nc
+        let batches = AtomicBatchPublisher(
+            connection: nc, requestTimeout: configuration.requestTimeout, logger: configuration.logger)
+        do {
+            try batches.start()
+        } catch {
+            jsCtx_Destroy(js)
+            natsConnection_Destroy(nc)
+            natsOptions_Destroy(opts)
+            throw error
+        }
+        self.batches = batches
         events.publisher.withLock { $0 = publisher }
         events.refreshServerInfo(url: connectedURL(nc))
         self.options = opts
@@ -248,6 +261,7 @@ final class NATSConnection: @unchecked Sendable {
     deinit {
         events.publisher.withLock { $0 = nil }
         publisher.invalidate()
+        batches.stop()
         jsCtx_Destroy(context)
         natsConnection_Destroy(connection)
         natsOptions_Destroy(options)
@@ -351,6 +365,27 @@ final class NATSConnection: @unchecked Sendable {
         defer { jsPubAck_Destroy(ack) }
         let stream = String(cString: ack.pointee.Stream)
         return .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate))
+    }
+
+    /// Sends a JetStream API request with a JSON body and returns the parsed reply (blocking).
+    func apiRequest(_ subject: String, _ body: [UInt8], timeout: Duration) throws -> JSONValue {
+        var reply: OpaquePointer?
+        let status = body.withUnsafeBytes { raw in
+            natsConnection_Request(
+                &reply, connection, subject, raw.baseAddress, Int32(raw.count), max(1, timeout.milliseconds))
+        }
+        guard status == NATS_OK, let reply else {
+            var error = CourierError.nats(
+                status, "JetStream API request '\(subject)' failed", input: subject, detail: natsLastErrorText())
+            if status == NATS_TIMEOUT || status == NATS_NO_RESPONDERS { error.isRetryable = true }
+            throw error
+        }
+        defer { natsMsg_Destroy(reply) }
+        let length = Int(natsMsg_GetDataLength(reply))
+        guard length > 0, let data = natsMsg_GetData(reply) else {
+            throw CourierError(.providerError, "empty reply to '\(subject)'", input: subject)
+        }
+        return try JSONValue(parsing: UnsafeRawBufferPointer(start: data, count: length))
     }
 
     /// Flushes and closes (blocking).

@@ -240,4 +240,37 @@ enum StreamProvisioner {
         return facts
     }
 }
+extension StreamProvisioner {
+    /// Whether `stream` takes atomic batches (nats-server 2.12+ with `allow_atomic`). cnats
+    /// 3.4.1 knows no such field, so the stream's configuration is read, and for a stream
+    /// Courier created just now written, as JSON. An existing stream is never changed: without
+    /// `allow_atomic` it gets a notice and per-message publishing. Blocking.
+    static func atomicBatches(
+        stream: String, created: Bool, connection: NATSConnection, timeout: Duration, logger: Logger
+    ) throws -> Bool {
+        guard connection.serverInfo?.isAtLeast(2, 12) == true else { return false }
+        let info = try connection.apiRequest("$JS.API.STREAM.INFO.\(stream)", [], timeout: timeout)
+        guard case .object(var config) = info["config"] else {
+            throw CourierError(
+                .providerError, "stream info of \(stream) has no configuration: \(info)", input: stream)
+        }
+        if config["allow_atomic"]?.boolValue == true { return true }
+        guard created else {
+            logger.notice(
+                "the stream does not allow atomic batch publish; batches are published per message (set allow_atomic on it to publish them atomically)",
+                metadata: ["stream": "\(stream)"])
+            return false
+        }
+        config["allow_atomic"] = .bool(true)
+        let updated = try connection.apiRequest(
+            "$JS.API.STREAM.UPDATE.\(stream)", JSONValue.object(config).jsonBytes(), timeout: timeout)
+        if let error = updated["error"] {
+            throw CourierError(
+                .providerError,
+                "cannot allow atomic batch publish on the stream Courier created: \(error["description"]?.stringValue ?? "\(error)")",
+                input: stream, isRetryable: true)
+        }
+        return updated["config"]?["allow_atomic"]?.boolValue == true
+    }
+}
 #endif
