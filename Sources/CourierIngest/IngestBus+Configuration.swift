@@ -74,8 +74,10 @@ extension IngestBus {
             /// The longest an event waits for its batch to fill.
             public var maxDelay: Duration
 
-            /// Creates a policy (default: 1 024 events or 2 ms).
-            public init(maxEvents: Int = 1024, maxDelay: Duration = .milliseconds(2)) {
+            /// Creates a policy (default: 1 000 events or 2 ms). 1 000 is nats-server's limit
+            /// for one atomic batch, so by default a batch the JetStream adapter publishes is
+            /// stored whole or not at all.
+            public init(maxEvents: Int = 1000, maxDelay: Duration = .milliseconds(2)) {
                 self.maxEvents = maxEvents
                 self.maxDelay = maxDelay
             }

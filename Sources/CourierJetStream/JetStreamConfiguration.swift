@@ -42,11 +42,12 @@ extension JetStreamProvider {
         public var tls: TLS? = nil
         /// The most asynchronous publishes in flight at once.
         public var publishWindow: Int = 4096
-        /// Whether batches (``JetStreamProvider/publishBatch(_:timeout:)``, the ingest adapter)
-        /// are published as atomic batches when the server (nats-server 2.12+) and the stream
-        /// (`allow_atomic`) allow it: up to 1 000 messages stored all or nothing, with one
-        /// acknowledgement. A stream Courier creates on such a server gets `allow_atomic`; an
-        /// existing one is never changed, so without `allow_atomic` batches go per message.
+        /// Whether the ingest adapter's batches (``JetStreamAdapter``) are published as atomic
+        /// batches when the server (nats-server 2.12+) and the stream (`allow_atomic`) allow
+        /// it: up to 1 000 messages stored all or nothing, with one acknowledgement. A stream
+        /// Courier creates on such a server gets `allow_atomic`; an existing one is never
+        /// changed, so without `allow_atomic` batches go per message.
+        /// ``JetStreamProvider/publishBatch(_:timeout:)`` always publishes per message.
         public var atomicBatchPublish: Bool = true
         /// Threads that synchronous publishes block on while awaiting their acknowledgement:
         /// how many ``JetStreamProvider/publish(_:options:)`` calls can wait at once.

@@ -214,35 +214,16 @@ public final class JetStreamProvider: EventProvider {
     /// How long a publish keeps retrying (with the same message id) before it fails retryably.
     public static let defaultPublishTimeout: Duration = .seconds(30)
 
-    /// Publishes many events and returns each one's result in order. Each event's dedupe id is
-    /// its id, so calling this again with events that failed never stores any of them twice.
+    /// Publishes many events pipelined (at most ``Configuration/publishWindow`` in flight) and
+    /// returns each one's result in order. Each event's dedupe id is its id, so calling this
+    /// again with events that failed never stores any of them twice.
     ///
-    /// Where the server and stream allow it (``Configuration/atomicBatchPublish``), the events
-    /// go out as atomic batches of up to 1 000, each stored all or nothing with one
-    /// acknowledgement; otherwise pipelined per message, at most
-    /// ``Configuration/publishWindow`` in flight.
+    /// Events go out per message even where atomic batches are possible: pipelined messages
+    /// keep a nats-server busier than one batch at a time does (see BENCHMARKS.md), and a
+    /// caller of this method gets a result per event, not a batch.
     public func publishBatch(_ events: [Event], timeout: Duration?) async -> [Result<PublishAck, CourierError>] {
         let timeout = timeout ?? Self.defaultPublishTimeout
         if let closed = closedError() { return Array(repeating: .failure(closed), count: events.count) }
-        if usesAtomicBatches(events.count) {
-            var results = [Result<PublishAck, CourierError>?](repeating: nil, count: events.count)
-            var messages: [OutgoingMessage] = []
-            var indices: [Int] = []
-            messages.reserveCapacity(events.count)
-            indices.reserveCapacity(events.count)
-            for (index, event) in events.enumerated() {
-                do {
-                    messages.append(
-                        try outgoing(event, messageID: nil, expectedLastSequence: nil, headers: event.traceHeaders))
-                    indices.append(index)
-                } catch {
-                    results[index] = .failure(error as? CourierError ?? CourierError(.providerError, "\(error)"))
-                }
-            }
-            let sent = await publishAtomically(messages, timeout: timeout)
-            for (position, index) in indices.enumerated() { results[index] = sent[position] }
-            return results.map { $0! }
-        }
         let limit = messageSizeLimit
         var scratch: [UInt8] = []
         scratch.reserveCapacity(1024)
@@ -283,8 +264,6 @@ public final class JetStreamProvider: EventProvider {
     /// pipelined and in order, and returns each one's result in order. This is the raw level,
     /// under every pipeline layer: the ingest core's JetStream adapter and the CloudEvents NATS
     /// binding use it. Retryable failures are resent in order with the same ids until `timeout`.
-    /// Where the server and stream allow it, the messages go out as atomic batches (see
-    /// ``publishBatch(_:timeout:)``), unless one of them expects a last sequence.
     ///
     /// - Throws: `CourierError/Code/invalidSubject` or `CourierError/Code/payloadTooLarge`
     ///   naming the first message that can never be sent (nothing is sent then), or `shutdown`.
@@ -296,12 +275,16 @@ public final class JetStreamProvider: EventProvider {
             try Subjects.validate(message.subject)
             if let tooLarge = sizeProblem(message) { throw tooLarge }
         }
-        return try await publish(checkedMessages: messages, timeout: timeout)
+        return await connection.publisher.publishBatch(messages, timeout: timeout)
     }
 
     /// As ``publish(messages:timeout:)`` for a caller that already checked every message's
     /// subject and size (the ingest adapter: subjects at `ingestRaw`, sizes per event so one
     /// oversized event is rejected alone), so the hot path does not check them twice.
+    ///
+    /// Where the server and stream allow it (``Configuration/atomicBatchPublish``), the
+    /// messages go out as atomic batches: each stored whole or not at all, which is what the
+    /// ingest adapter's contract asks of a batch.
     func publish(checkedMessages messages: [OutgoingMessage], timeout: Duration) async throws
         -> [Result<PublishAck, CourierError>]
     {
@@ -520,6 +503,26 @@ public final class JetStreamProvider: EventProvider {
         try ensureOpen()
         let stream = try await Blocking.run { try self.streamState() }
         let events = connection.events
+        let atomic: [String: String] = [
+            "atomicBatches": atomicBatches ? "on" : "off",
+            "atomicBatchCommits": String(connection.batches.commits.load(ordering: .relaxed)),
+            "atomicBatchFallbacks": String(connection.batches.fallbacks.load(ordering: .relaxed)),
+        ]
+        var details: [String: String] = [
+            "url": connection.currentURL,
+            "server": connection.serverVersion,
+            "storage": stream.storage,
+            "replicas": String(stream.replicas),
+            "deadLetterStream": deadLetterStreamName,
+            "disconnects": String(events.disconnects.load(ordering: .relaxed)),
+            "reconnects": String(events.reconnects.load(ordering: .relaxed)),
+            "asyncErrors": String(events.asyncErrors.load(ordering: .relaxed)),
+            "publishRetries": String(connection.publisher.retryCount),
+            "publishReorders": String(connection.publisher.reorderCount),
+            "publishesInFlight": String(connection.publisher.inFlight),
+            "subscriptionStalls": String(stallRecoveries.load(ordering: .relaxed)),
+        ]
+        details.merge(atomic) { $1 }
         return ProviderInfo(
             provider: name,
             stream: configuration.stream,
@@ -530,23 +533,7 @@ public final class JetStreamProvider: EventProvider {
             lastSequence: stream.lastSequence,
             consumers: stream.consumers,
             state: connection.stateDescription,
-            details: [
-                "url": connection.currentURL,
-                "server": connection.serverVersion,
-                "storage": stream.storage,
-                "replicas": String(stream.replicas),
-                "deadLetterStream": deadLetterStreamName,
-                "disconnects": String(events.disconnects.load(ordering: .relaxed)),
-                "reconnects": String(events.reconnects.load(ordering: .relaxed)),
-                "asyncErrors": String(events.asyncErrors.load(ordering: .relaxed)),
-                "publishRetries": String(connection.publisher.retryCount),
-                "publishReorders": String(connection.publisher.reorderCount),
-                "publishesInFlight": String(connection.publisher.inFlight),
-                "subscriptionStalls": String(stallRecoveries.load(ordering: .relaxed)),
-                "atomicBatches": atomicBatches ? "on" : "off",
-                "atomicBatchCommits": String(connection.batches.commits.load(ordering: .relaxed)),
-                "atomicBatchFallbacks": String(connection.batches.fallbacks.load(ordering: .relaxed)),
-            ],
+            details: details,
             replicaSet: stream.replicaSet
         )
     }

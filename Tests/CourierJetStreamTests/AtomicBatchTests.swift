@@ -1,80 +1,83 @@
 #if NATS
 import CourierCore
+import CourierIngest
 import CourierJetStream
 import CourierTesting
 import Testing
 
-/// Atomic batch publishing (nats-server 2.12+): batches stored whole with one acknowledgement,
-/// exact per-event results when a batch is refused, and per-message publishing on older servers
-/// and on streams Courier did not create.
+/// Atomic batch publishing (nats-server 2.12+) of the ingest adapter's batches: stored whole
+/// with one acknowledgement, stored once when sent again, per message on older servers and on
+/// streams Courier did not create.
 @Suite("JetStream atomic batch publishing")
 struct AtomicBatchTests {
     static var serverHasBatches: Bool { NATSServerHarness.binaryIsAtLeast(2, 12) }
 
-    static func configuration(_ url: String, stream: String) -> JetStreamProvider.Configuration {
+    static func connect(_ url: String, stream: String, atomic: Bool = true) async throws -> JetStreamProvider {
         var configuration = JetStreamIntegrationTests.configuration(url, stream: stream)
         configuration.requestTimeout = .seconds(5)
-        return configuration
+        configuration.atomicBatchPublish = atomic
+        return try await JetStreamProvider.connect(configuration)
     }
 
-    static func events(_ count: Int, from start: Int = 0) -> [Event] {
-        (start..<start + count).map { JetStreamIntegrationTests.event($0, topic: "t\($0 % 7)") }
+    static func batch(_ count: Int, sequenceStart: UInt64 = 0) -> Batch {
+        let events = (0..<count).map { i in
+            RawEvent(JetStreamIntegrationTests.event(Int(sequenceStart) + i, topic: "t\(i % 7)"))
+        }
+        return Batch(shardID: 0, events: events, sequenceStart: sequenceStart, producerNonce: 0xC0FFEE)
     }
 
-    static func sequences(_ results: [Result<PublishAck, CourierError>]) throws -> [UInt64] {
-        try results.map { try $0.get().sequence }
+    /// The dedupe ids stored in the stream, in stream order.
+    static func storedIDs(_ provider: JetStreamProvider, count: Int) async throws -> [String?] {
+        try await provider.readStored(from: 1, limit: count + 10).map(\.messageID)
     }
 
-    @Test(
-        "publishBatch stores 2 500 events in order: as three atomic batches of 834/833/833 on 2.12+, per message before"
-    )
-    func batchesInOrder() async throws {
+    @Test("an adapter batch of 2 500 events is stored in order as three atomic batches on 2.12+, per message before")
+    func adapterBatchesInOrder() async throws {
         let server = try await NATSServerHarness.start()
         defer {
             server.stop()
             server.cleanUp()
         }
-        let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "ATOMIC"))
+        let provider = try await Self.connect(server.url, stream: "ATOMIC")
         defer { Task { await provider.shutdown() } }
-        let events = Self.events(2500)
-        let results = await provider.publishBatch(events, timeout: .seconds(30))
-        let sequences = try Self.sequences(results)
-        #expect(sequences == Array(1...2500), "each event's acknowledgement is its own sequence, in order")
-        #expect(results.allSatisfy { (try? $0.get().duplicate) == false })
+        let adapter = JetStreamAdapter(provider: provider)
+        let batch = Self.batch(2500)
+        let result = try await adapter.onBatch(batch)
+        #expect(result.rejected.isEmpty)
+        let ids = try await Self.storedIDs(provider, count: 2500)
+        #expect(ids == (0..<2500).map { batch.dedupeID(at: $0) }, "every event stored once, in batch order")
         let info = try await provider.info()
-        #expect(info.messages == 2500)
         #expect(info.details["server"] == (try NATSServerHarness.binaryVersion()), "the harness reads its version")
         #expect(info.details["atomicBatches"] == (Self.serverHasBatches ? "on" : "off"))
         #expect(info.details["atomicBatchCommits"] == (Self.serverHasBatches ? "3" : "0"))
         #expect(info.details["atomicBatchFallbacks"] == "0")
-        let history = try await provider.history(filter: "events.>", limit: 2500)
-        #expect(history.map(\.id) == events.map(\.id), "stored in the order given")
     }
 
-    @Test("a batch sent again is refused whole and reported per event as duplicates with their sequences")
-    func resentBatchIsDuplicate() async throws {
+    @Test("a batch sent again is refused whole by the server and stored once; the next batch follows it")
+    func retriedBatchStoredOnce() async throws {
         let server = try await NATSServerHarness.start()
         defer {
             server.stop()
             server.cleanUp()
         }
-        let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "RESENT"))
+        let provider = try await Self.connect(server.url, stream: "RETRIED")
         defer { Task { await provider.shutdown() } }
-        let events = Self.events(1200)
-        let first = try Self.sequences(await provider.publishBatch(events, timeout: .seconds(30)))
-        // Half old, half new: the old half makes the server refuse the atomic batch; the events
-        // then go per message, so the new half is stored and the old half reported duplicate.
-        let mixed = Array(events[600...]) + Self.events(600, from: 1200)
-        let again = await provider.publishBatch(mixed, timeout: .seconds(30))
-        let acks = try again.map { try $0.get() }
-        #expect(acks.prefix(600).allSatisfy { $0.duplicate })
-        #expect(acks.prefix(600).map(\.sequence) == Array(first[600...]), "duplicates name the stored sequence")
-        #expect(acks.suffix(600).allSatisfy { !$0.duplicate })
-        #expect(acks.suffix(600).map(\.sequence) == Array(1201...1800))
+        let adapter = JetStreamAdapter(provider: provider)
+        let first = Self.batch(800)
+        _ = try await adapter.onBatch(first)
+        // The bus retries a batch whose outcome it did not learn: the same dedupe ids again.
+        let again = try await adapter.onBatch(first)
+        #expect(again.rejected.isEmpty, "duplicates are not failures")
+        let next = Self.batch(300, sequenceStart: 800)
+        _ = try await adapter.onBatch(next)
+        let ids = try await Self.storedIDs(provider, count: 1100)
+        #expect(
+            ids == (0..<800).map { first.dedupeID(at: $0) } + (0..<300).map { next.dedupeID(at: $0) },
+            "nothing stored twice, in order")
         let info = try await provider.info()
-        #expect(info.messages == 1800, "nothing stored twice")
         if Self.serverHasBatches {
-            #expect(Int(info.details["atomicBatchFallbacks"] ?? "0") ?? 0 >= 1, "the refused batch went per message")
+            #expect(info.details["atomicBatchCommits"] == "2")
+            #expect(info.details["atomicBatchFallbacks"] == "1", "the refused batch went per message")
         }
     }
 
@@ -85,19 +88,33 @@ struct AtomicBatchTests {
             server.stop()
             server.cleanUp()
         }
-        var plain = Self.configuration(server.url, stream: "OPERATOR")
-        plain.atomicBatchPublish = false
-        let creator = try await JetStreamProvider.connect(plain)
+        let creator = try await Self.connect(server.url, stream: "OPERATOR", atomic: false)
         #expect(try await creator.info().details["atomicBatches"] == "off")
         await creator.shutdown()
 
-        let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "OPERATOR"))
+        let provider = try await Self.connect(server.url, stream: "OPERATOR")
         defer { Task { await provider.shutdown() } }
-        let results = await provider.publishBatch(Self.events(1500), timeout: .seconds(30))
-        #expect(try Self.sequences(results) == Array(1...1500))
+        let batch = Self.batch(1500)
+        _ = try await JetStreamAdapter(provider: provider).onBatch(batch)
+        #expect(try await Self.storedIDs(provider, count: 1500) == (0..<1500).map { batch.dedupeID(at: $0) })
         let info = try await provider.info()
         #expect(info.details["atomicBatches"] == "off", "Courier did not turn allow_atomic on for a stream it found")
         #expect(info.details["atomicBatchCommits"] == "0")
+    }
+
+    @Test("publishBatch publishes per message even where atomic batches are possible")
+    func publishBatchPerMessage() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await Self.connect(server.url, stream: "PERMESSAGE")
+        defer { Task { await provider.shutdown() } }
+        let results = await provider.publishBatch(
+            (0..<1200).map { JetStreamIntegrationTests.event($0) }, timeout: .seconds(30))
+        #expect(try results.map { try $0.get().sequence } == Array(1...1200))
+        #expect(try await provider.info().details["atomicBatchCommits"] == "0")
     }
 }
 #endif
