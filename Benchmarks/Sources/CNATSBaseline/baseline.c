@@ -54,6 +54,19 @@ int cb_reset_stream(const char *url, const char *stream, const char *subjects, i
     return s == NATS_OK ? 0 : -1;
 }
 
+int cb_delete_stream(const char *url, const char *stream) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsStatus s = open_js(url, &nc, &js, 0);
+    if (s == NATS_OK) {
+        jsErrCode jerr = 0;
+        s = js_DeleteStream(js, stream, NULL, &jerr);
+        if (s == NATS_NOT_FOUND || jerr == JSStreamNotFoundErr) s = NATS_OK;
+    }
+    close_js(nc, js);
+    return s == NATS_OK ? 0 : -1;
+}
+
 double cb_async_publish(const char *url, const char *subject, const void *body, int size, int count, int window, int with_msg_id) {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;

@@ -16,6 +16,9 @@ func jetStreamPairs(url: String) -> [Pair] {
         let stream = "BENCH_\(name.uppercased())"
         let prefix = "bench\(name)"
         func reset() { precondition(cb_reset_stream(url, stream, "\(prefix).>", file) == 0, "cannot reset stream") }
+        /// Courier's side of the publish rows starts with no stream and creates it, as a service
+        /// does: on nats-server 2.12+ with allow_atomic, so publishBatch sends atomic batches.
+        func deleteStream() { precondition(cb_delete_stream(url, stream) == 0, "cannot delete stream") }
         func provider() async throws -> JetStreamProvider {
             var configuration = JetStreamProvider.Configuration(url: url)
             configuration.stream = stream
@@ -34,8 +37,8 @@ func jetStreamPairs(url: String) -> [Pair] {
             Pair(
                 name: "async publish, \(name) storage",
                 baseline: "cnats js_PublishAsync, window \(window)",
-                courier: "publishBatch(Event), window \(window)",
-                target: 0.9,
+                courier: "publishBatch(Event), window \(window) (atomic batches on 2.12+)",
+                target: 1.0,
                 measureBaseline: {
                     reset()
                     let elapsed = wire.withUnsafeBytes {
@@ -47,7 +50,7 @@ func jetStreamPairs(url: String) -> [Pair] {
                     return Double(asyncCount) / elapsed
                 },
                 measureCourier: {
-                    reset()
+                    deleteStream()
                     let provider = try await provider()
                     let batch = events(asyncCount)
                     let result = await timed(asyncCount) {

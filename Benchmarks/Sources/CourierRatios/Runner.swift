@@ -44,9 +44,10 @@ func timed(_ count: Int, _ body: () async throws -> Void) async rethrows -> Doub
 }
 
 /// Runs each pair `rounds` times, alternating which side goes first.
-func run(_ pairs: [Pair], rounds: Int, log: (String) -> Void) async throws -> [PairResult] {
+/// Runs every pair (or those whose name contains one of `only`) `rounds` times.
+func run(_ pairs: [Pair], rounds: Int, only: [String] = [], log: (String) -> Void) async throws -> [PairResult] {
     var results: [PairResult] = []
-    for pair in pairs {
+    for pair in pairs where only.isEmpty || only.contains(where: { pair.name.contains($0) }) {
         var baseline: [Double] = []
         var courier: [Double] = []
         for round in 0..<rounds {

@@ -9,6 +9,10 @@
 /// (Re)creates `stream` capturing `subjects` with memory (0) or file (1) storage.
 int cb_reset_stream(const char *url, const char *stream, const char *subjects, int file_storage);
 
+/// Deletes `stream` if it exists, so Courier creates it as it creates its own streams (with
+/// allow_atomic on nats-server 2.12+). 0 on success.
+int cb_delete_stream(const char *url, const char *stream);
+
 /// Async publish of `body` `count` times with a window of `window` outstanding acks;
 /// `with_msg_id` sets a unique Nats-Msg-Id on each message.
 double cb_async_publish(const char *url, const char *subject, const void *body, int size, int count, int window, int with_msg_id);
