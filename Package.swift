@@ -59,6 +59,9 @@ let package = Package(
         // libraries never do.
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
         .package(url: "https://github.com/swhitty/FlyingFox.git", from: "0.27.1"),
+        // The `courier` tool only: `courier bench pub|sub|pubsub` reports latency percentiles
+        // from an HDR histogram (bounded memory at any message count).
+        .package(url: "https://github.com/HdrHistogram/hdrhistogram-swift.git", from: "0.2.0"),
         // Documentation only: `swift package generate-documentation --target Courier`.
         .package(url: "https://github.com/swiftlang/swift-docc-plugin", from: "1.5.0"),
     ],
@@ -167,6 +170,7 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "UnixSignals", package: "swift-service-lifecycle"),
+                .product(name: "Histogram", package: "hdrhistogram-swift"),
                 // `courier route`'s metrics endpoint, built only with the route command's traits.
                 .product(name: "Metrics", package: "swift-metrics", condition: .when(traits: ["Routing"])),
                 .product(name: "Prometheus", package: "swift-prometheus", condition: .when(traits: ["Routing"])),

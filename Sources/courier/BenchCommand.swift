@@ -7,7 +7,7 @@ struct BenchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure Courier on this machine.",
-        subcommands: [IngestBenchCommand.self]
+        subcommands: [IngestBenchCommand.self, BenchPubCommand.self, BenchSubCommand.self, BenchPubSubCommand.self]
     )
 }
 
