@@ -151,6 +151,60 @@ func jetStreamPairs(url: String) -> [Pair] {
                 measureCourier: consume
             )
         )
+        pairs.append(
+            Pair(
+                name: "publish + consume at once, \(name) storage",
+                baseline: "cnats js_PublishAsync (window \(window)) and a push subscription acking in the callback, concurrently",
+                courier: "publishBatch of 1 000, 4 calls in flight, and subscribeDurable with manual ack (courier bench pubsub)",
+                target: nil,
+                measureBaseline: {
+                    reset()
+                    let started = ContinuousClock.now
+                    let consumed = Task.detached {
+                        cb_push_ack(url, stream, "pubsub", "\(prefix).>", Int32(asyncCount), 4096)
+                    }
+                    let published = wire.withUnsafeBytes {
+                        cb_async_publish(
+                            url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(asyncCount),
+                            Int32(window), 1)
+                    }
+                    let consumedIn = await consumed.value
+                    precondition(published > 0 && consumedIn > 0, "baseline failed")
+                    return rate(asyncCount, ContinuousClock.now - started)
+                },
+                measureCourier: {
+                    deleteStream()
+                    let provider = try await provider()
+                    let subscription = try await provider.subscribeDurable(
+                        consumer: "pubsub", filter: "\(prefix).>",
+                        options: SubscribeOptions(maxAckPending: 4096, deliverPolicy: .all))
+                    let started = ContinuousClock.now
+                    let consumer = Task.detached {
+                        var received = 0
+                        while received < asyncCount, let pending = try await subscription.next() {
+                            try await pending.ack()
+                            received += 1
+                        }
+                        precondition(received == asyncCount)
+                    }
+                    try await withThrowingTaskGroup(of: Void.self) { calls in
+                        for chunk in 0..<(asyncCount / 1000) {
+                            if chunk >= 4 { try await calls.next() }
+                            let batch = events(1000)
+                            calls.addTask {
+                                for result in await provider.publishBatch(batch) { _ = try result.get() }
+                            }
+                        }
+                        try await calls.waitForAll()
+                    }
+                    try await consumer.value
+                    let result = rate(asyncCount, ContinuousClock.now - started)
+                    await subscription.close()
+                    await provider.shutdown()
+                    return result
+                }
+            )
+        )
     }
     return pairs
 }
