@@ -17,9 +17,12 @@ public struct StoredMessage: Sendable, Hashable {
     public var timestamp: Int64
 }
 
-/// The ingest core's JetStream adapter: each batch is published pipelined (asynchronously, at
-/// most ``JetStreamProvider/Configuration/publishWindow`` in flight) with every event's dedupe id
-/// as its `Nats-Msg-Id`, so a retried batch, or one resent after a reconnect, is stored once.
+/// The ingest core's JetStream adapter: each batch is published with every event's dedupe id as
+/// its `Nats-Msg-Id`, so a retried batch, or one resent after a reconnect, is stored once. On
+/// nats-server 2.12+ with `allow_atomic` (``JetStreamProvider/Configuration/atomicBatchPublish``)
+/// a batch goes as an atomic batch, stored whole or not at all with one acknowledgement;
+/// otherwise pipelined per message, at most ``JetStreamProvider/Configuration/publishWindow`` in
+/// flight.
 /// `pollShard` reads back from the stream, recognising a shard's events by their dedupe ids.
 ///
 /// Over an `EventPipeline` whose layers change events (validation, encryption, tracing), each
