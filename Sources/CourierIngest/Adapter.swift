@@ -224,32 +224,62 @@ public final class ProviderAdapter: Adapter {
             throw CourierError(.shutdown, "the provider adapter was shut down")
         }
         var rejected: [RejectedEvent] = []
+        var events: [Event] = []
+        var indices: [Int] = []
+        events.reserveCapacity(batch.events.count)
+        indices.reserveCapacity(batch.events.count)
         for (index, raw) in batch.events.enumerated() {
-            let event: Event
             do {
-                event = try raw.decoded()
+                events.append(try raw.decoded())
+                indices.append(index)
             } catch {
                 let reason = (error as? CourierError)?.message ?? "\(error)"
                 rejected.append(
                     RejectedEvent(
                         index: index,
                         error: CourierError(.invalidEvent, "not event wire JSON: \(reason)", input: raw.subject)))
-                continue
-            }
-            do {
-                _ = try await provider.publish(event, options: PublishOptions(messageID: batch.dedupeID(at: index)))
-            } catch let error as CourierError {
-                if error.code == .shutdown || error.code == .closed {
-                    throw CourierError(.shutdown, error.message, input: error.input)
-                }
-                guard error.isRetryable else {
-                    rejected.append(RejectedEvent(index: index, error: error))
-                    continue
-                }
-                throw CourierError(.transient, error.message, input: error.input, isRetryable: true)
             }
         }
-        let refused = Set(rejected.map(\.index))
+        if let memory = provider as? MemoryProvider {
+            // The embedded provider takes the whole batch under one lock, counting each event at
+            // the size it arrived as.
+            let results = memory.publishNow(
+                batch: events, sizes: indices.map { batch.events[$0].bytes.count },
+                messageIDs: indices.map { batch.dedupeID(at: $0) })
+            for (position, result) in results.enumerated() {
+                guard case .failure(let error) = result else { continue }
+                try Self.reject(error, index: indices[position], into: &rejected)
+            }
+        } else {
+            for (position, event) in events.enumerated() {
+                do {
+                    _ = try await provider.publish(
+                        event, options: PublishOptions(messageID: batch.dedupeID(at: indices[position])))
+                } catch let error as CourierError {
+                    try Self.reject(error, index: indices[position], into: &rejected)
+                }
+            }
+        }
+        rejected.sort { $0.index < $1.index }
+        logStored(batch, refused: Set(rejected.map(\.index)))
+        return BatchResult(rejected: rejected)
+    }
+
+    /// Rejects an event the provider refused for good; throws for a shutdown or a retryable
+    /// failure, which fails the batch (the bus retries it whole).
+    private static func reject(_ error: CourierError, index: Int, into rejected: inout [RejectedEvent]) throws {
+        if error.code == .shutdown || error.code == .closed {
+            throw CourierError(.shutdown, error.message, input: error.input)
+        }
+        guard error.isRetryable else {
+            rejected.append(RejectedEvent(index: index, error: error))
+            return
+        }
+        throw CourierError(.transient, error.message, input: error.input, isRetryable: true)
+    }
+
+    /// Keeps the stored events of `batch` in its shard's log for polls, once each.
+    private func logStored(_ batch: Batch, refused: Set<Int>) {
         logs.withLock { logs in
             var log = logs[batch.shardID] ?? ShardLog()
             for (index, raw) in batch.events.enumerated() where !refused.contains(index) {
@@ -270,7 +300,6 @@ public final class ProviderAdapter: Adapter {
             }
             logs[batch.shardID] = log
         }
-        return BatchResult(rejected: rejected)
     }
 
     public func pollShard(shard: Int, cursor: UInt64, limit: Int) async throws -> ShardPollResult {

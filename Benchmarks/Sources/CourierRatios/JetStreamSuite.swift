@@ -37,7 +37,7 @@ func jetStreamPairs(url: String) -> [Pair] {
             Pair(
                 name: "async publish, \(name) storage",
                 baseline: "cnats js_PublishAsync, window \(window)",
-                courier: "publishBatch(Event), window \(window) (atomic batches on 2.12+)",
+                courier: "publishBatch(Event), window \(window)",
                 target: 1.0,
                 measureBaseline: {
                     reset()
@@ -154,8 +154,10 @@ func jetStreamPairs(url: String) -> [Pair] {
         pairs.append(
             Pair(
                 name: "publish + consume at once, \(name) storage",
-                baseline: "cnats js_PublishAsync (window \(window)) and a push subscription acking in the callback, concurrently",
-                courier: "publishBatch of 1 000, 4 calls in flight, and subscribeDurable with manual ack (courier bench pubsub)",
+                baseline:
+                    "cnats js_PublishAsync (window \(window)) and a push subscription acking in the callback, concurrently",
+                courier:
+                    "publishBatch of 1 000, 4 calls in flight, and subscribeDurable with manual ack (courier bench pubsub)",
                 target: nil,
                 measureBaseline: {
                     reset()

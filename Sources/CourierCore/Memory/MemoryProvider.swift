@@ -84,6 +84,51 @@ public final class MemoryProvider: EventProvider {
         return ack
     }
 
+    /// Publishes many events under one lock: what the ingest core's provider adapter calls for
+    /// a batch. Each event is checked as ``publish(_:options:)`` checks it; `sizes[i]` is the
+    /// size of the bytes the event arrived as (counted against the limits instead of
+    /// serialising it again) and `messageIDs[i]` its dedupe id. Returns each one's result, in
+    /// order.
+    package func publishNow(batch events: [Event], sizes: [Int], messageIDs: [String])
+        -> [Result<PublishAck, CourierError>]
+    {
+        var results = [Result<PublishAck, CourierError>?](repeating: nil, count: events.count)
+        for (index, event) in events.enumerated() {
+            do {
+                try event.validate()
+                guard event.subject.hasPrefix(subjectPrefix + ".") else {
+                    throw CourierError.invalidSubject(
+                        event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
+                }
+                guard sizes[index] <= configuration.maxPayloadBytes else {
+                    throw CourierError(
+                        .payloadTooLarge,
+                        "event \(event.id) on '\(event.subject)' is \(sizes[index]) bytes; the maximum is \(configuration.maxPayloadBytes)",
+                        input: event.subject)
+                }
+            } catch {
+                results[index] = .failure(error as? CourierError ?? CourierError(.invalidEvent, "\(error)"))
+            }
+        }
+        let wake = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            var wake: [CheckedContinuation<Void, Never>] = []
+            for (index, event) in events.enumerated() where results[index] == nil {
+                do {
+                    let (ack, woken) = try state.append(
+                        event, size: sizes[index], messageID: messageIDs[index],
+                        options: PublishOptions(messageID: messageIDs[index]))
+                    results[index] = .success(ack)
+                    wake.append(contentsOf: woken)
+                } catch {
+                    results[index] = .failure(error as? CourierError ?? CourierError(.providerError, "\(error)"))
+                }
+            }
+            return wake
+        }
+        for waiter in wake { waiter.resume() }
+        return results.map { $0! }
+    }
+
     // MARK: Subscribe
 
     public func subscribe(_ filter: String, options: SubscribeOptions) async throws -> EventSubscription {
