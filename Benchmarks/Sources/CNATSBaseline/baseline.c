@@ -230,3 +230,112 @@ double cb_push_ack(const char *url, const char *stream, const char *durable, con
     close_js(nc, js);
     return ok ? elapsed : -1;
 }
+
+int cb_reset_atomic_stream(const char *url, const char *stream, const char *subjects, int file_storage) {
+    natsConnection *nc = NULL;
+    jsCtx *js = NULL;
+    natsStatus s = open_js(url, &nc, &js, 0);
+    int ok = 0;
+    if (s == NATS_OK) {
+        jsErrCode jerr = 0;
+        js_DeleteStream(js, stream, NULL, &jerr);
+        // cnats 3.4.1 has no allow_atomic field: the stream is created with a JSON request.
+        char subject[256], body[512];
+        snprintf(subject, sizeof subject, "$JS.API.STREAM.CREATE.%s", stream);
+        snprintf(body, sizeof body,
+                 "{\"name\":\"%s\",\"subjects\":[\"%s\"],\"storage\":\"%s\",\"allow_atomic\":true,"
+                 "\"duplicate_window\":120000000000}",
+                 stream, subjects, file_storage ? "file" : "memory");
+        natsMsg *reply = NULL;
+        s = natsConnection_RequestString(&reply, nc, subject, body, 10000);
+        if (s == NATS_OK && reply) {
+            const char *data = natsMsg_GetData(reply);
+            ok = data && strstr(data, "\"error\"") == NULL;
+        }
+        if (reply) natsMsg_Destroy(reply);
+    }
+    close_js(nc, js);
+    return ok ? 0 : -1;
+}
+
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t done;
+    int acked;
+    int failed;
+    int unbatched;
+} atomic_state;
+
+static void on_commit(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    atomic_state *st = closure;
+    const char *data = natsMsg_GetData(msg);
+    int length = natsMsg_GetDataLength(msg);
+    pthread_mutex_lock(&st->lock);
+    if (length == 0 || data == NULL || strstr(data, "\"error\"")) st->failed++;
+    else if (!strstr(data, "\"batch\"")) st->unbatched++;
+    st->acked++;
+    pthread_cond_signal(&st->done);
+    pthread_mutex_unlock(&st->lock);
+    natsMsg_Destroy(msg);
+}
+
+double cb_atomic_publish(const char *url, const char *subject, const void *body, int size, int count, int batch,
+                         int window, int with_msg_id) {
+    natsConnection *nc = NULL;
+    if (natsConnection_ConnectTo(&nc, url) != NATS_OK) return -1;
+    char inbox[64];
+    snprintf(inbox, sizeof inbox, "_baseline.batch.%d", rand());
+    char wildcard[80];
+    snprintf(wildcard, sizeof wildcard, "%s.*", inbox);
+    atomic_state st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0, 0};
+    natsSubscription *sub = NULL;
+    if (natsConnection_Subscribe(&sub, nc, wildcard, on_commit, &st) != NATS_OK) {
+        natsConnection_Destroy(nc);
+        return -1;
+    }
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    int batches = count / batch;
+    char id[64], batch_id[64], sequence[16], reply[96];
+    int run = rand();
+    double start = now_seconds();
+    natsStatus s = NATS_OK;
+    for (int b = 0; b < batches && s == NATS_OK; b++) {
+        pthread_mutex_lock(&st.lock);
+        while (b - st.acked >= window) pthread_cond_wait(&st.done, &st.lock);
+        pthread_mutex_unlock(&st.lock);
+        snprintf(batch_id, sizeof batch_id, "b%d-%d", run, b);
+        snprintf(reply, sizeof reply, "%s.%d", inbox, b);
+        for (int i = 0; i < batch && s == NATS_OK; i++) {
+            int last = i == batch - 1;
+            natsMsg *msg = NULL;
+            s = natsMsg_Create(&msg, subject, last ? reply : NULL, body, size);
+            if (s != NATS_OK) break;
+            if (with_msg_id) {
+                snprintf(id, sizeof id, "m%d-%d-%d", run, b, i);
+                natsMsgHeader_Set(msg, "Nats-Msg-Id", id);
+            }
+            natsMsgHeader_Set(msg, "Nats-Batch-Id", batch_id);
+            snprintf(sequence, sizeof sequence, "%d", i + 1);
+            natsMsgHeader_Set(msg, "Nats-Batch-Sequence", sequence);
+            if (last) natsMsgHeader_Set(msg, "Nats-Batch-Commit", "1");
+            s = natsConnection_PublishMsg(nc, msg);
+            natsMsg_Destroy(msg);
+        }
+    }
+    pthread_mutex_lock(&st.lock);
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 120;
+    while (st.acked < batches) {
+        if (pthread_cond_timedwait(&st.done, &st.lock, &deadline) != 0) break;
+    }
+    int acked = st.acked, failed = st.failed, unbatched = st.unbatched;
+    pthread_mutex_unlock(&st.lock);
+    double elapsed = now_seconds() - start;
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
+    if (unbatched > 0) return -2;
+    return s == NATS_OK && acked == batches && failed == 0 ? elapsed : -1;
+}

@@ -11,7 +11,7 @@ func memoryPairs() -> [Pair] {
             name: "publish → one consumer",
             baseline: "AsyncStream handoff",
             courier: "MemoryProvider publish → durable subscription, manual ack",
-            target: nil,
+            target: 1.0,
             measureBaseline: {
                 let (stream, continuation) = AsyncStream.makeStream(of: Event.self, bufferingPolicy: .unbounded)
                 return await timed(count) {

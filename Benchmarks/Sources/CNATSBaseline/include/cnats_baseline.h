@@ -27,4 +27,14 @@ double cb_fetch_ack(const char *url, const char *stream, const char *durable, co
 /// Push consumer bound to a durable with manual ack and the given max ack pending.
 double cb_push_ack(const char *url, const char *stream, const char *durable, const char *filter, int count, int max_ack_pending);
 
+
+/// Creates `stream` (deleting it first) with `allow_atomic`, by a JSON request (cnats 3.4.1 has
+/// no such field). 0 on success, -1 when the server refuses (older than 2.12).
+int cb_reset_atomic_stream(const char *url, const char *stream, const char *subjects, int file_storage);
+
+/// Publishes `count` messages as atomic batches of `batch` (`Nats-Batch-Id`/`-Sequence`/`-Commit`
+/// headers, a reply on the commit only), at most `window` batches in flight; seconds taken,
+/// -1 on failure, -2 when the server does not know atomic batches.
+double cb_atomic_publish(const char *url, const char *subject, const void *body, int size, int count, int batch,
+                         int window, int with_msg_id);
 #endif
