@@ -255,7 +255,7 @@ public final class JetStreamProvider: EventProvider {
         let publisher = connection.publisher
         return await publisher.operation {
             await connection.batches.publish(messages, timeout: timeout) { rest, remaining in
-                await publisher.publishBatch(rest, timeout: remaining, checkingOrder: false)
+                await publisher.publishBatch(rest, timeout: remaining, checkingOrder: false, oneAtATime: true)
             }
         }
     }

@@ -211,10 +211,11 @@ final class AsyncPublisher: @unchecked Sendable {
 
     /// Publishes every message with at most `window` in flight and returns each one's result,
     /// in order.
-    func publishBatch(_ messages: [OutgoingMessage], timeout: Duration, checkingOrder: Bool = true) async
-        -> [Result<PublishAck, CourierError>]
-    {
-        await publish(count: messages.count, timeout: timeout, checkingOrder: checkingOrder) { index in
+    func publishBatch(
+        _ messages: [OutgoingMessage], timeout: Duration, checkingOrder: Bool = true, oneAtATime: Bool = false
+    ) async -> [Result<PublishAck, CourierError>] {
+        await publish(count: messages.count, timeout: timeout, checkingOrder: checkingOrder, oneAtATime: oneAtATime) {
+            index in
             let message = messages[index]
             return (try makeNATSMessage(message), message.subject, message.messageID, message.expectedLastSequence)
         }
@@ -227,11 +228,14 @@ final class AsyncPublisher: @unchecked Sendable {
     /// Publishes `count` messages made one at a time by `prepare` (so serialising the next one
     /// overlaps with acknowledgements of the previous ones) with at most `window` in flight, in
     /// order, and returns each one's result in order. A `prepare` failure is that message's
-    /// result.
+    /// result. With `oneAtATime` each message waits for the previous one's acknowledgement, so
+    /// none can be stored ahead of an earlier one lost in a leader change (the resend of an
+    /// atomic batch that failed, which happens only while something is wrong).
     func publish(
         count: Int,
         timeout: Duration,
         checkingOrder: Bool = true,
+        oneAtATime: Bool = false,
         prepare: (Int) throws -> Prepared
     ) async -> [Result<PublishAck, CourierError>] {
         guard count > 0 else { return [] }
@@ -243,7 +247,7 @@ final class AsyncPublisher: @unchecked Sendable {
         var queue: Deque<(index: Int, msg: OpaquePointer)> = []
         var next = 0
         var backoff = Duration.milliseconds(25)
-        var probing = false
+        var probing = oneAtATime
         while true {
             while !batch.isHalted {
                 let item: (index: Int, msg: OpaquePointer)
@@ -284,7 +288,7 @@ final class AsyncPublisher: @unchecked Sendable {
             let (held, lastError) = batch.takeHeld()
             if held.isEmpty {
                 if probing {
-                    probing = false
+                    probing = oneAtATime
                     backoff = .milliseconds(25)
                 }
                 if queue.isEmpty && next >= count { break }

@@ -17,7 +17,9 @@ import Glibc
 /// Every message keeps its `Nats-Msg-Id`. A batch that fails or whose commit is not answered
 /// in time was stored whole or not at all, so its messages are handed to the per-message
 /// publisher (``AsyncPublisher``), whose dedupe ids turn the ones already stored into
-/// duplicates with their real sequences: the outcome is exact either way. The same holds when
+/// duplicates with their real sequences: the outcome is exact either way. That resend goes one
+/// message at a time: it happens while a leader changes, when pipelined messages could be
+/// stored out of order. The same holds when
 /// the server refuses a batch that holds an id it already stored (error 10201), when it is too
 /// old to know batches (its acknowledgement has no batch), or when the connection is down.
 ///
