@@ -313,8 +313,19 @@ public final class NATSServerHarness: @unchecked Sendable {
         try? watchdog.run()
     }
 
+    /// A new work directory (with `store/`) for one server: under `$COURIER_TEST_TMPDIR`, else
+    /// `/dev/shm` where it is writable, else `$TMPDIR` or `/tmp`.
+    ///
+    /// Memory-backed by default: the fault tests kill server processes, not the machine, so what
+    /// a server wrote survives either way, and servers that sync every write
+    /// (``syncAlwaysConfiguration``) then cost no disk flushes, which on a shared CI disk stalled
+    /// unrelated tests running alongside.
     static func makeWorkDirectory() throws -> String {
-        let base = ProcessInfo.processInfo.environment["TMPDIR"] ?? "/tmp"
+        let environment = ProcessInfo.processInfo.environment
+        let base =
+            environment["COURIER_TEST_TMPDIR"]
+            ?? (access("/dev/shm", W_OK) == 0 ? "/dev/shm" : nil)
+            ?? environment["TMPDIR"] ?? "/tmp"
         let path = "\(base)/courier-nats-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
         try FileManager.default.createDirectory(atPath: path + "/store", withIntermediateDirectories: true)
         return path
