@@ -84,13 +84,21 @@ public final class JetStreamProvider: EventProvider {
                 }
                 return facts
             }
-            let atomicBatches =
-                configuration.atomicBatchPublish
-                ? try await retryingWhileElecting(for: .seconds(60), logger: configuration.logger) {
-                    try StreamProvisioner.atomicBatches(
-                        stream: configuration.stream, created: eventStream.created, connection: connection,
-                        timeout: configuration.requestTimeout, logger: configuration.logger)
-                } : false
+            // A feature probe: when it cannot be answered, publish per message rather than fail.
+            var atomicBatches = false
+            if configuration.atomicBatchPublish {
+                do {
+                    atomicBatches = try await retryingWhileElecting(for: .seconds(60), logger: configuration.logger) {
+                        try StreamProvisioner.atomicBatches(
+                            stream: configuration.stream, created: eventStream.created, connection: connection,
+                            timeout: configuration.requestTimeout, logger: configuration.logger)
+                    }
+                } catch {
+                    configuration.logger.warning(
+                        "cannot tell whether the stream takes atomic batches; ingest batches are published per message",
+                        metadata: ["stream": "\(configuration.stream)", "error": "\(error)"])
+                }
+            }
             configuration.logger.info(
                 "connected to JetStream",
                 metadata: [
