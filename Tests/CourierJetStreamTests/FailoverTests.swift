@@ -47,7 +47,9 @@ struct FailoverTests {
             nodes: 3, configuration: NATSServerHarness.syncAlwaysConfiguration)
         defer { cluster.stop() }
         let stream = "FAILOVER"
-        let publisher = try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
+        let publisher = try await cluster.placing {
+            try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
+        }
         let consumerSide = try await JetStreamProvider.connect(
             Self.configuration(Array(cluster.urls.reversed()), stream: stream))
         let subscription = try await consumerSide.subscribeDurable(
@@ -137,7 +139,9 @@ struct FailoverTests {
             nodes: 3, configuration: NATSServerHarness.syncAlwaysConfiguration)
         defer { cluster.stop() }
         let stream = "INGESTFAILOVER"
-        let provider = try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
+        let provider = try await cluster.placing {
+            try await JetStreamProvider.connect(Self.configuration(cluster.urls, stream: stream))
+        }
         let bus = try IngestBus(
             configuration: .init(
                 shards: 2,

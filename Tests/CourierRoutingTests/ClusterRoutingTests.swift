@@ -24,7 +24,7 @@ struct ClusterRoutingTests {
         configuration.reconnect = .init(maxAttempts: nil, wait: .milliseconds(100))
         configuration.connectTimeout = .seconds(2)
         configuration.requestTimeout = .seconds(2)
-        let publisher = try await JetStreamProvider.connect(configuration)
+        let publisher = try await cluster.placing { try await JetStreamProvider.connect(configuration) }
         configuration.servers = cluster.urls.reversed()
         let routerSide = try await JetStreamProvider.connect(configuration)
         let sink = CollectorSink("cluster")
