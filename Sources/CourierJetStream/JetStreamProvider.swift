@@ -73,14 +73,14 @@ public final class JetStreamProvider: EventProvider {
             // reported its statistics (every 30 s once settled): provisioning retries timeouts,
             // "no responders" and "no suitable peers" for up to 60 s, then fails.
             let eventStream = try await retryingWhileElecting(for: .seconds(60), logger: configuration.logger) {
-                let js = connection.context
                 let facts = try StreamProvisioner.ensure(
-                    StreamSpec(eventStreamOf: configuration), provisioning: configuration.provisioning, js: js,
-                    logger: configuration.logger)
+                    StreamSpec(eventStreamOf: configuration), provisioning: configuration.provisioning,
+                    connection: connection, timeout: configuration.requestTimeout, logger: configuration.logger)
                 if configuration.deadLetterHandler == nil {
                     _ = try StreamProvisioner.ensure(
                         StreamSpec(deadLetterStreamOf: configuration, eventReplicas: facts.replicas),
-                        provisioning: configuration.provisioning, js: js, logger: configuration.logger)
+                        provisioning: configuration.provisioning, connection: connection,
+                        timeout: configuration.requestTimeout, logger: configuration.logger)
                 }
                 return facts
             }

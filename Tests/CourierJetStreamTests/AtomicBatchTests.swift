@@ -102,6 +102,36 @@ struct AtomicBatchTests {
         #expect(info.details["atomicBatchCommits"] == "0")
     }
 
+    @Test("updating a stream's limits keeps the settings cnats does not know (allow_atomic on 2.12+)")
+    func updateKeepsUnknownSettings() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let creator = try await Self.connect(server.url, stream: "KEEP")
+        #expect(try await creator.info().details["atomicBatches"] == (Self.serverHasBatches ? "on" : "off"))
+        await creator.shutdown()
+
+        var update = JetStreamIntegrationTests.configuration(server.url, stream: "KEEP")
+        update.provisioning = .updateLimits
+        update.maxAge = .seconds(3600)
+        update.maxEvents = 50_000
+        let updater = try await JetStreamProvider.connect(update)
+        await updater.shutdown()
+
+        let after = try await Self.connect(server.url, stream: "KEEP")
+        defer { Task { await after.shutdown() } }
+        #expect(
+            try await after.info().details["atomicBatches"] == (Self.serverHasBatches ? "on" : "off"),
+            "the limits update left allow_atomic as it was")
+        // The update itself happened: a third connection with the old limits and updateLimits
+        // would change them back, so the stream now holds the new ones (at most 50 000 events).
+        let stored = await after.publishBatch(
+            (0..<10).map { JetStreamIntegrationTests.event($0) }, timeout: .seconds(10))
+        #expect(stored.allSatisfy { (try? $0.get()) != nil })
+    }
+
     @Test("publishBatch publishes per message even where atomic batches are possible")
     func publishBatchPerMessage() async throws {
         let server = try await NATSServerHarness.start()

@@ -64,16 +64,19 @@ enum StreamProvisioner {
     static func ensure(
         _ spec: StreamSpec,
         provisioning: JetStreamProvider.StreamProvisioning,
-        js: OpaquePointer,
+        connection: NATSConnection,
+        timeout: Duration,
         logger: Logger
     ) throws -> StreamFacts {
+        let js = connection.context
         var info: UnsafeMutablePointer<jsStreamInfo>?
         var jerr = jsErrCode(0)
         let status = js_GetStreamInfo(&info, js, spec.name, nil, &jerr)
         if status == NATS_OK, let info {
             defer { jsStreamInfo_Destroy(info) }
             return try reconcile(
-                info.pointee.Config.pointee, with: spec, provisioning: provisioning, js: js, logger: logger)
+                info.pointee.Config.pointee, with: spec, provisioning: provisioning, connection: connection,
+                timeout: timeout, logger: logger)
         }
         guard jerr == JSStreamNotFoundErr || status == NATS_NOT_FOUND else {
             throw CourierError.nats(
@@ -123,7 +126,8 @@ enum StreamProvisioner {
         _ existing: jsStreamConfig,
         with spec: StreamSpec,
         provisioning: JetStreamProvider.StreamProvisioning,
-        js: OpaquePointer,
+        connection: NATSConnection,
+        timeout: Duration,
         logger: Logger
     ) throws -> StreamFacts {
         func unusable(_ field: String, _ why: String) -> CourierError {
@@ -188,26 +192,31 @@ enum StreamProvisioner {
             }
             return facts
         }
-        var config = existing
+        // The update is written as JSON over the stream's own configuration as the server
+        // reports it: cnats 3.4.1 would send only the fields it knows, and the server would
+        // clear every newer one (allow_atomic, allow_msg_ttl, metadata, …).
+        var fields: [String: JSONValue] = [:]
         var changed: [String] = []
         if existing.MaxMsgs != spec.maxMessages {
-            config.MaxMsgs = spec.maxMessages
+            fields["max_msgs"] = .int(spec.maxMessages)
             changed.append("maxEvents")
         }
         if existing.MaxBytes != spec.maxBytes {
-            config.MaxBytes = spec.maxBytes
+            fields["max_bytes"] = .int(spec.maxBytes)
             changed.append("maxBytes")
         }
         if existing.MaxAge != spec.maxAge {
-            config.MaxAge = spec.maxAge
+            fields["max_age"] = .int(spec.maxAge)
             changed.append("maxAge")
         }
         if existing.Duplicates != spec.duplicateWindow {
-            config.Duplicates = spec.duplicateWindow
+            fields["duplicate_window"] = .int(spec.duplicateWindow)
             changed.append("duplicateWindow")
         }
+        var newReplicas = existingReplicas
         if spec.replicas > existingReplicas || (spec.replicas < existingReplicas && allowFewerReplicas) {
-            config.Replicas = Int64(spec.replicas)
+            fields["num_replicas"] = .int(Int64(spec.replicas))
+            newReplicas = spec.replicas
             changed.append("replicas")
         } else if spec.replicas < existingReplicas {
             logger.notice(
@@ -217,20 +226,22 @@ enum StreamProvisioner {
                 ])
         }
         guard !changed.isEmpty else { return facts }
-        var jerr = jsErrCode(0)
-        var updated: UnsafeMutablePointer<jsStreamInfo>?
-        let status = js_UpdateStream(&updated, js, &config, nil, &jerr)
-        if let updated { jsStreamInfo_Destroy(updated) }
-        guard status == NATS_OK else {
-            throw CourierError.nats(
-                status,
-                "cannot update stream \(spec.name) (changing \(changed.joined(separator: ", ")))",
-                input: changed.first,
-                jsCode: jerr,
-                detail: natsLastErrorText()
-            )
+        let what = "cannot update stream \(spec.name) (changing \(changed.joined(separator: ", ")))"
+        let info = try connection.apiRequest("$JS.API.STREAM.INFO.\(spec.name)", [], timeout: timeout)
+        guard case .object(var config) = info["config"] else {
+            throw CourierError(
+                .providerError, "\(what): the stream's configuration could not be read", input: spec.name)
         }
-        facts.replicas = Int(config.Replicas)
+        config.merge(fields) { $1 }
+        let reply = try connection.apiRequest(
+            "$JS.API.STREAM.UPDATE.\(spec.name)", JSONValue.object(config).jsonBytes(), timeout: timeout)
+        if let error = reply["error"] {
+            let code = UInt32(clamping: error["err_code"]?.intValue ?? 0)
+            throw CourierError.nats(
+                NATS_ERR, what, input: changed.first, jsCode: jsErrCode(code),
+                detail: error["description"]?.stringValue ?? "\(error)")
+        }
+        facts.replicas = newReplicas
         logger.notice(
             "updated stream limits as provisioning allows",
             metadata: [
