@@ -99,6 +99,16 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
     let payload: JSONValue = ["data": .string(String(repeating: "x", count: 118))]
     func reset() { precondition(cb_reset_stream(url, stream, "\(prefix).>", 0) == 0, "cannot reset stream") }
     let wire = Event(subject: "\(prefix).market.fx", category: "market", payload: payload).wireJSON()
+    /// Raw cnats `js_PublishAsync` of the same bytes with the same window, per message.
+    let perMessageBaseline: () async throws -> Double = {
+        reset()
+        let elapsed = wire.withUnsafeBytes {
+            cb_async_publish(
+                url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), Int32(window), 1)
+        }
+        precondition(elapsed > 0, "baseline failed")
+        return Double(count) / elapsed
+    }
     var pairs = [true, false].map { atomic in
         Pair(
             name:
@@ -107,15 +117,7 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
             courier: "IngestBus.ingestRaw → JetStreamAdapter, 2 shards, shut down, atomicBatchPublish \(atomic)",
             // Issue 15: ≥ 1× per message, ≥ 2× with atomic batches on a 2.12+ server.
             target: atomic ? 2.0 : 1.0,
-            measureBaseline: {
-                reset()
-                let elapsed = wire.withUnsafeBytes {
-                    cb_async_publish(
-                        url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), Int32(window), 1)
-                }
-                precondition(elapsed > 0, "baseline failed")
-                return Double(count) / elapsed
-            },
+            measureBaseline: perMessageBaseline,
             measureCourier: {
                 // No stream: Courier creates it as a service would (allow_atomic on 2.12+).
                 precondition(cb_delete_stream(url, stream) == 0, "cannot delete stream")
@@ -169,15 +171,7 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
             baseline: "cnats js_PublishAsync, window \(window)",
             courier: "C, not Courier: core publishes with Nats-Batch-* headers, one reply per batch",
             target: nil,
-            measureBaseline: {
-                reset()
-                let elapsed = wire.withUnsafeBytes {
-                    cb_async_publish(
-                        url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), Int32(window), 1)
-                }
-                precondition(elapsed > 0, "baseline failed")
-                return Double(count) / elapsed
-            },
+            measureBaseline: perMessageBaseline,
             measureCourier: { atomicBaseline(window: 4) }
         ))
     return pairs

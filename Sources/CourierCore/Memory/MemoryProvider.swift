@@ -65,18 +65,8 @@ public final class MemoryProvider: EventProvider {
     /// Publishes without suspending (the memory provider never waits).
     @discardableResult
     package func publishNow(_ event: Event, options: PublishOptions = PublishOptions()) throws -> PublishAck {
-        try event.validate()
-        guard event.subject.hasPrefix(subjectPrefix + ".") else {
-            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
-        }
         let size = event.wireJSON().count
-        guard size <= configuration.maxPayloadBytes else {
-            throw CourierError(
-                .payloadTooLarge,
-                "event \(event.id) on '\(event.subject)' is \(size) bytes; the maximum is \(configuration.maxPayloadBytes)",
-                input: event.subject
-            )
-        }
+        try checkPublishable(event, size: size)
         let (ack, wake) = try state.withLock { state in
             try state.append(event, size: size, messageID: options.messageID ?? event.id, options: options)
         }
@@ -95,17 +85,7 @@ public final class MemoryProvider: EventProvider {
         var results = [Result<PublishAck, CourierError>?](repeating: nil, count: events.count)
         for (index, event) in events.enumerated() {
             do {
-                try event.validate()
-                guard event.subject.hasPrefix(subjectPrefix + ".") else {
-                    throw CourierError.invalidSubject(
-                        event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
-                }
-                guard sizes[index] <= configuration.maxPayloadBytes else {
-                    throw CourierError(
-                        .payloadTooLarge,
-                        "event \(event.id) on '\(event.subject)' is \(sizes[index]) bytes; the maximum is \(configuration.maxPayloadBytes)",
-                        input: event.subject)
-                }
+                try checkPublishable(event, size: sizes[index])
             } catch {
                 results[index] = .failure(error as? CourierError ?? CourierError(.invalidEvent, "\(error)"))
             }
@@ -127,6 +107,22 @@ public final class MemoryProvider: EventProvider {
         }
         for waiter in wake { waiter.resume() }
         return results.map { $0! }
+    }
+
+    /// Throws unless `event` is valid, under the stream's prefix and at most `size` ≤
+    /// ``Configuration/maxPayloadBytes``.
+    private func checkPublishable(_ event: Event, size: Int) throws {
+        try event.validate()
+        guard event.subject.hasPrefix(subjectPrefix + ".") else {
+            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
+        }
+        guard size <= configuration.maxPayloadBytes else {
+            throw CourierError(
+                .payloadTooLarge,
+                "event \(event.id) on '\(event.subject)' is \(size) bytes; the maximum is \(configuration.maxPayloadBytes)",
+                input: event.subject
+            )
+        }
     }
 
     // MARK: Subscribe

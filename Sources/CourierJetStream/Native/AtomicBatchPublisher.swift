@@ -34,11 +34,6 @@ final class AtomicBatchPublisher: @unchecked Sendable {
     static let maxMessages = 1000
     /// Bytes per batch: a batch is proposed to the stream's replicas as one unit.
     static let maxBytes = 4 << 20
-    /// Batches of one call in flight at once: one, so a later batch of a call is never stored
-    /// ahead of an earlier one that failed (calls of other tasks, such as other ingest shards,
-    /// overlap).
-    static let callWindow = 1
-
     /// What became of a batch's commit.
     enum Reply: Sendable {
         /// Stored whole: the last message's sequence and the count.
@@ -116,9 +111,10 @@ final class AtomicBatchPublisher: @unchecked Sendable {
     // MARK: Publishing
 
     /// Publishes `messages` in atomic batches, in order, and returns each one's result in order.
-    /// A batch that is not stored whole goes to `perMessage` (the ordered per-message publisher),
-    /// and so does every batch after it in this call, so none overtakes it (one batch of a call
-    /// is in flight at a time, see ``callWindow``).
+    /// The batches of a call go one at a time, so a later one is never stored ahead of an
+    /// earlier one that failed (calls of other tasks, such as other ingest shards, overlap). The
+    /// first batch not stored whole, and every batch after it, goes to `perMessage` (the ordered
+    /// per-message publisher) in one call.
     func publish(
         _ messages: [OutgoingMessage],
         timeout: Duration,
@@ -127,55 +123,37 @@ final class AtomicBatchPublisher: @unchecked Sendable {
         let deadline = ContinuousClock.now + timeout
         let chunks = Self.chunks(of: messages)
         var results = [Result<PublishAck, CourierError>?](repeating: nil, count: messages.count)
-        var failed: [Int] = []
-        await withTaskGroup(of: (Int, Reply).self) { group in
-            var next = 0
-            var inFlight = 0
-            var halted = false
-            while true {
-                while !halted, next < chunks.count, inFlight < Self.callWindow {
-                    await window.acquire()
-                    let chunk = next
-                    next += 1
-                    inFlight += 1
-                    let token = send(messages[chunks[chunk]])
-                    group.addTask { (chunk, await self.reply(token)) }
-                }
-                guard let (chunk, reply) = await group.next() else { break }
-                inFlight -= 1
-                window.release()
-                let range = chunks[chunk]
-                switch reply {
-                case .stored(let last, let count, let stream) where count == range.count:
-                    commits.add(1, ordering: .relaxed)
-                    let first = last &- UInt64(count - 1)
-                    for (offset, index) in range.enumerated() {
-                        results[index] = .success(
-                            PublishAck(sequence: first + UInt64(offset), stream: stream, duplicate: false))
-                    }
-                case .stored(_, let count, _):
-                    failed.append(chunk)
-                    halted = true
-                    logger.warning(
-                        "an atomic batch was acknowledged with another count; publishing it per message",
-                        metadata: ["count": "\(count)", "sent": "\(range.count)"])
-                case .failed(let error):
-                    failed.append(chunk)
-                    halted = true
+        var stored = 0
+        while stored < chunks.count {
+            let range = chunks[stored]
+            await window.acquire()
+            let reply = await self.reply(send(messages[range]))
+            window.release()
+            guard case .stored(let last, let count, let stream) = reply, count == range.count else {
+                if case .failed(let error) = reply {
                     logger.debug(
                         "an atomic batch was not stored; publishing it per message",
                         metadata: ["count": "\(range.count)", "error": "\(error)"])
+                } else {
+                    logger.warning(
+                        "an atomic batch was acknowledged with another count; publishing it per message",
+                        metadata: ["sent": "\(range.count)"])
                 }
+                break
             }
-            failed.append(contentsOf: next..<chunks.count)
+            commits.add(1, ordering: .relaxed)
+            let first = last &- UInt64(count - 1)
+            for (offset, index) in range.enumerated() {
+                results[index] = .success(
+                    PublishAck(sequence: first + UInt64(offset), stream: stream, duplicate: false))
+            }
+            stored += 1
         }
-        if !failed.isEmpty {
-            fallbacks.add(UInt64(failed.count), ordering: .relaxed)
-            let ranges = failed.sorted().map { chunks[$0] }
-            // One ordered per-message call for everything not stored whole, oldest first.
-            let indices = ranges.flatMap { Array($0) }
-            let resent = await perMessage(indices.map { messages[$0] }, max(deadline - .now, .milliseconds(1)))
-            for (position, index) in indices.enumerated() { results[index] = resent[position] }
+        if stored < chunks.count {
+            fallbacks.add(UInt64(chunks.count - stored), ordering: .relaxed)
+            let rest = chunks[stored].lowerBound..<messages.count
+            let resent = await perMessage(Array(messages[rest]), max(deadline - .now, .milliseconds(1)))
+            for (position, index) in rest.enumerated() { results[index] = resent[position] }
         }
         return results.map { $0! }
     }
