@@ -1,4 +1,5 @@
 public import CourierCore
+import DequeModule
 import Synchronization
 
 /// An ordered run of events from one shard, handed to an ``Adapter`` in one call.
@@ -195,12 +196,20 @@ public final class ProviderAdapter: Adapter {
     /// Events kept per shard for polling.
     public let retention: Int
 
+    /// A stored event as the shard log keeps it: its dedupe id is rebuilt when it is polled.
+    private struct Logged {
+        let raw: RawEvent
+        let sequence: UInt64
+        let producerNonce: UInt64
+        let batchStart: UInt64
+        let index: Int
+    }
+
     private struct ShardLog {
-        var events: [IngestedEvent] = []
-        /// The cursor of `events[0]`.
+        var events: Deque<Logged> = []
+        /// How many events were dropped from the front: `events[i]` has cursor `base + i + 1`.
         var base: UInt64 = 0
-        var next: UInt64 = 0
-        /// Dedupe ids already logged, so a retried batch is logged once.
+        /// The shard sequence of the newest event logged, so a retried batch is logged once.
         var lastSequence: UInt64?
     }
 
@@ -224,45 +233,46 @@ public final class ProviderAdapter: Adapter {
             throw CourierError(.shutdown, "the provider adapter was shut down")
         }
         var rejected: [RejectedEvent] = []
-        var events: [Event] = []
-        var indices: [Int] = []
-        events.reserveCapacity(batch.events.count)
-        indices.reserveCapacity(batch.events.count)
-        for (index, raw) in batch.events.enumerated() {
-            do {
-                events.append(try raw.decoded())
-                indices.append(index)
-            } catch {
-                let reason = (error as? CourierError)?.message ?? "\(error)"
-                rejected.append(
-                    RejectedEvent(
-                        index: index,
-                        error: CourierError(.invalidEvent, "not event wire JSON: \(reason)", input: raw.subject)))
-            }
-        }
         if let memory = provider as? MemoryProvider {
-            // The embedded provider takes the whole batch under one lock, counting each event at
-            // the size it arrived as.
+            // The embedded provider appends the whole batch under one lock and keeps each event
+            // in the wire form it arrived in, checked but not decoded.
             let results = memory.publishNow(
-                batch: events, sizes: indices.map { batch.events[$0].bytes.count },
-                messageIDs: indices.map { batch.dedupeID(at: $0) })
-            for (position, result) in results.enumerated() {
+                wire: WireBatch(
+                    key: WireBatch.Key(producer: batch.producerNonce, shard: batch.shardID, start: batch.sequenceStart),
+                    bytes: batch.events.map(\.bytes), subjects: batch.events.map(\.subject),
+                    subjectsAreValid: batch.events.allSatisfy(\.hasValidSubject)))
+            for (index, result) in results.enumerated() {
                 guard case .failure(let error) = result else { continue }
-                try Self.reject(error, index: indices[position], into: &rejected)
+                try Self.reject(Self.notEventJSON(error, raw: batch.events[index]), index: index, into: &rejected)
             }
         } else {
-            for (position, event) in events.enumerated() {
+            for (index, raw) in batch.events.enumerated() {
+                let event: Event
                 do {
-                    _ = try await provider.publish(
-                        event, options: PublishOptions(messageID: batch.dedupeID(at: indices[position])))
+                    event = try raw.decoded()
+                } catch {
+                    rejected.append(RejectedEvent(index: index, error: Self.notEventJSON(error, raw: raw)))
+                    continue
+                }
+                do {
+                    _ = try await provider.publish(event, options: PublishOptions(messageID: batch.dedupeID(at: index)))
                 } catch let error as CourierError {
-                    try Self.reject(error, index: indices[position], into: &rejected)
+                    try Self.reject(error, index: index, into: &rejected)
                 }
             }
         }
         rejected.sort { $0.index < $1.index }
         logStored(batch, refused: Set(rejected.map(\.index)))
         return BatchResult(rejected: rejected)
+    }
+
+    /// The rejection of bytes that are not event wire JSON (other errors pass unchanged).
+    private static func notEventJSON(_ error: any Error, raw: RawEvent) -> CourierError {
+        guard let error = error as? CourierError else {
+            return CourierError(.invalidEvent, "not event wire JSON: \(error)", input: raw.subject)
+        }
+        guard error.code == .invalidJSON else { return error }
+        return CourierError(.invalidEvent, "not event wire JSON: \(error.message)", input: raw.subject)
     }
 
     /// Rejects an event the provider refused for good; throws for a shutdown or a retryable
@@ -281,16 +291,14 @@ public final class ProviderAdapter: Adapter {
     /// Keeps the stored events of `batch` in its shard's log for polls, once each.
     private func logStored(_ batch: Batch, refused: Set<Int>) {
         logs.withLock { logs in
-            var log = logs[batch.shardID] ?? ShardLog()
+            var log = logs.removeValue(forKey: batch.shardID) ?? ShardLog()
             for (index, raw) in batch.events.enumerated() where !refused.contains(index) {
                 let sequence = batch.sequenceStart + UInt64(index)
                 if let last = log.lastSequence, sequence <= last { continue }  // a retried batch
-                log.next += 1
                 log.events.append(
-                    IngestedEvent(
-                        raw: raw, shard: batch.shardID, sequence: sequence, dedupeID: batch.dedupeID(at: index),
-                        cursor: log.next)
-                )
+                    Logged(
+                        raw: raw, sequence: sequence, producerNonce: batch.producerNonce,
+                        batchStart: batch.sequenceStart, index: index))
                 log.lastSequence = sequence
             }
             if log.events.count > retention {
@@ -312,7 +320,18 @@ public final class ProviderAdapter: Adapter {
                 return ShardPollResult(events: [], cursor: start, hasMore: false, skipped: skipped)
             }
             let end = min(log.events.count, offset + max(0, limit))
-            let events = Array(log.events[offset..<end])
+            var events: [IngestedEvent] = []
+            events.reserveCapacity(end - offset)
+            for position in offset..<end {
+                let logged = log.events[position]
+                let origin = Batch(
+                    shardID: shard, events: [], sequenceStart: logged.batchStart, producerNonce: logged.producerNonce)
+                let cursor: UInt64 = log.base + UInt64(position) + 1
+                events.append(
+                    IngestedEvent(
+                        raw: logged.raw, shard: shard, sequence: logged.sequence,
+                        dedupeID: origin.dedupeID(at: logged.index), cursor: cursor))
+            }
             return ShardPollResult(
                 events: events, cursor: events.last?.cursor ?? start, hasMore: end < log.events.count, skipped: skipped)
         }

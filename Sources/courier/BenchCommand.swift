@@ -42,6 +42,15 @@ struct IngestBenchCommand: AsyncParsableCommand {
     @Option(name: .long, help: "Backpressure: block, drop-newest, drop-oldest, fail-producer or sample.")
     var backpressure: String = "block"
 
+    @Flag(
+        name: .long,
+        help: """
+            Give every event bytes of its own, as a real producer's are, instead of reusing 4 096 \
+            pre-built ones: with --adapter memory the resident bytes per event then measure what the \
+            provider retains.
+            """)
+    var copyBytes = false
+
     @Flag(name: .long, help: "Print one JSON object: events, seconds, eventsPerSecond, dropped, …")
     var json = false
 
@@ -106,6 +115,8 @@ struct IngestBenchCommand: AsyncParsableCommand {
                     )
                 }
             }
+        let copies = copyBytes
+        let residentBefore = ResidentMemory.current()
         let refused = FailureBox()
         let progress = ProgressLine(total: count, bus: bus, enabled: true)
         progress.start()
@@ -121,7 +132,14 @@ struct IngestBenchCommand: AsyncParsableCommand {
                 var index = producer
                 for _ in 0..<share {
                     do {
-                        try bus.ingestRaw(events[index % distinct])
+                        let template = events[index % distinct]
+                        try bus.ingestRaw(
+                            copies
+                                ? RawEvent(
+                                    subject: template.subject,
+                                    bytes: template.bytes.withUnsafeBufferPointer { Array($0) },
+                                    hash: template.hash, timestamp: template.timestamp)
+                                : template)
                     } catch let error as CourierError where error.code == .backpressure {
                         refused.countRefusal()
                     } catch {
@@ -148,6 +166,12 @@ struct IngestBenchCommand: AsyncParsableCommand {
         if let failure = failures.first { throw failure }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let rate = Double(stats.eventsDispatched + stats.eventsDropped) / seconds
+        // Retained bytes per event: the process's peak resident memory above where it started,
+        // against the event's wire size.
+        let peak = ResidentMemory.peak()
+        let wireBytes = events[0].bytes.count
+        let perEvent =
+            stats.eventsDispatched > 0 ? Double(max(0, peak - residentBefore)) / Double(stats.eventsDispatched) : 0
         if json {
             let result: JSONValue = [
                 "events": .int(Int64(stats.eventsIngested)),
@@ -162,6 +186,9 @@ struct IngestBenchCommand: AsyncParsableCommand {
                 "adapter": .string(ingestAdapter.name),
                 "backpressure": .string(backpressure),
                 "size": .int(Int64(size)),
+                "wireBytesPerEvent": .int(Int64(wireBytes)),
+                "peakResidentBytes": .int(Int64(peak)),
+                "residentBytesPerEvent": .double(perEvent.rounded()),
             ]
             emit(result.description)
         } else {
@@ -173,6 +200,13 @@ struct IngestBenchCommand: AsyncParsableCommand {
                     Int(stats.eventsDropped), Int(stats.eventsRejected)
                 )
             )
+            if adapter == "memory" {
+                emit(
+                    String(
+                        format: "peak resident %.0f MB: %.0f bytes per retained event of %d wire bytes (%.2f×)%@",
+                        Double(peak) / 1e6, perEvent, wireBytes, perEvent / Double(wireBytes),
+                        copies ? "" : "; events share 4 096 pre-built byte arrays, --copy-bytes gives each its own"))
+            }
         }
     }
 
@@ -243,5 +277,24 @@ final class ProgressLine: Sendable {
         guard enabled else { return }
         task.withLock { $0?.cancel() }
         FileHandle.standardError.write(Data("\n".utf8))
+    }
+}
+
+/// The process's resident memory, from `/proc/self/status` (0 where it cannot be read).
+enum ResidentMemory {
+    /// Resident bytes now (`VmRSS`).
+    static func current() -> Int { field("VmRSS:") }
+    /// The most resident bytes so far (`VmHWM`).
+    static func peak() -> Int { field("VmHWM:") }
+
+    private static func field(_ name: String) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
+        for line in status.split(separator: "\n") where line.hasPrefix(name) {
+            let kilobytes =
+                line.dropFirst(name.count).split(whereSeparator: { $0 == " " || $0 == "\t" }).first.flatMap { Int($0) }
+                ?? 0
+            return kilobytes * 1024
+        }
+        return 0
     }
 }

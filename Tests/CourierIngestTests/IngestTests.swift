@@ -394,6 +394,45 @@ struct IngestTests {
         await bus.shutdown()
     }
 
+    @Test(
+        "The memory provider keeps ingested events in wire form: delivered decoded, a resent batch stored once, bad bytes refused by name"
+    )
+    func providerAdapterWireForm() async throws {
+        let provider = MemoryProvider()
+        let adapter = ProviderAdapter(provider: provider)
+        let events = (0..<5).map { index in
+            Event(
+                subject: "events.wire.s\(index)", category: "wire", payload: ["i": .int(Int64(index)), "t": "é\n"],
+                metadata: ["k": "v"])
+        }
+        var raws = events.map { RawEvent($0) }
+        raws.insert(RawEvent(subject: "events.wire.bad", bytes: Array(#"{"id":"x","subject":"#.utf8)), at: 2)
+        raws.append(RawEvent(Event(subject: "other.wire.x", category: "wire")))
+        let batch = Batch(shardID: 0, events: raws, sequenceStart: 1, producerNonce: 7)
+        let first = try await adapter.onBatch(batch)
+        #expect(first.rejected.map(\.index) == [2, 6])
+        #expect(first.rejected.first?.error.code == .invalidEvent)
+        #expect(first.rejected.first?.error.input == "events.wire.bad")
+        #expect(first.rejected.last?.error.code == .invalidSubject)
+        let again = try await adapter.onBatch(batch)
+        #expect(again.rejected.map(\.index) == [2, 6])
+        let info = try await provider.info()
+        #expect(info.messages == 5, "the resent batch stored nothing twice")
+        #expect(info.details["duplicatesRejected"] == "5")
+
+        let subscription = try await provider.subscribeDurable(
+            consumer: "wire", filter: "events.wire.>", options: SubscribeOptions(deliverPolicy: .all))
+        var received: [Event] = []
+        for _ in 0..<5 {
+            let pending = try #require(try await subscription.next(timeout: .seconds(5)))
+            received.append(pending.event)
+            try await pending.ack()
+        }
+        #expect(received == events, "each event decodes to exactly what was ingested")
+        #expect(try await provider.history(filter: "events.wire.s3", limit: 10) == [events[3]])
+        await subscription.close()
+    }
+
     @Test("A stale cursor skips to the earliest retained event and reports the gap")
     func staleCursor() async throws {
         let bus = try IngestBus(

@@ -114,6 +114,48 @@ package struct JSONReader {
         }
     }
 
+    /// Reads an object as ``readObject(_:)`` does, but hands `member` each key as its UTF-8
+    /// bytes instead of a new string (a key with escapes is decoded first).
+    package mutating func readObjectWithRawKeys(
+        _ member: (inout JSONReader, UnsafeBufferPointer<UInt8>) throws -> Void
+    ) throws {
+        try expect(UInt8(ascii: "{"), "'{'")
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
+        if try peek() == UInt8(ascii: "}") {
+            index += 1
+            return
+        }
+        while true {
+            guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            let start = index + 1
+            var end = start
+            while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"),
+                bytes[end] >= 0x20, bytes[end] < 0x80
+            {
+                end += 1
+            }
+            if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
+                index = end + 1
+                let key = UnsafeBufferPointer(rebasing: bytes[start..<end])
+                try expect(UInt8(ascii: ":"), "':' after a key")
+                try member(&self, key)
+            } else {
+                let key = Array(try readString().utf8)
+                try expect(UInt8(ascii: ":"), "':' after a key")
+                try key.withUnsafeBufferPointer { try member(&self, $0) }
+            }
+            switch try peek() {
+            case UInt8(ascii: ","): index += 1
+            case UInt8(ascii: "}"):
+                index += 1
+                return
+            default: throw error("expected ',' or '}' in object")
+            }
+        }
+    }
+
     /// Reads an array, calling `element` for each element; `element` must consume the value.
     package mutating func readArray(_ element: (inout JSONReader) throws -> Void) throws {
         try expect(UInt8(ascii: "["), "'['")
@@ -167,11 +209,12 @@ package struct JSONReader {
         }
     }
 
-    /// Skips any value without building it.
+    /// Skips any value without building it, accepting exactly what ``readValue()`` accepts.
     package mutating func skipValue() throws {
         switch try peek() {
         case UInt8(ascii: "{"): try readObject { reader, _ in try reader.skipValue() }
         case UInt8(ascii: "["): try readArray { reader in try reader.skipValue() }
+        case UInt8(ascii: "\""): _ = try skipString()
         default: _ = try readValue()
         }
     }
@@ -187,8 +230,9 @@ package struct JSONReader {
         index += length
     }
 
-    /// Reads a string value.
-    package mutating func readString() throws -> String {
+    /// Reads a string value. When `hint` has exactly the string's bytes (and the string has no
+    /// escapes), `hint` itself is returned instead of a new copy.
+    package mutating func readString(reusing hint: String? = nil) throws -> String {
         guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string") }
         index += 1
         let start = index
@@ -199,6 +243,7 @@ package struct JSONReader {
             if byte == UInt8(ascii: "\"") {
                 let slice = UnsafeBufferPointer(rebasing: bytes[start..<index])
                 index += 1
+                if let hint, Self.equals(hint, slice) { return hint }
                 if highBits < 0x80 { return String(decoding: slice, as: UTF8.self) }
                 guard let string = String(validating: slice, as: UTF8.self) else {
                     index = start
@@ -256,6 +301,114 @@ package struct JSONReader {
             }
         }
         throw error("unterminated string")
+    }
+
+    /// Skips a string value without building it, accepting exactly what ``readString()``
+    /// accepts, and returns how many bytes it spans between its quotes (0 only for `""`).
+    package mutating func skipString() throws -> Int {
+        guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string") }
+        index += 1
+        let start = index
+        // A run of raw bytes between escapes is valid UTF-8 on its own exactly when the decoded
+        // string is: an escape yields whole characters, never a continuation byte.
+        var run = index
+        var highBits: UInt8 = 0
+        func checkRun(_ end: Int) throws {
+            guard highBits >= 0x80 else { return }
+            guard Self.isValidUTF8(UnsafeBufferPointer(rebasing: bytes[run..<end])) else {
+                index = start
+                throw error("string is not valid UTF-8")
+            }
+            highBits = 0
+        }
+        while index < bytes.count {
+            let byte = bytes[index]
+            switch byte {
+            case UInt8(ascii: "\""):
+                try checkRun(index)
+                index += 1
+                return index - 1 - start
+            case UInt8(ascii: "\\"):
+                try checkRun(index)
+                index += 1
+                guard index < bytes.count else { throw error("unterminated escape") }
+                let escape = bytes[index]
+                index += 1
+                switch escape {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), UInt8(ascii: "/"), UInt8(ascii: "b"), UInt8(ascii: "f"),
+                    UInt8(ascii: "n"), UInt8(ascii: "r"), UInt8(ascii: "t"):
+                    break
+                case UInt8(ascii: "u"):
+                    let scalar = try readHex4()
+                    if (0xD800...0xDBFF).contains(scalar) {
+                        guard index + 1 < bytes.count, bytes[index] == UInt8(ascii: "\\"),
+                            bytes[index + 1] == UInt8(ascii: "u")
+                        else { throw error("unpaired high surrogate") }
+                        index += 2
+                        let low = try readHex4()
+                        guard (0xDC00...0xDFFF).contains(low) else { throw error("invalid low surrogate") }
+                    } else if (0xDC00...0xDFFF).contains(scalar) {
+                        throw error("unpaired low surrogate")
+                    }
+                default:
+                    throw error("invalid escape '\\\(Character(Unicode.Scalar(escape)))'")
+                }
+                run = index
+            default:
+                if byte < 0x20 { throw error("unescaped control character in string") }
+                highBits |= byte
+                index += 1
+            }
+        }
+        throw error("unterminated string")
+    }
+
+    private static func equals(_ string: String, _ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var string = string
+        return string.withUTF8 { utf8 in
+            guard utf8.count == bytes.count else { return false }
+            for i in 0..<bytes.count where utf8[i] != bytes[i] { return false }
+            return true
+        }
+    }
+
+    /// Whether `bytes` is well-formed UTF-8 (no overlong forms, surrogates or scalars past
+    /// U+10FFFF), as `String(validating:as:)` requires.
+    static func isValidUTF8(_ bytes: UnsafeBufferPointer<UInt8>) -> Bool {
+        var i = 0
+        while i < bytes.count {
+            let lead = bytes[i]
+            if lead < 0x80 {
+                i += 1
+                continue
+            }
+            let length: Int
+            var low: UInt8 = 0x80
+            var high: UInt8 = 0xBF
+            switch lead {
+            case 0xC2...0xDF: length = 2
+            case 0xE0:
+                length = 3
+                low = 0xA0
+            case 0xE1...0xEC, 0xEE...0xEF: length = 3
+            case 0xED:
+                length = 3
+                high = 0x9F
+            case 0xF0:
+                length = 4
+                low = 0x90
+            case 0xF1...0xF3: length = 4
+            case 0xF4:
+                length = 4
+                high = 0x8F
+            default: return false
+            }
+            guard i + length <= bytes.count else { return false }
+            guard bytes[i + 1] >= low, bytes[i + 1] <= high else { return false }
+            for k in 2..<length where bytes[i + k] & 0xC0 != 0x80 { return false }
+            i += length
+        }
+        return true
     }
 
     private mutating func readHex4() throws -> UInt32 {

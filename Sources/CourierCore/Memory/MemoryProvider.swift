@@ -74,53 +74,59 @@ public final class MemoryProvider: EventProvider {
         return ack
     }
 
-    /// Publishes many events under one lock: what the ingest core's provider adapter calls for
-    /// a batch. Each event is checked as ``publish(_:options:)`` checks it; `sizes[i]` is the
-    /// size of the bytes the event arrived as (counted against the limits instead of
-    /// serialising it again) and `messageIDs[i]` its dedupe id. Returns each one's result, in
-    /// order.
-    package func publishNow(batch events: [Event], sizes: [Int], messageIDs: [String])
-        -> [Result<PublishAck, CourierError>]
-    {
-        var results = [Result<PublishAck, CourierError>?](repeating: nil, count: events.count)
-        for (index, event) in events.enumerated() {
+    /// Appends a batch of events in their wire form under one lock: what the ingest core's
+    /// provider adapter calls. Each event's bytes are checked as ``publish(_:options:)`` checks
+    /// an event (they must decode as a valid event under the stream's prefix, within
+    /// ``Configuration/maxPayloadBytes``) without being decoded; the bytes are kept as they are
+    /// and decoded when delivered. A resent batch (same ``WireBatch/key``) stores only the
+    /// events it did not store before. Returns each one's result, in order.
+    package func publishNow(wire batch: WireBatch) -> [Result<PublishAck, CourierError>] {
+        var failures = [CourierError?](repeating: nil, count: batch.bytes.count)
+        var subjects = [String?](repeating: nil, count: batch.bytes.count)
+        for index in batch.bytes.indices {
             do {
-                try checkPublishable(event, size: sizes[index])
+                let bytes = batch.bytes[index]
+                let subject = try Event.checkWire(
+                    bytes, subjectHint: batch.subjects[index], subjectHintIsValid: batch.subjectsAreValid)
+                try checkPublishable(subject: subject, id: nil, size: bytes.count)
+                subjects[index] = subject
             } catch {
-                results[index] = .failure(error as? CourierError ?? CourierError(.invalidEvent, "\(error)"))
+                failures[index] = error as? CourierError ?? CourierError(.invalidEvent, "\(error)")
             }
         }
-        let wake = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+        let (acks, wake) = state.withLock { state -> ([PublishAck?], [CheckedContinuation<Void, Never>]) in
+            guard !state.closed else { return ([], []) }
             var wake: [CheckedContinuation<Void, Never>] = []
-            for (index, event) in events.enumerated() where results[index] == nil {
-                do {
-                    let (ack, woken) = try state.append(
-                        event, size: sizes[index], messageID: messageIDs[index],
-                        options: PublishOptions(messageID: messageIDs[index]))
-                    results[index] = .success(ack)
-                    wake.append(contentsOf: woken)
-                } catch {
-                    results[index] = .failure(error as? CourierError ?? CourierError(.providerError, "\(error)"))
-                }
-            }
-            return wake
+            let acks = state.append(batch, subjects: subjects, now: WallClock.nowNanoseconds(), wake: &wake)
+            return (acks, wake)
         }
         for waiter in wake { waiter.resume() }
-        return results.map { $0! }
+        let closed = acks.isEmpty ? state.withLock { $0.closedError() } : nil
+        return batch.bytes.indices.map { index in
+            if let failure = failures[index] { return .failure(failure) }
+            if let closed { return .failure(closed) }
+            return .success(acks[index]!)
+        }
     }
 
     /// Throws unless `event` is valid, under the stream's prefix and at most `size` ≤
     /// ``Configuration/maxPayloadBytes``.
     private func checkPublishable(_ event: Event, size: Int) throws {
         try event.validate()
-        guard event.subject.hasPrefix(subjectPrefix + ".") else {
-            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
+        try checkPublishable(subject: event.subject, id: event.id, size: size)
+    }
+
+    /// Throws unless `subject` is under the stream's prefix and `size` ≤
+    /// ``Configuration/maxPayloadBytes``.
+    private func checkPublishable(subject: String, id: String?, size: Int) throws {
+        guard subject.hasPrefix(subjectPrefix + ".") else {
+            throw CourierError.invalidSubject(subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
         }
         guard size <= configuration.maxPayloadBytes else {
             throw CourierError(
                 .payloadTooLarge,
-                "event \(event.id) on '\(event.subject)' is \(size) bytes; the maximum is \(configuration.maxPayloadBytes)",
-                input: event.subject
+                "event \(id.map { "\($0) " } ?? "")on '\(subject)' is \(size) bytes; the maximum is \(configuration.maxPayloadBytes)",
+                input: subject
             )
         }
     }
@@ -177,15 +183,16 @@ public final class MemoryProvider: EventProvider {
     public func history(filter: String?, limit: Int) async throws -> [Event] {
         let parsed = try filter.map { try validatedFilter($0) }
         guard limit > 0 else { return [] }
-        return try state.withLock { state in
+        let found = try state.withLock { state in
             guard !state.closed else { throw state.closedError() }
-            var found: [Event] = []
-            for stored in state.log.reversed() where parsed?.matches(stored.event.subject) ?? true {
-                found.append(stored.event)
+            var found: [StoredEvent] = []
+            for stored in state.log.reversed() where parsed?.matches(stored.subject) ?? true {
+                found.append(stored)
                 if found.count == limit { break }
             }
-            return found.reversed()
+            return found
         }
+        return found.reversed().map(\.event)
     }
 
     public func info() async throws -> ProviderInfo {
@@ -245,10 +252,12 @@ public final class MemoryProvider: EventProvider {
             switch step {
             case .closed:
                 return nil
-            case .deliver(let received):
+            case .deliver(let stored, let deliveries):
                 return PendingEvent(
-                    received: received,
-                    backend: MemoryDelivery(provider: self, subscription: subscription, sequence: received.sequence)
+                    received: ReceivedEvent(
+                        event: stored.event, sequence: stored.sequence, deliveryCount: deliveries,
+                        stream: configuration.stream),
+                    backend: MemoryDelivery(provider: self, subscription: subscription, sequence: stored.sequence)
                 )
             case .deadLetter(let jobs):
                 for job in jobs { await deadLetter(job, handler: subscription.deadLetters) }

@@ -1,12 +1,85 @@
 import DequeModule
 
-/// A stored event.
+/// A stored event: the decoded event for one published as an ``Event``, or its wire JSON for
+/// one appended in its wire form by the ingest core (checked on the way in, decoded when it is
+/// delivered, so a retained event costs about its wire bytes).
 struct StoredEvent {
+    enum Body {
+        indirect case event(Event)
+        case wire([UInt8])
+    }
+
     let sequence: UInt64
-    let event: Event
+    let subject: String
+    let body: Body
     let size: Int
     /// Unix nanoseconds when it was stored (for `startTime` and `maxAge`).
     let storedAt: Int64
+
+    /// The event. Wire bytes were checked with ``Event/checkWire(_:subjectHint:)`` when they
+    /// were appended, which accepts only what decodes; should decoding fail all the same, the
+    /// event comes back with the raw text as its payload and the error in its metadata rather
+    /// than vanish.
+    var event: Event {
+        switch body {
+        case .event(let event):
+            return event
+        case .wire(let bytes):
+            do {
+                return try Event(wireJSON: bytes)
+            } catch {
+                return Event(
+                    id: "undecodable-\(sequence)",
+                    subject: subject,
+                    category: subject.split(separator: ".").dropFirst().first.map(String.init) ?? "",
+                    payload: .string(String(decoding: bytes, as: UTF8.self)),
+                    timestamp: storedAt / 1_000_000,
+                    metadata: ["courier.undecodable": "\(error)"]
+                )
+            }
+        }
+    }
+}
+
+/// A batch of events the ingest core appends in their wire form. An event's dedupe identity is
+/// its batch (producer, shard, first shard sequence) and its index in it, so a retried batch is
+/// recognised with one lookup instead of one per event.
+package struct WireBatch: Sendable {
+    /// The batch's identity, the same each time the ingest core resends it.
+    package struct Key: Hashable, Sendable {
+        package var producer: UInt64
+        package var shard: Int
+        package var start: UInt64
+
+        package init(producer: UInt64, shard: Int, start: UInt64) {
+            self.producer = producer
+            self.shard = shard
+            self.start = start
+        }
+    }
+
+    package var key: Key
+    /// Each event's wire JSON.
+    package var bytes: [[UInt8]]
+    /// The subject each event was ingested on (reused when its JSON names the same one).
+    package var subjects: [String]
+    /// Whether every one of `subjects` already passed ``Subjects/validate(_:)`` (an event whose
+    /// JSON names the same subject is then not validated again).
+    package var subjectsAreValid: Bool
+
+    package init(key: Key, bytes: [[UInt8]], subjects: [String], subjectsAreValid: Bool = false) {
+        self.key = key
+        self.bytes = bytes
+        self.subjects = subjects
+        self.subjectsAreValid = subjectsAreValid
+    }
+}
+
+/// What the stream remembers of a wire batch for dedupe: the stream sequence each index was
+/// stored at (0 where it was not) and when it last stored one.
+struct StoredBatch {
+    var sequences: [UInt64]
+    var storedAt: Int64
 }
 
 /// A dead letter to hand to a handler, outside the lock.
@@ -20,7 +93,7 @@ struct DeadLetterJob: Sendable {
 
 /// What a subscription should do next.
 enum DeliveryStep: Sendable {
-    case deliver(ReceivedEvent)
+    case deliver(StoredEvent, deliveries: Int)
     case deadLetter([DeadLetterJob])
     /// Nothing to do now. The waiter registers only if neither the consumer's generation nor the
     /// stream's last sequence moved meanwhile (a publish in between must not be slept through).
@@ -118,6 +191,8 @@ struct MemoryStreamState {
     var bytes = 0
     var dedupe: [String: UInt64] = [:]
     var dedupeOrder: Deque<(id: String, sequence: UInt64, at: Int64)> = []
+    var batches: [WireBatch.Key: StoredBatch] = [:]
+    var batchOrder: Deque<(key: WireBatch.Key, at: Int64)> = []
     var consumers: [String: MemoryConsumer] = [:]
     var nextEphemeral: UInt64 = 0
     var closed = false
@@ -155,30 +230,79 @@ struct MemoryStreamState {
         guard !closed else { throw closedError() }
         let now = WallClock.nowNanoseconds()
         pruneDedupe(now: now)
-        if let original = dedupe[messageID] {
-            duplicates += 1
-            return (PublishAck(sequence: original, stream: configuration.stream, duplicate: true), [])
-        }
-        if let expected = options.expectedLastSequence, expected != lastSequence {
+        if let expected = options.expectedLastSequence, expected != lastSequence,
+            dedupe[messageID] == nil
+        {
             throw CourierError(
                 .wrongLastSequence,
                 "expected last sequence \(expected) but stream \(configuration.stream) is at \(lastSequence)",
                 input: String(expected)
             )
         }
-        lastSequence += 1
-        let sequence = lastSequence
-        log.append(StoredEvent(sequence: sequence, event: event, size: size, storedAt: now))
-        bytes += size
+        if let original = dedupe[messageID] {
+            duplicates += 1
+            return (PublishAck(sequence: original, stream: configuration.stream, duplicate: true), [])
+        }
+        var wake: [CheckedContinuation<Void, Never>] = []
+        let sequence = append(subject: event.subject, body: .event(event), size: size, now: now, wake: &wake)
         dedupe[messageID] = sequence
         dedupeOrder.append((messageID, sequence, now))
-        enforceRetention(now: now)
+        return (PublishAck(sequence: sequence, stream: configuration.stream), wake)
+    }
 
-        var wake: [CheckedContinuation<Void, Never>] = []
-        for consumer in consumers.values where !consumer.waiters.isEmpty && consumer.filter.matches(event.subject) {
+    /// Appends the events of `batch` whose `subjects` entry is not nil (the ones that passed
+    /// their checks), each unless its index of the batch was stored within the duplicate window.
+    mutating func append(
+        _ batch: WireBatch, subjects: [String?], now: Int64, wake: inout [CheckedContinuation<Void, Never>]
+    ) -> [PublishAck?] {
+        pruneDedupe(now: now)
+        var record =
+            batches.removeValue(forKey: batch.key)
+            ?? StoredBatch(sequences: [UInt64](repeating: 0, count: batch.bytes.count), storedAt: now)
+        if record.sequences.count < batch.bytes.count {
+            record.sequences += repeatElement(0, count: batch.bytes.count - record.sequences.count)
+        }
+        var acks = [PublishAck?](repeating: nil, count: batch.bytes.count)
+        var storedAny = false
+        for index in batch.bytes.indices {
+            guard let subject = subjects[index] else { continue }
+            if record.sequences[index] != 0 {
+                duplicates += 1
+                acks[index] = PublishAck(
+                    sequence: record.sequences[index], stream: configuration.stream, duplicate: true)
+                continue
+            }
+            let bytes = batch.bytes[index]
+            let sequence = append(subject: subject, body: .wire(bytes), size: bytes.count, now: now, wake: &wake)
+            record.sequences[index] = sequence
+            storedAny = true
+            acks[index] = PublishAck(sequence: sequence, stream: configuration.stream)
+        }
+        if storedAny {
+            record.storedAt = now
+            batchOrder.append((batch.key, now))
+        }
+        batches[batch.key] = record
+        return acks
+    }
+
+    /// Appends one event, collecting the waiters of consumers it matches into `wake`.
+    private mutating func append(
+        subject: String,
+        body: StoredEvent.Body,
+        size: Int,
+        now: Int64,
+        wake: inout [CheckedContinuation<Void, Never>]
+    ) -> UInt64 {
+        lastSequence += 1
+        let sequence = lastSequence
+        log.append(StoredEvent(sequence: sequence, subject: subject, body: body, size: size, storedAt: now))
+        bytes += size
+        enforceRetention(now: now)
+        for consumer in consumers.values where !consumer.waiters.isEmpty && consumer.filter.matches(subject) {
             wake.append(contentsOf: consumer.takeWaiters())
         }
-        return (PublishAck(sequence: sequence, stream: configuration.stream), wake)
+        return sequence
     }
 
     /// Forgets message ids older than the duplicate window, as JetStream does: an id is
@@ -188,6 +312,10 @@ struct MemoryStreamState {
         while let oldest = dedupeOrder.first, oldest.at < horizon {
             dedupeOrder.removeFirst()
             if dedupe[oldest.id] == oldest.sequence { dedupe[oldest.id] = nil }
+        }
+        while let oldest = batchOrder.first, oldest.at < horizon {
+            batchOrder.removeFirst()
+            if batches[oldest.key]?.storedAt == oldest.at { batches[oldest.key] = nil }
         }
     }
 
@@ -200,7 +328,7 @@ struct MemoryStreamState {
             log.removeFirst()
             bytes -= oldest.size
             for consumer in consumers.values
-            where consumer.nextSequence <= oldest.sequence && consumer.filter.matches(oldest.event.subject) {
+            where consumer.nextSequence <= oldest.sequence && consumer.filter.matches(oldest.subject) {
                 consumer.missed += 1
                 eventsMissed += 1
             }
@@ -242,11 +370,11 @@ struct MemoryStreamState {
         case .new:
             start = lastSequence + 1
         case .last:
-            start = log.last(where: { filter.matches($0.event.subject) })?.sequence ?? lastSequence + 1
+            start = log.last(where: { filter.matches($0.subject) })?.sequence ?? lastSequence + 1
         case .lastPerSubject:
             var lastBySubject: [String: UInt64] = [:]
-            for stored in log where filter.matches(stored.event.subject) {
-                lastBySubject[stored.event.subject] = stored.sequence
+            for stored in log where filter.matches(stored.subject) {
+                lastBySubject[stored.subject] = stored.sequence
             }
             seeded = Deque(lastBySubject.values.sorted())
             start = lastSequence + 1
@@ -319,7 +447,7 @@ struct MemoryStreamState {
             pending.dueAt = now + consumer.options.expiryWait(afterDelivery: pending.deliveries)
             consumer.schedule(top.sequence, pending)
             consumer.delivered += 1
-            return .deliver(received(stored, deliveries: pending.deliveries))
+            return .deliver(stored, deliveries: pending.deliveries)
         }
         if !letters.isEmpty { return .deadLetter(letters) }
 
@@ -337,7 +465,7 @@ struct MemoryStreamState {
             while consumer.nextSequence <= lastSequence {
                 let stored = log[Int(consumer.nextSequence - firstSequence)]
                 consumer.nextSequence += 1
-                if consumer.filter.matches(stored.event.subject) {
+                if consumer.filter.matches(stored.subject) {
                     return deliverFirst(stored, to: consumer, now: now)
                 }
             }
@@ -358,12 +486,7 @@ struct MemoryStreamState {
             )
         )
         consumer.delivered += 1
-        return .deliver(received(stored, deliveries: 1))
-    }
-
-    private func received(_ stored: StoredEvent, deliveries: Int) -> ReceivedEvent {
-        ReceivedEvent(
-            event: stored.event, sequence: stored.sequence, deliveryCount: deliveries, stream: configuration.stream)
+        return .deliver(stored, deliveries: 1)
     }
 
     /// Applies a decision. A decision for a delivery that is no longer pending (it expired and

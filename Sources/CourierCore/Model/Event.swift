@@ -191,72 +191,145 @@ extension Event {
     ///
     /// - Throws: ``CourierError`` (``CourierError/Code/invalidJSON``) naming the offending member.
     public init(wireJSON bytes: some Collection<UInt8>) throws {
-        self = try JSONReader.withContiguous(bytes) { buffer in
-            var reader = JSONReader(buffer)
-            var id: String?
-            var subject: String?
-            var category: String?
-            var eventType = ""
-            var version = 1
-            var payload = JSONValue.null
-            var summary = ""
-            var source = ""
-            var timestamp: Int64?
-            var metadata: [String: String] = [:]
-            try reader.readObject { reader, key in
-                func string() throws -> String {
-                    do { return try reader.readString() } catch {
-                        throw Event.fieldError(key, "a string", error)
-                    }
-                }
-                switch Event.member(key) {
-                case .id: id = try string()
-                case .subject: subject = try string()
-                case .category: category = try string()
-                case .eventType: eventType = try reader.consumeNull() ? "" : try string()
-                case .summary: summary = try reader.consumeNull() ? "" : try string()
-                case .source: source = try reader.consumeNull() ? "" : try string()
-                case .payload: payload = try reader.readValue()
-                case .version:
-                    if try reader.consumeNull() { break }
-                    guard let v = try? reader.readNumber().intValue, let int = Int(exactly: v) else {
-                        throw Event.fieldError(key, "an integer", nil)
-                    }
-                    version = int
-                case .timestamp:
-                    guard let v = try? reader.readNumber().intValue else {
-                        throw Event.fieldError(key, "an integer (Unix milliseconds)", nil)
-                    }
-                    timestamp = v
-                case .metadata:
-                    if try reader.consumeNull() { break }
-                    do {
-                        try reader.readObject { reader, name in metadata[name] = try reader.readString() }
-                    } catch {
-                        throw Event.fieldError(key, "an object of strings", error)
-                    }
-                case .other:
-                    try reader.skipValue()
+        let fields = try JSONReader.withContiguous(bytes) { try Event.scanWire($0, building: true) }
+        self.init(
+            id: fields.id!,
+            subject: fields.subject,
+            category: fields.category!,
+            eventType: fields.eventType,
+            version: fields.version,
+            payload: fields.payload,
+            summary: fields.summary,
+            source: fields.source,
+            timestamp: fields.timestamp,
+            metadata: fields.metadata
+        )
+    }
+
+    /// Checks that `bytes` decode as an event that passes ``validate()``, without building it,
+    /// and returns its subject. It accepts exactly the documents ``init(wireJSON:)`` accepts
+    /// (both run one scan), so bytes it passed decode later without fail.
+    ///
+    /// - Parameter subjectHint: a string likely equal to the subject; when it is, it is returned
+    ///   instead of a new copy.
+    /// - Throws: ``CourierError`` with ``CourierError/Code/invalidJSON``, or the code
+    ///   ``validate()`` throws.
+    ///   `subjectHintIsValid` says the hint already passed ``Subjects/validate(_:)``, which is then
+    ///   not run again for a subject equal to it.
+    package static func checkWire(
+        _ bytes: [UInt8], subjectHint: String? = nil, subjectHintIsValid: Bool = false
+    ) throws -> String {
+        let fields = try bytes.withUnsafeBufferPointer { try scanWire($0, building: false, subjectHint: subjectHint) }
+        guard fields.idLength > 0 else {
+            throw CourierError(
+                .invalidEvent, "event id must not be empty (subject '\(fields.subject)')", input: fields.subject)
+        }
+        if !(subjectHintIsValid && fields.subject == subjectHint) { try Subjects.validate(fields.subject) }
+        guard fields.version >= 1 else {
+            throw CourierError(
+                .invalidEvent, "event on '\(fields.subject)': version must be at least 1, got \(fields.version)",
+                input: fields.subject)
+        }
+        return fields.subject
+    }
+
+    /// The members one scan of the wire form found. Only `subject`, `version`, `timestamp` and
+    /// `idLength` are filled when the scan does not build the event.
+    private struct WireFields {
+        var id: String?
+        var idLength = 0
+        var subject = ""
+        var category: String?
+        var eventType = ""
+        var version = 1
+        var payload = JSONValue.null
+        var summary = ""
+        var source = ""
+        var timestamp: Int64 = 0
+        var metadata: [String: String] = [:]
+    }
+
+    /// The one scan behind ``init(wireJSON:)`` and ``checkWire(_:subjectHint:)``: the same
+    /// members are required and the same types accepted whether or not it builds the values.
+    private static func scanWire(
+        _ buffer: UnsafeBufferPointer<UInt8>, building: Bool, subjectHint: String? = nil
+    ) throws -> WireFields {
+        var reader = JSONReader(buffer)
+        var fields = WireFields()
+        var found: (id: Bool, subject: Bool, category: Bool, timestamp: Bool) = (false, false, false, false)
+        try reader.readObjectWithRawKeys { reader, keyBytes in
+            var key: String { String(decoding: keyBytes, as: UTF8.self) }
+            func text() throws -> String {
+                do {
+                    if building { return try reader.readString() }
+                    _ = try reader.skipString()
+                    return ""
+                } catch {
+                    throw Event.fieldError(key, "a string", error)
                 }
             }
-            try reader.expectEnd()
-            guard let id else { throw Event.missing("id") }
-            guard let subject else { throw Event.missing("subject") }
-            guard let category else { throw Event.missing("category") }
-            guard let timestamp else { throw Event.missing("timestamp") }
-            return Event(
-                id: id,
-                subject: subject,
-                category: category,
-                eventType: eventType,
-                version: version,
-                payload: payload,
-                summary: summary,
-                source: source,
-                timestamp: timestamp,
-                metadata: metadata
-            )
+            switch Event.member(keyBytes) {
+            case .id:
+                do {
+                    if building {
+                        let id = try reader.readString()
+                        fields.id = id
+                        fields.idLength = id.utf8.count
+                    } else {
+                        fields.idLength = try reader.skipString()
+                    }
+                } catch {
+                    throw Event.fieldError(key, "a string", error)
+                }
+                found.id = true
+            case .subject:
+                do {
+                    fields.subject = try reader.readString(reusing: building ? nil : subjectHint)
+                } catch {
+                    throw Event.fieldError(key, "a string", error)
+                }
+                found.subject = true
+            case .category:
+                fields.category = try text()
+                found.category = true
+            case .eventType: fields.eventType = try reader.consumeNull() ? "" : try text()
+            case .summary: fields.summary = try reader.consumeNull() ? "" : try text()
+            case .source: fields.source = try reader.consumeNull() ? "" : try text()
+            case .payload:
+                if building { fields.payload = try reader.readValue() } else { try reader.skipValue() }
+            case .version:
+                if try reader.consumeNull() { break }
+                guard let v = try? reader.readNumber().intValue, let int = Int(exactly: v) else {
+                    throw Event.fieldError(key, "an integer", nil)
+                }
+                fields.version = int
+            case .timestamp:
+                guard let v = try? reader.readNumber().intValue else {
+                    throw Event.fieldError(key, "an integer (Unix milliseconds)", nil)
+                }
+                fields.timestamp = v
+                found.timestamp = true
+            case .metadata:
+                if try reader.consumeNull() { break }
+                do {
+                    if building {
+                        try reader.readObject { reader, name in fields.metadata[name] = try reader.readString() }
+                    } else {
+                        try reader.readObject { reader, _ in _ = try reader.skipString() }
+                    }
+                } catch {
+                    throw Event.fieldError(key, "an object of strings", error)
+                }
+            case .other:
+                try reader.skipValue()
+            }
         }
+        try reader.expectEnd()
+        guard found.id else { throw Event.missing("id") }
+        guard found.subject else { throw Event.missing("subject") }
+        guard found.category else { throw Event.missing("category") }
+        guard found.timestamp else { throw Event.missing("timestamp") }
+        return fields
     }
 
     /// The envelope members of the wire form.
@@ -267,28 +340,25 @@ extension Event {
     /// Which member `key` names: cheaper than comparing it with every member name, and this
     /// runs for every member of every decoded event.
     @inline(__always)
-    private static func member(_ key: String) -> Member {
-        var key = key
-        return key.withUTF8 { bytes -> Member in
-            func equals(_ name: StaticString) -> Bool {
-                guard name.utf8CodeUnitCount == bytes.count else { return false }
-                return name.withUTF8Buffer { expected in
-                    for i in 0..<bytes.count where expected[i] != bytes[i] { return false }
-                    return true
-                }
+    private static func member(_ bytes: UnsafeBufferPointer<UInt8>) -> Member {
+        func equals(_ name: StaticString) -> Bool {
+            guard name.utf8CodeUnitCount == bytes.count else { return false }
+            return name.withUTF8Buffer { expected in
+                for i in 0..<bytes.count where expected[i] != bytes[i] { return false }
+                return true
             }
-            switch bytes.count {
-            case 2: return equals("id") ? .id : .other
-            case 6: return equals("source") ? .source : .other
-            case 7:
-                if equals("subject") { return .subject }
-                if equals("payload") { return .payload }
-                if equals("summary") { return .summary }
-                return equals("version") ? .version : .other
-            case 8: return equals("category") ? .category : (equals("metadata") ? .metadata : .other)
-            case 9: return equals("eventType") ? .eventType : (equals("timestamp") ? .timestamp : .other)
-            default: return .other
-            }
+        }
+        switch bytes.count {
+        case 2: return equals("id") ? .id : .other
+        case 6: return equals("source") ? .source : .other
+        case 7:
+            if equals("subject") { return .subject }
+            if equals("payload") { return .payload }
+            if equals("summary") { return .summary }
+            return equals("version") ? .version : .other
+        case 8: return equals("category") ? .category : (equals("metadata") ? .metadata : .other)
+        case 9: return equals("eventType") ? .eventType : (equals("timestamp") ? .timestamp : .other)
+        default: return .other
         }
     }
 
