@@ -54,6 +54,34 @@ struct MemoryProviderTests {
         await slow.close()
     }
 
+    @Test("deliveries a subscription fetched but never handed out return uncounted when it closes")
+    func fetchedDeliveriesReturnOnClose() async throws {
+        let memory = provider()
+        let handler = MemoryDlqHandler()
+        let options = SubscribeOptions(maxDeliver: 1, deadLetterHandler: handler)
+        var events: [Event] = []
+        for i in 0..<10 {
+            let event = try Event(category: "a", topic: "b", payload: ["i": .int(Int64(i))])
+            try await memory.publish(event)
+            events.append(event)
+        }
+        let first = try await memory.subscribeDurable(consumer: "fetch", filter: "events.>", options: options)
+        let one = try #require(try await first.next(timeout: .seconds(5)))
+        try await one.ack()
+        await first.close()
+        #expect(try memory.consumerInfo("fetch")["delivered"] == 1, "only the handed-out delivery counts")
+
+        // With maxDeliver 1 a fetched event counted as delivered would now be dead-lettered, and
+        // one kept by the closed subscription would wait out the 30 s ack wait.
+        let second = try await memory.subscribeDurable(consumer: "fetch", filter: "events.>", options: options)
+        let rest = try await second.collect(9, within: .seconds(5))
+        #expect(rest.map(\.event) == Array(events.dropFirst()))
+        #expect(rest.allSatisfy { $0.deliveryCount == 1 })
+        for pending in rest { try await pending.ack() }
+        #expect(try await handler.count() == 0)
+        await second.close()
+    }
+
     @Test("publishers never wait for a subscriber that does not read")
     func publishersNeverBlock() async throws {
         let memory = provider { $0.maxEvents = 100 }

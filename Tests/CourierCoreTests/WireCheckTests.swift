@@ -108,4 +108,39 @@ struct WireCheckTests {
         #expect(accepted > 300)
         #expect(refused > 300)
     }
+
+    @Test("wireSize is the byte count of wireJSON, counted without writing it")
+    func wireSize() {
+        var state: UInt64 = 42
+        func next(_ bound: Int) -> Int {
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return Int((state >> 33) % UInt64(bound))
+        }
+        let strings = ["", "a", "é☕𝄞", "q\"b\\c/", "\n\r\t\u{08}\u{0C}\u{01}\u{1F}", String(repeating: "x", count: 40)]
+        let doubles: [Double] = [0, -0.0, 1.0842, -2.5e-7, 1e16, 1.5e300, 5e-324, .nan, .infinity, 123_456.789]
+        func value(_ depth: Int) -> JSONValue {
+            switch next(depth > 2 ? 5 : 7) {
+            case 0: return .null
+            case 1: return .bool(next(2) == 0)
+            case 2: return .int([0, -1, 9, 10, -10, Int64.max, Int64.min][next(7)])
+            case 3: return .double(doubles[next(doubles.count)])
+            case 4: return .string(strings[next(strings.count)])
+            case 5: return .array((0..<next(4)).map { _ in value(depth + 1) })
+            default:
+                var object: [String: JSONValue] = [:]
+                for _ in 0..<next(4) { object[strings[next(strings.count)]] = value(depth + 1) }
+                return .object(object)
+            }
+        }
+        for _ in 0..<2_000 {
+            var metadata: [String: String] = [:]
+            for _ in 0..<next(3) { metadata[strings[next(strings.count)]] = strings[next(strings.count)] }
+            let event = Event(
+                id: strings[next(strings.count)], subject: "events.a.b", category: strings[next(strings.count)],
+                eventType: strings[next(strings.count)], version: [1, 12, -3][next(3)], payload: value(0),
+                summary: strings[next(strings.count)], source: strings[next(strings.count)],
+                timestamp: [0, 1_700_000_000_000, -5][next(3)], metadata: metadata)
+            #expect(event.wireSize == event.wireJSON().count, "\(event)")
+        }
+    }
 }

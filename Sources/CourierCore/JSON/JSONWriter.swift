@@ -119,6 +119,66 @@ package enum JSONWriter {
         out.append(UInt8(ascii: "\""))
     }
 
+    // MARK: Sizes
+
+    /// How many bytes ``write(_:into:)`` appends for `value`, without writing them.
+    package static func size(of value: JSONValue) -> Int {
+        switch value {
+        case .null: 4
+        case .bool(let b): b ? 4 : 5
+        case .int(let i): size(ofInt: i)
+        case .double(let d): size(ofDouble: d)
+        case .string(let s): size(ofString: s)
+        case .array(let a): 2 + max(0, a.count - 1) + a.reduce(0) { $0 + size(of: $1) }
+        case .object(let o):
+            2 + max(0, o.count - 1) + o.reduce(0) { $0 + size(ofString: $1.key) + 1 + size(of: $1.value) }
+        }
+    }
+
+    /// How many bytes ``writeInt(_:into:)`` appends.
+    package static func size(ofInt value: Int64) -> Int {
+        var magnitude = value.magnitude
+        var digits = 1
+        while magnitude >= 10 {
+            magnitude /= 10
+            digits += 1
+        }
+        return value < 0 ? digits + 1 : digits
+    }
+
+    /// How many bytes ``writeDouble(_:into:)`` appends.
+    package static func size(ofDouble value: Double) -> Int {
+        guard value.isFinite else { return 4 }
+        let text = value.description.utf8
+        guard let e = text.firstIndex(of: UInt8(ascii: "e")) else { return text.count }
+        var size = text.distance(from: text.startIndex, to: e) + 1
+        var rest = text[text.index(after: e)...]
+        if rest.first == UInt8(ascii: "+") {
+            rest = rest.dropFirst()
+        } else if rest.first == UInt8(ascii: "-") {
+            size += 1
+            rest = rest.dropFirst()
+        }
+        while rest.count > 1, rest.first == UInt8(ascii: "0") { rest = rest.dropFirst() }
+        return size + rest.count
+    }
+
+    /// How many bytes ``writeString(_:into:)`` appends: the quotes, the UTF-8 bytes and the
+    /// escapes.
+    package static func size(ofString value: String) -> Int {
+        var copy = value
+        return copy.withUTF8 { bytes in
+            var size = 2 + bytes.count
+            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+                switch byte {
+                case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0A, 0x0D, 0x09, 0x08, 0x0C: size += 1
+                default: size += 5
+                }
+            }
+            return size
+        }
+    }
+
     @inline(__always)
     private static func hexDigit(_ nibble: UInt8) -> UInt8 {
         nibble < 10 ? 0x30 + nibble : 0x61 + nibble - 10

@@ -65,7 +65,7 @@ public final class MemoryProvider: EventProvider {
     /// Publishes without suspending (the memory provider never waits).
     @discardableResult
     package func publishNow(_ event: Event, options: PublishOptions = PublishOptions()) throws -> PublishAck {
-        let size = event.wireJSON().count
+        let size = event.wireSize
         try checkPublishable(event, size: size)
         let (ack, wake) = try state.withLock { state in
             try state.append(event, size: size, messageID: options.messageID ?? event.id, options: options)
@@ -248,17 +248,16 @@ public final class MemoryProvider: EventProvider {
     fileprivate func nextDelivery(for subscription: MemorySubscription) async throws -> PendingEvent? {
         while true {
             if Task.isCancelled || subscription.isClosed { return nil }
-            let step = state.withLock { $0.step(consumer: subscription.consumer, now: .now) }
+            if let fetched = subscription.takeFetched(now: .now) { return pendingEvent(fetched, for: subscription) }
+            let step = state.withLock {
+                $0.step(consumer: subscription.consumer, now: .now, limit: MemorySubscription.fetchLimit)
+            }
             switch step {
             case .closed:
                 return nil
-            case .deliver(let stored, let deliveries):
-                return PendingEvent(
-                    received: ReceivedEvent(
-                        event: stored.event, sequence: stored.sequence, deliveryCount: deliveries,
-                        stream: configuration.stream),
-                    backend: MemoryDelivery(provider: self, subscription: subscription, sequence: stored.sequence)
-                )
+            case .deliver(let deliveries):
+                subscription.keepFetched(deliveries.dropFirst())
+                return pendingEvent(deliveries[0], for: subscription)
             case .deadLetter(let jobs):
                 for job in jobs { await deadLetter(job, handler: subscription.deadLetters) }
             case .wait(let generation, let lastSequence, let deadline):
@@ -267,6 +266,17 @@ public final class MemoryProvider: EventProvider {
                     deadline: deadline)
             }
         }
+    }
+
+    /// A delivery as a ``PendingEvent``, its event decoded here, outside the lock.
+    private func pendingEvent(_ delivery: MemoryDelivery, for subscription: MemorySubscription) -> PendingEvent {
+        PendingEvent(
+            received: ReceivedEvent(
+                event: delivery.stored.event, sequence: delivery.stored.sequence, deliveryCount: delivery.deliveries,
+                stream: configuration.stream),
+            backend: MemoryDeliveryHandle(
+                provider: self, subscription: subscription, sequence: delivery.stored.sequence)
+        )
     }
 
     fileprivate func apply(_ action: AckAction, sequence: UInt64, subscription: MemorySubscription) async throws {
@@ -278,14 +288,17 @@ public final class MemoryProvider: EventProvider {
     }
 
     fileprivate func closeSubscription(_ subscription: MemorySubscription) {
+        let unused = subscription.takeAllFetched()
         let wake = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            guard let consumer = state.consumers[subscription.consumer] else { return [] }
+            var wake = state.undeliver(unused, consumer: subscription.consumer, now: .now)
+            guard let consumer = state.consumers[subscription.consumer] else { return wake }
             consumer.subscriptions -= 1
             if !consumer.durable, consumer.subscriptions <= 0 {
                 state.consumers[subscription.consumer] = nil
                 consumer.deleted = true
             }
-            return consumer.takeWaiters()
+            wake += consumer.takeWaiters()
+            return wake
         }
         for waiter in wake { waiter.resume() }
     }
@@ -356,11 +369,21 @@ public final class MemoryProvider: EventProvider {
 // MARK: - Subscription and delivery handles
 
 /// One subscription to a memory consumer.
+///
+/// It fetches up to ``fetchLimit`` new deliveries per visit to the provider's lock and hands
+/// them out one by one, as a JetStream pull subscription fetches a batch: the publisher and the
+/// consumer then contend for that lock once per batch instead of once per event. A fetched
+/// delivery whose ack wait ran out before it was handed out is dropped (the consumer redelivers
+/// it), and closing returns the ones never handed out, uncounted.
 final class MemorySubscription: EventSubscriptionSource {
+    /// The most new deliveries fetched at once.
+    static let fetchLimit = 32
+
     let provider: MemoryProvider
     let consumer: String
     let deadLetters: any DlqHandler
     private let closed = Atomic<Bool>(false)
+    private let fetched = Mutex<Deque<MemoryDelivery>>([])
 
     init(provider: MemoryProvider, consumer: String, deadLetters: any DlqHandler) {
         self.provider = provider
@@ -370,6 +393,28 @@ final class MemorySubscription: EventSubscriptionSource {
     }
 
     var isClosed: Bool { closed.load(ordering: .acquiring) }
+
+    /// The oldest fetched delivery still within its ack wait.
+    func takeFetched(now: ContinuousClock.Instant) -> MemoryDelivery? {
+        fetched.withLock { fetched in
+            while let delivery = fetched.popFirst() {
+                if delivery.dueAt > now { return delivery }
+            }
+            return nil
+        }
+    }
+
+    func keepFetched(_ deliveries: ArraySlice<MemoryDelivery>) {
+        guard !deliveries.isEmpty else { return }
+        fetched.withLock { $0.append(contentsOf: deliveries) }
+    }
+
+    func takeAllFetched() -> [MemoryDelivery] {
+        fetched.withLock { fetched in
+            defer { fetched.removeAll() }
+            return Array(fetched)
+        }
+    }
 
     func next() async throws -> PendingEvent? {
         try await provider.nextDelivery(for: self)
@@ -387,8 +432,8 @@ final class MemorySubscription: EventSubscriptionSource {
     deinit { closeNow() }
 }
 
-/// One delivery from a memory consumer.
-struct MemoryDelivery: DeliveryBackend {
+/// The decisions on one delivery from a memory consumer.
+struct MemoryDeliveryHandle: DeliveryBackend {
     let provider: MemoryProvider
     let subscription: MemorySubscription
     let sequence: UInt64

@@ -91,9 +91,18 @@ struct DeadLetterJob: Sendable {
     var handOffFailures = 0
 }
 
+/// One delivery a step handed out: the event, its delivery count, and when its ack wait ends
+/// (a subscription that still holds it then drops it: the consumer redelivers it).
+struct MemoryDelivery {
+    let stored: StoredEvent
+    let deliveries: Int
+    let dueAt: ContinuousClock.Instant
+}
+
 /// What a subscription should do next.
 enum DeliveryStep: Sendable {
-    case deliver(StoredEvent, deliveries: Int)
+    /// One redelivery, or up to the step's limit of new deliveries, in order.
+    case deliver([MemoryDelivery])
     case deadLetter([DeadLetterJob])
     /// Nothing to do now. The waiter registers only if neither the consumer's generation nor the
     /// stream's last sequence moved meanwhile (a publish in between must not be slept through).
@@ -403,7 +412,9 @@ struct MemoryStreamState {
 
     // MARK: Delivery
 
-    mutating func step(consumer name: String, now: ContinuousClock.Instant) -> DeliveryStep {
+    /// The next thing consumer `name` should do: hand out at most `limit` new deliveries (in
+    /// stream order) or one due redelivery, dead-letter, wait, or stop.
+    mutating func step(consumer name: String, now: ContinuousClock.Instant, limit: Int = 1) -> DeliveryStep {
         guard !closed, let consumer = consumers[name], !consumer.deleted else { return .closed }
         var letters: [DeadLetterJob] = []
 
@@ -447,46 +458,72 @@ struct MemoryStreamState {
             pending.dueAt = now + consumer.options.expiryWait(afterDelivery: pending.deliveries)
             consumer.schedule(top.sequence, pending)
             consumer.delivered += 1
-            return .deliver(stored, deliveries: pending.deliveries)
+            return .deliver([MemoryDelivery(stored: stored, deliveries: pending.deliveries, dueAt: pending.dueAt)])
         }
         if !letters.isEmpty { return .deadLetter(letters) }
 
         // 2. New events, within the ack-pending limit.
-        if consumer.pending.count < consumer.options.maxAckPending {
-            while let sequence = consumer.seeded.popFirst() {
-                guard let stored = stored(sequence) else {
-                    consumer.missed += 1
-                    eventsMissed += 1
-                    continue
-                }
-                return deliverFirst(stored, to: consumer, now: now)
-            }
-            if consumer.nextSequence < firstSequence { consumer.nextSequence = firstSequence }
-            while consumer.nextSequence <= lastSequence {
-                let stored = log[Int(consumer.nextSequence - firstSequence)]
-                consumer.nextSequence += 1
-                if consumer.filter.matches(stored.subject) {
-                    return deliverFirst(stored, to: consumer, now: now)
-                }
-            }
+        var batch: [MemoryDelivery] = []
+        while batch.count < limit, consumer.pending.count < consumer.options.maxAckPending,
+            let stored = nextNew(for: consumer)
+        {
+            batch.append(deliverFirst(stored, to: consumer, now: now))
         }
+        if !batch.isEmpty { return .deliver(batch) }
         return .wait(generation: consumer.generation, lastSequence: lastSequence, deadline: consumer.due.min?.dueAt)
     }
 
+    /// The next event `consumer` has not seen: its seeded ones first, then the log from its
+    /// position, skipping what its filter does not match.
+    private mutating func nextNew(for consumer: MemoryConsumer) -> StoredEvent? {
+        while let sequence = consumer.seeded.popFirst() {
+            if let stored = stored(sequence) { return stored }
+            consumer.missed += 1
+            eventsMissed += 1
+        }
+        if consumer.nextSequence < firstSequence { consumer.nextSequence = firstSequence }
+        while consumer.nextSequence <= lastSequence {
+            let stored = log[Int(consumer.nextSequence - firstSequence)]
+            consumer.nextSequence += 1
+            if consumer.filter.matches(stored.subject) { return stored }
+        }
+        return nil
+    }
+
     private func deliverFirst(_ stored: StoredEvent, to consumer: MemoryConsumer, now: ContinuousClock.Instant)
-        -> DeliveryStep
+        -> MemoryDelivery
     {
+        let dueAt = now + consumer.options.expiryWait(afterDelivery: 1)
         consumer.schedule(
             stored.sequence,
             MemoryConsumer.Pending(
                 deliveries: 1,
-                dueAt: now + consumer.options.expiryWait(afterDelivery: 1),
+                dueAt: dueAt,
                 version: 0,
                 firstDeliveredAt: WallClock.nowNanoseconds() / 1_000_000
             )
         )
         consumer.delivered += 1
-        return .deliver(stored, deliveries: 1)
+        return MemoryDelivery(stored: stored, deliveries: 1, dueAt: dueAt)
+    }
+
+    /// Takes back deliveries a subscription fetched but never handed out (it closed): each is
+    /// due again at once with its delivery count as before, so it is redelivered without
+    /// counting as an attempt.
+    mutating func undeliver(_ deliveries: [MemoryDelivery], consumer name: String, now: ContinuousClock.Instant)
+        -> [CheckedContinuation<Void, Never>]
+    {
+        guard let consumer = consumers[name], !deliveries.isEmpty else { return [] }
+        for delivery in deliveries {
+            let sequence = delivery.stored.sequence
+            guard var pending = consumer.pending[sequence], pending.deliveries == delivery.deliveries else { continue }
+            pending.deliveries -= 1
+            pending.version &+= 1
+            pending.dueAt = now
+            consumer.schedule(sequence, pending)
+            consumer.delivered -= 1
+        }
+        return consumer.takeWaiters()
     }
 
     /// Applies a decision. A decision for a delivery that is no longer pending (it expired and

@@ -149,6 +149,21 @@ extension Event {
         return out
     }
 
+    /// The size in bytes of ``wireJSON()``, counted without writing it.
+    public var wireSize: Int {
+        // `{` `}`, ten `"name":` members and the nine commas between them.
+        var size = 2 + 9 + 10 * 3
+        size += "idsubjectcategoryeventTypeversionpayloadsummarysourcetimestampmetadata".utf8.count
+        size += JSONWriter.size(ofString: id) + JSONWriter.size(ofString: subject)
+        size += JSONWriter.size(ofString: category) + JSONWriter.size(ofString: eventType)
+        size += JSONWriter.size(ofInt: Int64(version)) + JSONWriter.size(of: payload)
+        size += JSONWriter.size(ofString: summary) + JSONWriter.size(ofString: source)
+        size += JSONWriter.size(ofInt: timestamp)
+        size += 2 + max(0, metadata.count - 1)
+        for (key, value) in metadata { size += JSONWriter.size(ofString: key) + 1 + JSONWriter.size(ofString: value) }
+        return size
+    }
+
     /// Appends the JSON wire form to `out`, in the a3s-event field order.
     public func writeWireJSON(into out: inout [UInt8]) {
         out.append(UInt8(ascii: "{"))
