@@ -166,12 +166,15 @@ struct IngestBenchCommand: AsyncParsableCommand {
         if let failure = failures.first { throw failure }
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         let rate = Double(stats.eventsDispatched + stats.eventsDropped) / seconds
-        // Retained bytes per event: the process's peak resident memory above where it started,
-        // against the event's wire size.
+        // Resident bytes per retained event: the process's peak resident memory above where it
+        // started, over the events the provider still holds (its byte and count limits may have
+        // dropped the oldest), against the event's wire size.
         let peak = ResidentMemory.peak()
         let wireBytes = events[0].bytes.count
-        let perEvent =
-            stats.eventsDispatched > 0 ? Double(max(0, peak - residentBefore)) / Double(stats.eventsDispatched) : 0
+        let retained =
+            (try? await (ingestAdapter as? ProviderAdapter)?.provider.info().messages).flatMap { $0 }
+            ?? stats.eventsDispatched
+        let perEvent = retained > 0 ? Double(max(0, peak - residentBefore)) / Double(retained) : 0
         if json {
             let result: JSONValue = [
                 "events": .int(Int64(stats.eventsIngested)),
@@ -203,8 +206,9 @@ struct IngestBenchCommand: AsyncParsableCommand {
             if adapter == "memory" {
                 emit(
                     String(
-                        format: "peak resident %.0f MB: %.0f bytes per retained event of %d wire bytes (%.2f×)%@",
-                        Double(peak) / 1e6, perEvent, wireBytes, perEvent / Double(wireBytes),
+                        format:
+                            "peak resident %.0f MB: %.0f bytes per retained event (%d retained) of %d wire bytes (%.2f×)%@",
+                        Double(peak) / 1e6, perEvent, Int(retained), wireBytes, perEvent / Double(wireBytes),
                         copies ? "" : "; events share 4 096 pre-built byte arrays, --copy-bytes gives each its own"))
             }
         }

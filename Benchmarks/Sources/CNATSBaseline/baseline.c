@@ -250,7 +250,9 @@ int cb_reset_atomic_stream(const char *url, const char *stream, const char *subj
         s = natsConnection_RequestString(&reply, nc, subject, body, 10000);
         if (s == NATS_OK && reply) {
             const char *data = natsMsg_GetData(reply);
-            ok = data && strstr(data, "\"error\"") == NULL;
+            // A server without atomic batches (before 2.12) creates the stream and drops the
+            // field it does not know: only a config that kept it means batches work.
+            ok = data && strstr(data, "\"error\"") == NULL && strstr(data, "\"allow_atomic\":true") != NULL;
         }
         if (reply) natsMsg_Destroy(reply);
     }
