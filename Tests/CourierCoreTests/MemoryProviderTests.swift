@@ -82,6 +82,24 @@ struct MemoryProviderTests {
         await second.close()
     }
 
+    @Test("fetched deliveries are not handed out once the consumer is deleted or the provider shut down")
+    func fetchedDeliveriesEndWithTheConsumer() async throws {
+        for ending in ["unsubscribe", "shutdown"] {
+            let memory = provider()
+            for _ in 0..<5 { try await memory.publish(try Event(category: "a", topic: "b")) }
+            let subscription = try await memory.subscribeDurable(consumer: "ends", filter: "events.>")
+            _ = try #require(try await subscription.next(timeout: .seconds(5)))
+            if ending == "unsubscribe" {
+                try await memory.unsubscribe(consumer: "ends")
+            } else {
+                await memory.shutdown()
+            }
+            // The subscription fetched the other four with the first one.
+            #expect(try await subscription.next(timeout: .seconds(1)) == nil, "\(ending)")
+            await subscription.close()
+        }
+    }
+
     @Test("publishers never wait for a subscriber that does not read")
     func publishersNeverBlock() async throws {
         let memory = provider { $0.maxEvents = 100 }

@@ -238,6 +238,7 @@ public final class MemoryProvider: EventProvider {
     public func shutdown() async {
         let wake = state.withLock { state -> [CheckedContinuation<Void, Never>] in
             state.closed = true
+            for consumer in state.consumers.values { consumer.deleted = true }
             return state.consumers.values.flatMap { $0.takeWaiters() }
         }
         for waiter in wake { waiter.resume() }
@@ -247,7 +248,7 @@ public final class MemoryProvider: EventProvider {
 
     fileprivate func nextDelivery(for subscription: MemorySubscription) async throws -> PendingEvent? {
         while true {
-            if Task.isCancelled || subscription.isClosed { return nil }
+            if Task.isCancelled || subscription.isClosed || subscription.consumerEnded { return nil }
             if let fetched = subscription.takeFetched(now: .now) { return pendingEvent(fetched, for: subscription) }
             let step = state.withLock {
                 $0.step(consumer: subscription.consumer, now: .now, limit: MemorySubscription.fetchLimit)
@@ -303,8 +304,13 @@ public final class MemoryProvider: EventProvider {
         for waiter in wake { waiter.resume() }
     }
 
-    fileprivate func attachSubscription(to consumer: String) {
-        state.withLock { $0.consumers[consumer]?.subscriptions += 1 }
+    /// Counts a subscription to `consumer`; returns the flag that says the consumer ended.
+    fileprivate func attachSubscription(to consumer: String) -> ConsumerEnd? {
+        state.withLock { state in
+            guard let consumer = state.consumers[consumer] else { return nil }
+            consumer.subscriptions += 1
+            return consumer.end
+        }
     }
 
     private func deadLetter(_ job: DeadLetterJob, handler: any DlqHandler) async {
@@ -384,13 +390,18 @@ final class MemorySubscription: EventSubscriptionSource {
     let deadLetters: any DlqHandler
     private let closed = Atomic<Bool>(false)
     private let fetched = Mutex<Deque<MemoryDelivery>>([])
+    private let consumerEnd: ConsumerEnd?
 
     init(provider: MemoryProvider, consumer: String, deadLetters: any DlqHandler) {
         self.provider = provider
         self.consumer = consumer
         self.deadLetters = deadLetters
-        provider.attachSubscription(to: consumer)
+        self.consumerEnd = provider.attachSubscription(to: consumer)
     }
+
+    /// Whether the consumer was deleted or the provider shut down: what was fetched from it is
+    /// not handed out any more.
+    var consumerEnded: Bool { consumerEnd?.isSet ?? true }
 
     var isClosed: Bool { closed.load(ordering: .acquiring) }
 

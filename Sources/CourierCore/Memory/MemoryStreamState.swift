@@ -1,4 +1,5 @@
 import DequeModule
+import Synchronization
 
 /// A stored event: the decoded event for one published as an ``Event``, or its wire JSON for
 /// one appended in its wire form by the ingest core (checked on the way in, decoded when it is
@@ -110,7 +111,15 @@ enum DeliveryStep: Sendable {
     case closed
 }
 
-/// Consumer state. Only ever touched while the provider's lock is held.
+/// Set once, when a consumer is deleted or its stream shut down. Subscriptions read it without
+/// the provider's lock, so that deliveries they fetched earlier are not handed out after it.
+final class ConsumerEnd: Sendable {
+    private let flag = Atomic<Bool>(false)
+    var isSet: Bool { flag.load(ordering: .acquiring) }
+    func set() { flag.store(true, ordering: .releasing) }
+}
+
+/// Consumer state. Only ever touched while the provider's lock is held (but for `end`).
 final class MemoryConsumer {
     struct Pending {
         var deliveries: Int
@@ -146,7 +155,11 @@ final class MemoryConsumer {
     var waiters: [UInt64: Waiter] = [:]
     var generation: UInt64 = 0
     var subscriptions = 0
-    var deleted = false
+    let end = ConsumerEnd()
+    var deleted: Bool {
+        get { end.isSet }
+        set { if newValue { end.set() } }
+    }
     var delivered: UInt64 = 0
     var acknowledged: UInt64 = 0
     var missed: UInt64 = 0
