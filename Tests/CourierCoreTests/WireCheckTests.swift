@@ -79,12 +79,8 @@ struct WireCheckTests {
 
     @Test("mutated documents: the check accepts exactly what decodes")
     func mutations() {
-        // A fixed generator, so a failure reproduces.
-        var state: UInt64 = 0x9E37_79B9_7F4A_7C15
-        func next(_ bound: Int) -> Int {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int((state >> 33) % UInt64(bound))
-        }
+        var random = FixedRandom(seed: 0x9E37_79B9_7F4A_7C15)
+        func next(_ bound: Int) -> Int { random.next(bound) }
         let alphabet =
             Array(#"{}[]":,\u0123456789abcdefnrtlse.-+ "#.utf8) + [0x00, 0x1F, 0x7F, 0xC3, 0xA9, 0xED, 0xF0, 0x80]
         var accepted = 0
@@ -111,11 +107,8 @@ struct WireCheckTests {
 
     @Test("wireSize is the byte count of wireJSON, counted without writing it")
     func wireSize() {
-        var state: UInt64 = 42
-        func next(_ bound: Int) -> Int {
-            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
-            return Int((state >> 33) % UInt64(bound))
-        }
+        var random = FixedRandom(seed: 42)
+        func next(_ bound: Int) -> Int { random.next(bound) }
         let strings = ["", "a", "é☕𝄞", "q\"b\\c/", "\n\r\t\u{08}\u{0C}\u{01}\u{1F}", String(repeating: "x", count: 40)]
         let doubles: [Double] = [0, -0.0, 1.0842, -2.5e-7, 1e16, 1.5e300, 5e-324, .nan, .infinity, 123_456.789]
         func value(_ depth: Int) -> JSONValue {
@@ -142,5 +135,18 @@ struct WireCheckTests {
                 timestamp: [0, 1_700_000_000_000, -5][next(3)], metadata: metadata)
             #expect(event.wireSize == event.wireJSON().count, "\(event)")
         }
+    }
+}
+
+/// A fixed pseudo-random sequence (a 64-bit LCG), so a failing generated case reproduces.
+struct FixedRandom {
+    private var state: UInt64
+
+    init(seed: UInt64) { state = seed }
+
+    /// The next number in `0..<bound`.
+    mutating func next(_ bound: Int) -> Int {
+        state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+        return Int((state >> 33) % UInt64(bound))
     }
 }

@@ -91,31 +91,12 @@ package struct JSONReader {
 
     /// Reads an object, calling `member` with each key; `member` must consume the value.
     package mutating func readObject(_ member: (inout JSONReader, String) throws -> Void) throws {
-        try expect(UInt8(ascii: "{"), "'{'")
-        depth += 1
-        defer { depth -= 1 }
-        guard depth <= Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth)") }
-        if try peek() == UInt8(ascii: "}") {
-            index += 1
-            return
-        }
-        while true {
-            guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
-            let key = try readString()
-            try expect(UInt8(ascii: ":"), "':' after key '\(key)'")
-            try member(&self, key)
-            switch try peek() {
-            case UInt8(ascii: ","): index += 1
-            case UInt8(ascii: "}"):
-                index += 1
-                return
-            default: throw error("expected ',' or '}' in object")
-            }
-        }
+        try readObjectWithRawKeys { reader, key in try member(&reader, String(decoding: key, as: UTF8.self)) }
     }
 
     /// Reads an object as ``readObject(_:)`` does, but hands `member` each key as its UTF-8
-    /// bytes instead of a new string (a key with escapes is decoded first).
+    /// bytes instead of a new string (a key with escapes or non-ASCII bytes is decoded and
+    /// validated first).
     package mutating func readObjectWithRawKeys(
         _ member: (inout JSONReader, UnsafeBufferPointer<UInt8>) throws -> Void
     ) throws {
@@ -127,8 +108,13 @@ package struct JSONReader {
             index += 1
             return
         }
+        func value(after key: UnsafeBufferPointer<UInt8>) throws {
+            try expect(UInt8(ascii: ":"), "':' after key '\(String(decoding: key, as: UTF8.self))'")
+            try member(&self, key)
+        }
         while true {
             guard try peek() == UInt8(ascii: "\"") else { throw error("expected a string key") }
+            // Fast path: a plain ASCII key is handed over in place.
             let start = index + 1
             var end = start
             while end < bytes.count, bytes[end] != UInt8(ascii: "\""), bytes[end] != UInt8(ascii: "\\"),
@@ -138,13 +124,9 @@ package struct JSONReader {
             }
             if end < bytes.count, bytes[end] == UInt8(ascii: "\"") {
                 index = end + 1
-                let key = UnsafeBufferPointer(rebasing: bytes[start..<end])
-                try expect(UInt8(ascii: ":"), "':' after a key")
-                try member(&self, key)
+                try value(after: UnsafeBufferPointer(rebasing: bytes[start..<end]))
             } else {
-                let key = Array(try readString().utf8)
-                try expect(UInt8(ascii: ":"), "':' after a key")
-                try key.withUnsafeBufferPointer { try member(&self, $0) }
+                try Array(try readString().utf8).withUnsafeBufferPointer { try value(after: $0) }
             }
             switch try peek() {
             case UInt8(ascii: ","): index += 1

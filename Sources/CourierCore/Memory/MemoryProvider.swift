@@ -94,14 +94,14 @@ public final class MemoryProvider: EventProvider {
                 failures[index] = error as? CourierError ?? CourierError(.invalidEvent, "\(error)")
             }
         }
-        let (acks, wake) = state.withLock { state -> ([PublishAck?], [CheckedContinuation<Void, Never>]) in
-            guard !state.closed else { return ([], []) }
+        let (acks, wake, closed) = state.withLock {
+            state -> ([PublishAck?], [CheckedContinuation<Void, Never>], CourierError?) in
+            guard !state.closed else { return ([], [], state.closedError()) }
             var wake: [CheckedContinuation<Void, Never>] = []
             let acks = state.append(batch, subjects: subjects, now: WallClock.nowNanoseconds(), wake: &wake)
-            return (acks, wake)
+            return (acks, wake, nil)
         }
         for waiter in wake { waiter.resume() }
-        let closed = acks.isEmpty ? state.withLock { $0.closedError() } : nil
         return batch.bytes.indices.map { index in
             if let failure = failures[index] { return .failure(failure) }
             if let closed { return .failure(closed) }
