@@ -235,7 +235,7 @@ public final class JetStreamProvider: EventProvider {
         let limit = messageSizeLimit
         var scratch: [UInt8] = []
         scratch.reserveCapacity(1024)
-        return await connection.publisher.publish(count: events.count, timeout: timeout) { index in
+        return await connection.publisher.publish(count: events.count, timeout: timeout) { index, reply in
             let event = events[index]
             try checkPublishable(event)
             scratch.removeAll(keepingCapacity: true)
@@ -244,7 +244,7 @@ public final class JetStreamProvider: EventProvider {
             if scratch.count + headerEstimate(event.id, headers) > limit {
                 throw tooLarge(subject: event.subject, size: scratch.count, limit: limit)
             }
-            let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: headers)
+            let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: headers, reply: reply)
             return (msg, event.subject, event.id, nil)
         }
     }

@@ -156,6 +156,52 @@ struct JetStreamIntegrationTests {
         await provider.shutdown()
     }
 
+    @Test("the pipelined publisher reads each kind of acknowledgement: stored, duplicate, refused, no stream")
+    func acknowledgementKinds() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration(server.url, stream: "ACKS"))
+        let body = Array(#"{"raw":true}"#.utf8)
+        let results = try await provider.publish(
+            messages: [
+                OutgoingMessage(subject: "events.acks.a", payload: body, messageID: "ack-1"),
+                OutgoingMessage(subject: "events.acks.a", payload: body, messageID: "ack-1"),
+                OutgoingMessage(subject: "events.acks.b", payload: body, messageID: "ack-2", expectedLastSequence: 99),
+                OutgoingMessage(subject: "events.acks.c", payload: body, messageID: "ack-3", expectedLastSequence: 1),
+            ],
+            timeout: .seconds(5))
+        let stored = try results[0].get()
+        #expect(stored.sequence == 1 && stored.stream == "ACKS" && !stored.duplicate)
+        let duplicate = try results[1].get()
+        #expect(duplicate.sequence == 1 && duplicate.duplicate)
+        #expect(throws: CourierError.self) { try results[2].get() }
+        if case .failure(let refused) = results[2] {
+            #expect(refused.code == .wrongLastSequence, "\(refused)")
+            #expect(refused.input == "events.acks.b")
+            #expect(!refused.isRetryable)
+        }
+        #expect(try results[3].get().sequence == 2)
+
+        // No stream stores the subject: the server has no responder, which is retryable until
+        // the call's timeout passes.
+        let started = ContinuousClock.now
+        let orphan = try await provider.publish(
+            messages: [OutgoingMessage(subject: "elsewhere.x", payload: body, messageID: "ack-4")],
+            timeout: .seconds(1))
+        #expect(ContinuousClock.now - started < .seconds(10))
+        if case .failure(let error) = orphan[0] {
+            #expect(error.isRetryable, "\(error)")
+            #expect(error.input == "elsewhere.x")
+        } else {
+            Issue.record("a publish no stream stores succeeded: \(orphan[0])")
+        }
+        #expect(try await provider.info().messages == 2)
+        await provider.shutdown()
+    }
+
     @Test("shutdown waits for in-flight publishes")
     func shutdownDrains() async throws {
         let server = try await NATSServerHarness.start()

@@ -103,11 +103,14 @@ final class OrderedBatch: Sendable {
     var isComplete: Bool { state.withLock { $0.remaining == 0 } }
 }
 
-/// Pipelined JetStream publishing over `js_PublishMsgAsync` with an ack handler.
+/// Pipelined JetStream publishing on core NATS publish, with one wildcard reply subscription.
 ///
-/// Every message is registered (keyed by its `natsMsg` address) before it is sent, so the ack
-/// handler, which runs on a cnats thread, finds its completion. A bounded ``AsyncWindow`` keeps
-/// at most `window` publishes in flight, so the cnats call never stalls.
+/// Each message carries the reply subject `<inbox>.<token>`, its token a number of this
+/// publisher's own. It is registered under that token before it is sent, so the reply
+/// subscription, which runs on a cnats thread, finds its completion by parsing the last subject
+/// token: no per-message inbox, pending map or parsed acknowledgement inside cnats (its
+/// `js_PublishMsgAsync` did all three). A bounded ``AsyncWindow`` keeps at most `window`
+/// publishes in flight.
 ///
 /// Order and retries: the messages of one call are stored in order. A message that fails
 /// retryably (no responders during a restart, a lost connection, a lost acknowledgement) halts
@@ -119,29 +122,30 @@ final class OrderedBatch: Sendable {
 /// message refused by one stream leader while the next was stored by a new one) is counted in
 /// ``reorderCount`` and logged, never hidden.
 ///
-/// Lost acknowledgements are found by a watchdog rather than by cnats' per-message `MaxWait`
-/// timers (which cost a third of the throughput in 3.4.1): when the oldest publish has waited
-/// longer than the request timeout, the watchdog takes every pending message back from cnats
-/// (`js_PublishAsyncGetPendingList`) and fails it retryably, which sends it again in order. So a
-/// publish is stored exactly once or fails with a retryable error: never lost silently.
+/// Lost acknowledgements are found by a watchdog: when the oldest publish has waited longer
+/// than the request timeout, it takes every pending message back and fails it retryably, which
+/// sends it again in order. So a publish is stored exactly once or fails with a retryable error:
+/// never lost silently. A message keeps its token across resends (its reply subject is part of
+/// the `natsMsg`), so a late acknowledgement of an earlier attempt settles the resend: the
+/// same id was stored, under the sequence that acknowledgement names.
 ///
-/// `@unchecked Sendable`: `context` and `connection` are set once, right after the connection
-/// is made and before any publish; every other mutable state is behind `state`, the atomics or
-/// the window's own lock; the JetStream context is reached from other threads only under
-/// `contextAlive`, which the connection clears before destroying it.
+/// `@unchecked Sendable`: `subscription` is set once by ``start()`` before any publish and
+/// cleared only by ``stop()`` when the connection closes; every other mutable state is behind
+/// `state`, the atomics or the window's own lock.
 final class AsyncPublisher: @unchecked Sendable {
     struct Entry {
         let batch: OrderedBatch
         let index: Int
-        let subject: String
-        let messageID: String
-        let expectedLastSequence: UInt64?
+        /// The `natsMsg` (owned by the publisher, its dedupe headers set), as a bit pattern.
+        /// Its subject and id are read from it only to describe a failure.
+        let msg: UInt
         /// When the current attempt was sent, for the lost-ack watchdog.
         var sentAt: ContinuousClock.Instant = .now
     }
 
     private struct State {
-        var pending: [Int: Entry] = [:]
+        /// Messages awaiting their reply, by token.
+        var pending: [UInt64: Entry] = [:]
         /// Publish calls (single or batch) still running: a batch may be between sends.
         var operations = 0
         var watchdogRunning = false
@@ -173,27 +177,65 @@ final class AsyncPublisher: @unchecked Sendable {
     private let requestTimeout: Duration
     private let logger: Logger
     private let streamName: String
-    private let streamNameC: UnsafeMutablePointer<CChar>
-    /// The JetStream context and its connection; set once right after they are created, before
-    /// any publish.
-    nonisolated(unsafe) var context: OpaquePointer?
-    nonisolated(unsafe) var connection: OpaquePointer?
+    private let connection: OpaquePointer
     private let retries = Atomic<UInt64>(0)
     private let reorders = Atomic<UInt64>(0)
-    /// Whether `context` is still alive. The watchdog and reconnect handling take pending messages
-    /// back from cnats on other threads; they hold this lock for the call, and the connection
-    /// clears it (``invalidate()``) before destroying the context.
-    private let contextAlive = Mutex(true)
+    private let tokens = Atomic<UInt64>(0)
+    /// The reply subjects' prefix, `<inbox>.`, as bytes (no terminator).
+    private let replyPrefix: [CChar]
+    private nonisolated(unsafe) var subscription: OpaquePointer?
 
-    init(window: Int, requestTimeout: Duration, streamName: String, logger: Logger) {
+    init(connection: OpaquePointer, window: Int, requestTimeout: Duration, streamName: String, logger: Logger) {
+        self.connection = connection
         self.window = AsyncWindow(size: window)
         self.requestTimeout = requestTimeout
         self.logger = logger
         self.streamName = streamName
-        self.streamNameC = strdup(streamName)
+        var created: UnsafeMutablePointer<natsInbox>?
+        let inbox: String
+        if natsInbox_Create(&created) == NATS_OK, let created {
+            inbox = String(cString: created)
+            natsInbox_Destroy(created)
+        } else {
+            var random = SystemRandomNumberGenerator()
+            inbox = "_INBOX.courier-publish.\(String(random.next() as UInt64, radix: 16))"
+        }
+        replyPrefix = (inbox + ".").utf8.map { CChar(bitPattern: $0) }
     }
 
-    deinit { free(streamNameC) }
+    /// Subscribes to the reply subjects (blocking); called once, before any publish.
+    func start() throws {
+        var sub: OpaquePointer?
+        let retained = Unmanaged.passRetained(self).toOpaque()
+        let wildcard = String(decoding: replyPrefix.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "*"
+        let status = natsConnection_Subscribe(&sub, connection, wildcard, publishReplyHandler, retained)
+        guard status == NATS_OK, let sub else {
+            Unmanaged<AsyncPublisher>.fromOpaque(retained).release()
+            throw CourierError.nats(
+                status, "cannot subscribe to publish acknowledgements", input: wildcard, detail: natsLastErrorText())
+        }
+        // The retain above is balanced when cnats says no callback will run any more.
+        natsSubscription_SetOnCompleteCB(sub, publishSubscriptionComplete, retained)
+        // Never dropped as a slow consumer: the window bounds what can arrive.
+        natsSubscription_SetPendingLimits(sub, -1, -1)
+        subscription = sub
+    }
+
+    /// Stops the reply subscription (blocking); called before the connection is destroyed, when
+    /// no publish call is running. Messages still registered (none, unless a call was abandoned)
+    /// are freed.
+    func stop() {
+        if let sub = subscription {
+            subscription = nil
+            natsSubscription_Unsubscribe(sub)
+            natsSubscription_Destroy(sub)
+        }
+        let left = state.withLock { state in
+            defer { state.pending.removeAll() }
+            return Array(state.pending.values)
+        }
+        for entry in left { natsMsg_Destroy(OpaquePointer(bitPattern: entry.msg)) }
+    }
 
     /// Publishes that were sent again after a retryable failure.
     var retryCount: UInt64 { retries.load(ordering: .relaxed) }
@@ -215,9 +257,12 @@ final class AsyncPublisher: @unchecked Sendable {
         _ messages: [OutgoingMessage], timeout: Duration, checkingOrder: Bool = true, oneAtATime: Bool = false
     ) async -> [Result<PublishAck, CourierError>] {
         await publish(count: messages.count, timeout: timeout, checkingOrder: checkingOrder, oneAtATime: oneAtATime) {
-            index in
+            index, reply in
             let message = messages[index]
-            return (try makeNATSMessage(message), message.subject, message.messageID, message.expectedLastSequence)
+            return (
+                try makeNATSMessage(message, reply: reply), message.subject, message.messageID,
+                message.expectedLastSequence
+            )
         }
     }
 
@@ -227,7 +272,8 @@ final class AsyncPublisher: @unchecked Sendable {
 
     /// Publishes `count` messages made one at a time by `prepare` (so serialising the next one
     /// overlaps with acknowledgements of the previous ones) with at most `window` in flight, in
-    /// order, and returns each one's result in order. A `prepare` failure is that message's
+    /// order, and returns each one's result in order. `prepare` gets the message's index and
+    /// the reply subject its `natsMsg` must carry. A `prepare` failure is that message's
     /// result. With `oneAtATime` each message waits for the previous one's acknowledgement, so
     /// none can be stored ahead of an earlier one lost in a leader change (the resend of an
     /// atomic batch that failed, which happens only while something is wrong).
@@ -236,13 +282,15 @@ final class AsyncPublisher: @unchecked Sendable {
         timeout: Duration,
         checkingOrder: Bool = true,
         oneAtATime: Bool = false,
-        prepare: (Int) throws -> Prepared
+        prepare: (Int, UnsafePointer<CChar>) throws -> Prepared
     ) async -> [Result<PublishAck, CourierError>] {
         guard count > 0 else { return [] }
         beginOperation()
         defer { endOperation() }
         let batch = OrderedBatch(count: count, deadline: .now + timeout)
-        var made: [Prepared?] = Array(repeating: nil, count: count)
+        var tokenOf = [UInt64](repeating: 0, count: count)
+        var reply = replyPrefix
+        reply.reserveCapacity(replyPrefix.count + 21)
         // Messages ready to send before any new one: resends after a failure, oldest first.
         var queue: Deque<(index: Int, msg: OpaquePointer)> = []
         var next = 0
@@ -257,8 +305,9 @@ final class AsyncPublisher: @unchecked Sendable {
                     let index = next
                     next += 1
                     do {
-                        let prepared = try prepare(index)
-                        made[index] = prepared
+                        tokenOf[index] = nextToken(into: &reply)
+                        let prepared = try reply.withUnsafeBufferPointer { try prepare(index, $0.baseAddress!) }
+                        try setDedupeHeaders(prepared)
                         item = (index, prepared.msg)
                     } catch {
                         batch.resolve(
@@ -275,13 +324,12 @@ final class AsyncPublisher: @unchecked Sendable {
                     queue.prepend(item)
                     break
                 }
-                let info = made[item.index]!
                 batch.sent()
                 send(
-                    item.msg,
+                    tokenOf[item.index],
                     Entry(
-                        batch: batch, index: item.index, subject: info.subject, messageID: info.messageID,
-                        expectedLastSequence: info.expectedLastSequence))
+                        batch: batch, index: item.index,
+                        msg: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(item.msg)))))
                 if probing { break }  // after a failure, one message alone first
             }
             await batch.settled()
@@ -383,11 +431,6 @@ final class AsyncPublisher: @unchecked Sendable {
         for waiter in waiters { waiter.resume() }
     }
 
-    /// Called before the JetStream context is destroyed: nothing may reach into it afterwards.
-    func invalidate() {
-        contextAlive.withLock { $0 = false }
-    }
-
     // MARK: Lost connections and acknowledgements
 
     /// The connection dropped: what is in flight may be lost, so every batch with a message in
@@ -419,114 +462,155 @@ final class AsyncPublisher: @unchecked Sendable {
                     return (ContinuousClock.now - oldest > requestTimeout, false)
                 }
                 if empty { return }
-                if overdue { _ = try? await Blocking.run { self.reclaimPending() } }
+                if overdue { reclaimPending() }
             }
         }
     }
 
-    /// Takes every pending message back from cnats and fails each retryably, which resends it
-    /// in its batch's order. Blocking-call thread only.
+    /// Takes every pending message back and fails each retryably, which resends it in its
+    /// batch's order. Its acknowledgement, should it still come, finds nothing pending.
     private func reclaimPending() {
-        // cnats 3.4.1 dereferences its pending map without checking it exists: only ask when an
-        // async publish is known to be pending (and so the map exists).
-        guard !state.withLock({ $0.pending.isEmpty }) else { return }
-        var list = natsMsgList()
-        let taken = contextAlive.withLock { alive in
-            alive && js_PublishAsyncGetPendingList(&list, context) == NATS_OK
+        let taken = state.withLock { state in
+            defer { state.pending.removeAll() }
+            return state.pending.values.sorted { $0.index < $1.index }
         }
-        guard taken else { return }
-        defer { natsMsgList_Destroy(&list) }
+        guard !taken.isEmpty else { return }
         logger.warning(
             "publish acknowledgements overdue; resending pending messages with their ids",
-            metadata: ["count": "\(list.Count)"])
+            metadata: ["count": "\(taken.count)"])
         // Every batch concerned halts before any window slot is freed: a slot freed first could
         // let a waiting sender put a later message on the wire ahead of these resends.
-        var reclaimed = 0
-        for i in 0..<Int(list.Count) {
-            guard let msg = list.Msgs[i] else { continue }
-            let key = Int(bitPattern: UnsafeRawPointer(msg))
-            guard let entry = state.withLock({ $0.pending.removeValue(forKey: key) }) else { continue }
-            list.Msgs[i] = nil  // ours again: natsMsgList_Destroy must not free it
+        for entry in taken {
             fail(
-                msg, entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0),
+                entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0),
                 detail: "no acknowledgement within \(requestTimeout)", releasingWindow: false)
-            reclaimed += 1
         }
-        for _ in 0..<reclaimed { window.release() }
+        for _ in taken { window.release() }
     }
 
     // MARK: Internals
 
-    /// Registers and sends `msg`. On an immediate failure the entry is resolved (or held for
-    /// the ordered resend). The caller holds a window slot for it.
-    private func send(_ msg: OpaquePointer, _ entry: Entry) {
-        let key = Int(bitPattern: UnsafeRawPointer(msg))
+    /// The next token, written as the reply subject `<inbox>.<token>` (C string) into `reply`.
+    private func nextToken(into reply: inout [CChar]) -> UInt64 {
+        let token = tokens.add(1, ordering: .relaxed).newValue
+        reply.removeSubrange(replyPrefix.count...)
+        var digits = token
+        let start = reply.count
+        repeat {
+            reply.append(CChar(UInt8(ascii: "0") + UInt8(digits % 10)))
+            digits /= 10
+        } while digits > 0
+        reply[start...].reverse()
+        reply.append(0)
+        return token
+    }
+
+    /// Registers `entry` under `token` and sends its message. On an immediate failure the
+    /// entry is resolved (or held for the ordered resend). The caller holds a window slot for it.
+    private func send(_ token: UInt64, _ entry: Entry) {
         var entry = entry
         entry.sentAt = .now
         // Never into cnats' reconnect buffer: what it flushes after a reconnect would overtake
         // earlier messages lost with the old connection.
-        if let connection, natsConnection_Status(connection) != NATS_CONN_STATUS_CONNECTED {
-            fail(msg, entry, status: NATS_CONNECTION_DISCONNECTED, jsCode: jsErrCode(0), detail: "not connected")
+        guard natsConnection_Status(connection) == NATS_CONN_STATUS_CONNECTED else {
+            fail(entry, status: NATS_CONNECTION_DISCONNECTED, jsCode: jsErrCode(0), detail: "not connected")
             return
         }
+        // Registered first: the acknowledgement may arrive before the publish call returns.
         let startWatchdog = state.withLock { state -> Bool in
-            state.pending[key] = entry
+            state.pending[token] = entry
             guard !state.watchdogRunning else { return false }
             state.watchdogRunning = true
             return true
         }
         if startWatchdog { startWatchdogTask() }
-        var options = jsPubOptions()
-        jsPubOptions_Init(&options)
-        if let expected = entry.expectedLastSequence { options.ExpectLastSeq = expected }
-        let status = entry.messageID.withCString { id -> natsStatus in
-            options.MsgId = id
-            var owned: OpaquePointer? = msg
-            return js_PublishMsgAsync(context, &owned, &options)
-        }
+        let status = natsConnection_PublishMsg(connection, OpaquePointer(bitPattern: entry.msg)!)
         guard status != NATS_OK else { return }
         let detail = natsLastErrorText()
-        guard let entry = state.withLock({ $0.pending.removeValue(forKey: key) }) else { return }
-        fail(msg, entry, status: status, jsCode: jsErrCode(0), detail: detail)
+        guard let entry = state.withLock({ $0.pending.removeValue(forKey: token) }) else { return }
+        fail(entry, status: status, jsCode: jsErrCode(0), detail: detail)
     }
 
-    /// Called by the ack handler on a cnats thread.
-    fileprivate func handleAck(
-        _ msg: OpaquePointer,
-        _ ack: UnsafeMutablePointer<jsPubAck>?,
-        _ failure: UnsafeMutablePointer<jsPubAckErr>?
-    ) {
-        let key = Int(bitPattern: UnsafeRawPointer(msg))
-        guard let entry = state.withLock({ $0.pending.removeValue(forKey: key) }) else {
-            natsMsg_Destroy(msg)
+    /// Called by the reply subscription on a cnats thread with a reply it owns.
+    fileprivate func handleReply(_ reply: OpaquePointer) {
+        defer { natsMsg_Destroy(reply) }
+        guard let token = Self.token(ofReply: reply),
+            let entry = state.withLock({ $0.pending.removeValue(forKey: token) })
+        else { return }  // not ours, or taken back by the watchdog meanwhile
+        if natsMsg_IsNoResponders(reply) {
+            fail(
+                entry, status: NATS_NO_RESPONDERS, jsCode: jsErrCode(0),
+                detail: "no stream answered for the subject (none stores it, or its leader is being elected)")
             return
         }
-        if let ack {
-            let stream = strcmp(ack.pointee.Stream, streamNameC) == 0 ? streamName : String(cString: ack.pointee.Stream)
-            natsMsg_Destroy(msg)
-            entry.batch.resolve(
-                entry.index,
-                .success(PublishAck(sequence: ack.pointee.Sequence, stream: stream, duplicate: ack.pointee.Duplicate)))
+        let length = Int(natsMsg_GetDataLength(reply))
+        let parsed = natsMsg_GetData(reply).flatMap { data in
+            data.withMemoryRebound(to: UInt8.self, capacity: length) {
+                PublishReply(parsing: UnsafeBufferPointer(start: $0, count: length), stream: streamName)
+            }
+        }
+        switch parsed {
+        case .stored(let ack):
+            natsMsg_Destroy(OpaquePointer(bitPattern: entry.msg))
+            entry.batch.resolve(entry.index, .success(ack))
             window.release()
-            return
+        case .refused(let code, let description):
+            fail(entry, status: NATS_ERR, jsCode: jsErrCode(UInt32(truncatingIfNeeded: code)), detail: description)
+        case nil:
+            // Whether it was stored is unknown, as with no reply: resent with its id.
+            fail(entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0), detail: "unreadable acknowledgement")
         }
-        let status = failure?.pointee.Err ?? NATS_ERR
-        let code = failure?.pointee.ErrCode ?? jsErrCode(0)
-        let detail = failure?.pointee.ErrText.map { String(cString: $0) } ?? ""
-        fail(msg, entry, status: status, jsCode: code, detail: detail)
+    }
+
+    /// Sets the headers JetStream dedupes by and checks the last sequence by, once per message
+    /// (a resend sends the same `natsMsg`). On failure the message is destroyed.
+    private func setDedupeHeaders(_ prepared: Prepared) throws {
+        var status = natsMsgHeader_Set(prepared.msg, "Nats-Msg-Id", prepared.messageID)
+        if status == NATS_OK, let expected = prepared.expectedLastSequence {
+            status = natsMsgHeader_Set(prepared.msg, "Nats-Expected-Last-Sequence", String(expected))
+        }
+        guard status == NATS_OK else {
+            let detail = natsLastErrorText()
+            natsMsg_Destroy(prepared.msg)
+            throw CourierError.nats(
+                status, "cannot set the dedupe headers of '\(prepared.messageID)'", input: prepared.subject,
+                detail: detail)
+        }
+    }
+
+    /// The token in the last subject token of a reply, `<inbox>.<token>`.
+    private static func token(ofReply reply: OpaquePointer) -> UInt64? {
+        guard let subject = natsMsg_GetSubject(reply) else { return nil }
+        var end = strlen(subject)
+        var token: UInt64 = 0
+        var scale: UInt64 = 1
+        while end > 0 {
+            let byte = UInt8(bitPattern: subject[end - 1])
+            guard byte != UInt8(ascii: ".") else { break }
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9"), scale <= 1_000_000_000_000_000_000 else {
+                return nil
+            }
+            token &+= UInt64(byte - UInt8(ascii: "0")) &* scale
+            scale &*= 10
+            end -= 1
+        }
+        return scale > 1 ? token : nil
     }
 
     /// Holds a retryable failure for the batch's ordered resend (halting the batch) or resolves
     /// any other failure, and only then frees the message's window slot.
     private func fail(
-        _ msg: OpaquePointer, _ entry: Entry, status: natsStatus, jsCode: jsErrCode, detail: String,
-        releasingWindow: Bool = true
+        _ entry: Entry, status: natsStatus, jsCode: jsErrCode, detail: String, releasingWindow: Bool = true
     ) {
         defer { if releasingWindow { window.release() } }
+        let msg = OpaquePointer(bitPattern: entry.msg)!
+        let subject = natsMsg_GetSubject(msg).map { String(cString: $0) } ?? "?"
+        var id: UnsafePointer<CChar>?
+        let messageID = natsMsgHeader_Get(msg, "Nats-Msg-Id", &id) == NATS_OK ? id.map { String(cString: $0) } : nil
         let error = CourierError.nats(
             status,
-            "publish of '\(entry.messageID)' to '\(entry.subject)' failed",
-            input: entry.subject,
+            "publish of '\(messageID ?? "?")' to '\(subject)' failed",
+            input: subject,
             jsCode: jsCode,
             detail: detail
         )
@@ -541,17 +625,68 @@ final class AsyncPublisher: @unchecked Sendable {
     }
 }
 
-/// A `natsMsg` for `message` with its headers (the caller owns it).
-func makeNATSMessage(_ message: OutgoingMessage) throws -> OpaquePointer {
-    try makeNATSMessage(subject: message.subject, payload: message.payload, headers: message.headers)
+/// A JetStream publish acknowledgement: `{"stream":"S","seq":5}`, with `"duplicate":true` when
+/// the id was stored before, or `{"error":{"code":…,"err_code":…,"description":…}}`.
+enum PublishReply: Equatable {
+    case stored(PublishAck)
+    case refused(code: Int, description: String)
+
+    /// Parses `bytes`; nil when they are not an acknowledgement. `stream` is the expected
+    /// stream name, reused instead of a new string when the reply names it.
+    init?(parsing bytes: UnsafeBufferPointer<UInt8>, stream: String) {
+        var reader = JSONReader(bytes)
+        var name: String?
+        var sequence: UInt64?
+        var duplicate = false
+        var refusal: (Int, String)?
+        do {
+            try reader.readObjectWithRawKeys { reader, key in
+                if key.elementsEqual("stream".utf8) {
+                    name = try reader.readString(reusing: stream)
+                } else if key.elementsEqual("seq".utf8) {
+                    guard case .int(let value) = try reader.readNumber(), value >= 0 else {
+                        throw reader.error("a sequence must be a non-negative integer")
+                    }
+                    sequence = UInt64(value)
+                } else if key.elementsEqual("duplicate".utf8) {
+                    duplicate = try reader.readValue().boolValue ?? false
+                } else if key.elementsEqual("error".utf8) {
+                    let error = try reader.readValue()
+                    refusal = (
+                        Int(error["err_code"]?.intValue ?? 0),
+                        error["description"]?.stringValue ?? "refused"
+                    )
+                } else {
+                    try reader.skipValue()
+                }
+            }
+            try reader.expectEnd()
+        } catch {
+            return nil
+        }
+        if let (code, description) = refusal {
+            self = .refused(code: code, description: description)
+        } else if let name, let sequence {
+            self = .stored(PublishAck(sequence: sequence, stream: name, duplicate: duplicate))
+        } else {
+            return nil
+        }
+    }
+}
+
+/// A `natsMsg` for `message` with its headers and `reply` subject (the caller owns it).
+func makeNATSMessage(_ message: OutgoingMessage, reply: UnsafePointer<CChar>? = nil) throws -> OpaquePointer {
+    try makeNATSMessage(subject: message.subject, payload: message.payload, headers: message.headers, reply: reply)
 }
 
 /// A `natsMsg` with a copy of `payload` and `headers` (the caller owns it).
-func makeNATSMessage(subject: String, payload: [UInt8], headers: [(String, String)]) throws -> OpaquePointer {
+func makeNATSMessage(
+    subject: String, payload: [UInt8], headers: [(String, String)], reply: UnsafePointer<CChar>? = nil
+) throws -> OpaquePointer {
     var msg: OpaquePointer?
     let status = payload.withUnsafeBufferPointer { bytes in
         bytes.withMemoryRebound(to: CChar.self) { chars in
-            natsMsg_Create(&msg, subject, nil, chars.baseAddress, Int32(chars.count))
+            natsMsg_Create(&msg, subject, reply, chars.baseAddress, Int32(chars.count))
         }
     }
     guard status == NATS_OK, let msg else {
@@ -569,10 +704,16 @@ func makeNATSMessage(subject: String, payload: [UInt8], headers: [(String, Strin
     return msg
 }
 
-/// The cnats async-publish ack handler. Runs on the JetStream context's reply-subscription
-/// thread; the closure is the `AsyncPublisher`, kept alive by the connection that owns the context.
-let publishAckHandler: jsPubAckHandler = { _, msg, ack, failure, closure in
+/// Runs on the reply subscription's cnats thread; the closure is the `AsyncPublisher`, kept
+/// alive by the retain taken in `start()`.
+private let publishReplyHandler: natsMsgHandler = { _, _, msg, closure in
     guard let msg, let closure else { return }
-    Unmanaged<AsyncPublisher>.fromOpaque(closure).takeUnretainedValue().handleAck(msg, ack, failure)
+    Unmanaged<AsyncPublisher>.fromOpaque(closure).takeUnretainedValue().handleReply(msg)
+}
+
+/// Runs once the reply subscription delivers no more: balances the retain taken in `start()`.
+private let publishSubscriptionComplete: natsOnCompleteCB = { closure in
+    guard let closure else { return }
+    Unmanaged<AsyncPublisher>.fromOpaque(closure).release()
 }
 #endif

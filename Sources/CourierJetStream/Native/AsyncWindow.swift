@@ -2,8 +2,8 @@
 import DequeModule
 import Synchronization
 
-/// A counting semaphore for async code: bounds how many publishes are in flight so cnats'
-/// `js_PublishMsgAsync` never stalls a cooperative thread waiting for room.
+/// A counting semaphore for async code: bounds how many publishes are in flight, so a
+/// publisher waits (suspended, not blocking a cooperative thread) for room.
 ///
 /// Once the window is full, a waiting publisher is resumed only after a quarter of the window
 /// (at most 256 slots) is free again, so a full window costs one task switch per batch of

@@ -215,18 +215,9 @@ final class NATSConnection: @unchecked Sendable {
             )
         }
 
-        let publisher = AsyncPublisher(
-            window: configuration.publishWindow,
-            requestTimeout: configuration.requestTimeout,
-            streamName: configuration.stream,
-            logger: configuration.logger
-        )
         var jsOpts = jsOptions()
         jsOptions_Init(&jsOpts)
         jsOpts.Wait = max(1, configuration.requestTimeout.milliseconds)
-        jsOpts.PublishAsync.MaxPending = Int64(configuration.publishWindow + 64)
-        jsOpts.PublishAsync.AckHandler = publishAckHandler
-        jsOpts.PublishAsync.AckHandlerClosure = Unmanaged.passUnretained(publisher).toOpaque()
         var js: OpaquePointer?
         status = natsConnection_JetStream(&js, nc, &jsOpts)
         guard status == NATS_OK, let js else {
@@ -235,13 +226,20 @@ final class NATSConnection: @unchecked Sendable {
             natsOptions_Destroy(opts)
             throw CourierError.nats(status, "cannot create a JetStream context", input: serverList, detail: detail)
         }
-        publisher.context = js
-        publisher.connection = nc
+        let publisher = AsyncPublisher(
+            connection: nc,
+            window: configuration.publishWindow,
+            requestTimeout: configuration.requestTimeout,
+            streamName: configuration.stream,
+            logger: configuration.logger
+        )
         let batches = AtomicBatchPublisher(
             connection: nc, requestTimeout: configuration.requestTimeout, logger: configuration.logger)
         do {
+            try publisher.start()
             try batches.start()
         } catch {
+            publisher.stop()
             jsCtx_Destroy(js)
             natsConnection_Destroy(nc)
             natsOptions_Destroy(opts)
@@ -260,7 +258,7 @@ final class NATSConnection: @unchecked Sendable {
 
     deinit {
         events.publisher.withLock { $0 = nil }
-        publisher.invalidate()
+        publisher.stop()
         batches.stop()
         jsCtx_Destroy(context)
         natsConnection_Destroy(connection)
