@@ -25,21 +25,33 @@ package enum JSONWriter {
         case .object(let o):
             out.append(UInt8(ascii: "{"))
             var first = true
-            for key in sortedKeys(o) {
+            for (key, member) in sortedMembers(o) {
                 if !first { out.append(UInt8(ascii: ",")) }
                 first = false
                 writeString(key, into: &out)
                 out.append(UInt8(ascii: ":"))
-                write(o[key]!, into: &out)
+                write(member, into: &out)
             }
             out.append(UInt8(ascii: "}"))
         }
     }
 
-    /// The keys of a dictionary in UTF-8 byte order.
-    package static func sortedKeys<V>(_ dictionary: [String: V]) -> [String] {
-        if dictionary.count < 2 { return Array(dictionary.keys) }
-        return dictionary.keys.sorted { $0.utf8.lexicographicallyPrecedes($1.utf8) }
+    /// The members of a dictionary with their keys in UTF-8 byte order (no lookup per key).
+    package static func sortedMembers<V>(_ dictionary: [String: V]) -> [(key: String, value: V)] {
+        if dictionary.count < 2 { return Array(dictionary) }
+        return dictionary.sorted { utf8Precedes($0.key, $1.key) }
+    }
+
+    /// Whether `a` sorts before `b` by their UTF-8 bytes.
+    package static func utf8Precedes(_ a: String, _ b: String) -> Bool {
+        var a = a
+        var b = b
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                for i in 0..<min(x.count, y.count) where x[i] != y[i] { return x[i] < y[i] }
+                return x.count < y.count
+            }
+        }
     }
 
     /// Appends a string object member `"key":"value"`, preceded by a comma unless `first`.

@@ -188,12 +188,12 @@ extension Event {
         JSONWriter.writeMember("metadata", into: &out)
         out.append(UInt8(ascii: "{"))
         var first = true
-        for key in JSONWriter.sortedKeys(metadata) {
+        for (key, value) in JSONWriter.sortedMembers(metadata) {
             if !first { out.append(UInt8(ascii: ",")) }
             first = false
             JSONWriter.writeString(key, into: &out)
             out.append(UInt8(ascii: ":"))
-            JSONWriter.writeString(metadata[key]!, into: &out)
+            JSONWriter.writeString(value, into: &out)
         }
         out.append(UInt8(ascii: "}"))
         out.append(UInt8(ascii: "}"))
