@@ -110,7 +110,9 @@ struct WireCheckTests {
         var random = FixedRandom(seed: 42)
         func next(_ bound: Int) -> Int { random.next(bound) }
         let strings = ["", "a", "é☕𝄞", "q\"b\\c/", "\n\r\t\u{08}\u{0C}\u{01}\u{1F}", String(repeating: "x", count: 40)]
-        let doubles: [Double] = [0, -0.0, 1.0842, -2.5e-7, 1e16, 1.5e300, 5e-324, .nan, .infinity, 123_456.789]
+        let doubles: [Double] = [
+            0, -0.0, 1.0842, -2.5e-7, 1e16, 1.5e300, .leastNonzeroMagnitude, .nan, .infinity, 123_456.789,
+        ]
         func value(_ depth: Int) -> JSONValue {
             switch next(depth > 2 ? 5 : 7) {
             case 0: return .null

@@ -183,7 +183,12 @@ struct FailoverTests {
         )
         #expect(info.messages == UInt64(total), "the stream holds \(info.messages), not the \(total) ingested")
         let messages = try await settled { try await provider.readStored(from: 1, limit: total + 100) }
-        #expect(Set(messages.compactMap(\.messageID)).count == total, "duplicates in the stream")
+        // Each way this can go wrong named apart: a short read, stored messages without their
+        // dedupe id, an id stored twice.
+        let ids = messages.compactMap(\.messageID)
+        #expect(messages.count == total, "read \(messages.count) stored messages of \(total)")
+        #expect(ids.count == messages.count, "\(messages.count - ids.count) stored messages without a Nats-Msg-Id")
+        #expect(Set(ids).count == ids.count, "\(ids.count - Set(ids).count) ids stored twice")
         let outOfOrder = eventsOutOfShardOrder(messages)
         if NATSServerHarness.syncAlwaysConfiguration != nil {
             #expect(outOfOrder == 0, "\(outOfOrder) events stored out of shard order")

@@ -125,7 +125,7 @@ struct SharedRegistryTests {
         let cluster = try await NATSClusterHarness.start(nodes: 3)
         defer { cluster.stop() }
         // Each instance prefers a different node.
-        let (providerA, busA) = try await Self.instance(cluster.urls, bucket: "CLUSTERED")
+        let (providerA, busA) = try await cluster.placing { try await Self.instance(cluster.urls, bucket: "CLUSTERED") }
         let (providerB, busB) = try await Self.instance(Array(cluster.urls.reversed()), bucket: "CLUSTERED")
         let followB = Task { try await busB.followRegistry() }
         #expect(try await cluster.streamConfig("KV_CLUSTERED")["num_replicas"]?.intValue == 3)

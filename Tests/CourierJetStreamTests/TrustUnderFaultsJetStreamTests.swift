@@ -51,7 +51,7 @@ struct TrustUnderFaultsJetStreamTests {
         operatorConfiguration.maxAge = .seconds(3600)
         operatorConfiguration.maxEvents = 1_000_000
         operatorConfiguration.duplicateWindow = .seconds(300)
-        let creator = try await JetStreamProvider.connect(operatorConfiguration)
+        let creator = try await cluster.placing { try await JetStreamProvider.connect(operatorConfiguration) }
         await creator.shutdown()
         let before = try await cluster.streamConfig("OPS")
         #expect(before["num_replicas"]?.intValue == 3)
