@@ -43,18 +43,28 @@ func timed(_ count: Int, _ body: () async throws -> Void) async rethrows -> Doub
     return rate(count, ContinuousClock.now - started)
 }
 
-/// Runs each pair `rounds` times, alternating which side goes first.
-/// Runs every pair (or those whose name contains one of `only`) `rounds` times.
-func run(_ pairs: [Pair], rounds: Int, only: [String] = [], log: (String) -> Void) async throws -> [PairResult] {
+/// Which sides of a pair run: both, or one alone (to profile or count instructions of one).
+enum Sides: String {
+    case both, baseline, courier
+}
+
+/// Runs every pair (or those whose name contains one of `only`) `rounds` times, alternating
+/// which side goes first.
+func run(
+    _ pairs: [Pair], rounds: Int, only: [String] = [], sides: Sides = .both, log: (String) -> Void
+) async throws -> [PairResult] {
     var results: [PairResult] = []
     for pair in pairs where only.isEmpty || only.contains(where: { pair.name.contains($0) }) {
         var baseline: [Double] = []
         var courier: [Double] = []
         for round in 0..<rounds {
-            if round % 2 == 0 {
+            switch sides {
+            case .baseline: baseline.append(try await pair.measureBaseline())
+            case .courier: courier.append(try await pair.measureCourier())
+            case .both where round % 2 == 0:
                 baseline.append(try await pair.measureBaseline())
                 courier.append(try await pair.measureCourier())
-            } else {
+            case .both:
                 courier.append(try await pair.measureCourier())
                 baseline.append(try await pair.measureBaseline())
             }
