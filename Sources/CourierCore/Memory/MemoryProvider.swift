@@ -67,8 +67,9 @@ public final class MemoryProvider: EventProvider {
     package func publishNow(_ event: Event, options: PublishOptions = PublishOptions()) throws -> PublishAck {
         let size = event.wireSize
         try checkPublishable(event, size: size)
+        let messageID = MessageID(options.messageID ?? event.id)  // hashed before the lock is taken
         let (ack, wake) = try state.withLock { state in
-            try state.append(event, size: size, messageID: options.messageID ?? event.id, options: options)
+            try state.append(event, size: size, messageID: messageID, options: options)
         }
         for waiter in wake { waiter.resume() }
         return ack

@@ -79,3 +79,23 @@ struct StoredBatch {
     var sequences: [UInt64]
     var storedAt: Int64
 }
+
+/// A dedupe id with its hash computed once, before the provider's lock is taken: the dedupe
+/// table then hashes one integer per lookup, insert and resize instead of the id's bytes.
+struct MessageID: Hashable {
+    let text: String
+    let hashValueOfText: Int
+
+    init(_ text: String) {
+        self.text = text
+        var hasher = Hasher()
+        hasher.combine(text)
+        hashValueOfText = hasher.finalize()
+    }
+
+    func hash(into hasher: inout Hasher) { hasher.combine(hashValueOfText) }
+
+    static func == (a: MessageID, b: MessageID) -> Bool {
+        a.hashValueOfText == b.hashValueOfText && a.text == b.text
+    }
+}

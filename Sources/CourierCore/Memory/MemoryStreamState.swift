@@ -6,8 +6,8 @@ struct MemoryStreamState {
     var log: Deque<StoredEvent> = []
     var lastSequence: UInt64 = 0
     var bytes = 0
-    var dedupe: [String: UInt64] = [:]
-    var dedupeOrder: Deque<(id: String, sequence: UInt64, at: Int64)> = []
+    var dedupe: [MessageID: UInt64] = [:]
+    var dedupeOrder: Deque<(id: MessageID, sequence: UInt64, at: Int64)> = []
     var batches: [WireBatch.Key: StoredBatch] = [:]
     var batchOrder: Deque<(key: WireBatch.Key, at: Int64)> = []
     var consumers: [String: MemoryConsumer] = [:]
@@ -41,7 +41,7 @@ struct MemoryStreamState {
     mutating func append(
         _ event: Event,
         size: Int,
-        messageID: String,
+        messageID: MessageID,
         options: PublishOptions
     ) throws -> (PublishAck, [CheckedContinuation<Void, Never>]) {
         guard !closed else { throw closedError() }
