@@ -21,7 +21,6 @@ final class OrderedBatch: Sendable {
         var results: [Result<PublishAck, CourierError>?]
         var remaining: Int
         var inFlight = 0
-        var halted = false
         /// Messages that failed retryably, by index, with the failure.
         var held: [Int: (msg: UInt, error: CourierError)] = [:]
         var settledWaiter: CheckedContinuation<Void, Never>?
@@ -35,6 +34,10 @@ final class OrderedBatch: Sendable {
     }
 
     private let state: Mutex<State>
+    /// Whether the batch is halted: read without the lock (the sending loop checks it twice per
+    /// message, and the reply thread takes the lock for every acknowledgement), written only
+    /// under it, together with `held`.
+    private let haltedFlag = Atomic<Bool>(false)
     let deadline: ContinuousClock.Instant
 
     init(count: Int, deadline: ContinuousClock.Instant) {
@@ -43,12 +46,14 @@ final class OrderedBatch: Sendable {
     }
 
     /// Whether a message failed retryably and the batch must stop sending new ones.
-    var isHalted: Bool { state.withLock { $0.halted } }
+    var isHalted: Bool { haltedFlag.load(ordering: .acquiring) }
 
     func sent() { state.withLock { $0.inFlight += 1 } }
 
     /// Stops sending new messages until what is in flight settled (the connection was lost).
-    func halt() { state.withLock { $0.halted = true } }
+    func halt() {
+        state.withLock { _ in haltedFlag.store(true, ordering: .releasing) }
+    }
 
     /// A message's final result.
     func resolve(_ index: Int, _ result: Result<PublishAck, CourierError>, wasInFlight: Bool = true) {
@@ -66,7 +71,7 @@ final class OrderedBatch: Sendable {
     func hold(_ index: Int, msg: OpaquePointer, error: CourierError) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.held[index] = (UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg))), error)
-            state.halted = true
+            haltedFlag.store(true, ordering: .releasing)
             return state.leaveFlight()
         }
         waiter?.resume()
@@ -89,7 +94,7 @@ final class OrderedBatch: Sendable {
         state.withLock { state in
             let held = state.held.sorted { $0.key < $1.key }
             state.held.removeAll()
-            state.halted = false
+            haltedFlag.store(false, ordering: .releasing)
             return (
                 held.map { ($0.key, OpaquePointer(bitPattern: $0.value.msg)!) },
                 held.last?.value.error
