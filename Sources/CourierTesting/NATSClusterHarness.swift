@@ -308,24 +308,46 @@ public final class NATSClusterHarness: Sendable {
 
     /// Runs `connect`, the first connection of a test, which creates its replicated streams.
     /// When the cluster refuses to place them for the provider's whole provisioning window
-    /// (JetStream 10005, "no suitable peers for placement"), every node is restarted once and
-    /// `connect` runs again.
+    /// (JetStream 10005, "no suitable peers for placement"), the cluster is started over, every
+    /// node at once with an empty store, and `connect` runs again; at most twice.
     ///
-    /// Why a restart: on nats-server 2.15, about one full CI run in four had a freshly started
-    /// cluster that placed the harness's own probe streams and then refused every stream for a
-    /// minute, giving no reason. A restart clears that. Courier itself still fails after its
-    /// window with a typed error, as a service would.
+    /// Why: on nats-server 2.15, about one full CI run in four had a freshly started cluster
+    /// that placed the harness's own probe streams and then refused every stream for a minute,
+    /// giving no reason. Restarting the nodes on their stores cleared it, except once, when the
+    /// restarted meta group then had no leader with every node current for a minute. Nothing
+    /// is stored yet at this point, so starting over loses nothing. Courier itself still fails
+    /// after its window with a typed error, as a service would.
     public func placing<T>(_ connect: () async throws -> T) async throws -> T {
-        do {
-            return try await connect()
-        } catch let error as CourierError where error.message.contains("10005") {
-            print("note: the cluster refused placement for the whole window (\(error)); restarting every node once")
+        var startsOver = 0
+        while true {
+            do {
+                return try await connect()
+            } catch let error as CourierError where error.message.contains("10005") && startsOver < 2 {
+                startsOver += 1
+                print(
+                    "note: the cluster refused placement for the whole window (\(error)); starting it over with empty stores (\(startsOver) of 2)"
+                )
+                try await startOver()
+            }
+        }
+    }
+
+    /// Restarts every node at once with an empty store, then waits for the meta group; a meta
+    /// group that does not form in time is started over once more.
+    private func startOver() async throws {
+        for attempt in 1...2 {
             try await withThrowingTaskGroup(of: Void.self) { group in
-                for node in nodes { group.addTask { try await node.restart(timeout: .seconds(30)) } }
+                for node in nodes {
+                    group.addTask { try await node.restart(timeout: .seconds(30), emptyingStore: true) }
+                }
                 try await group.waitForAll()
             }
-            try await waitForMetaLeader()
-            return try await connect()
+            do {
+                try await waitForMetaLeader()
+                return
+            } catch  where attempt < 2 {
+                print("note: \(error); starting the cluster over once more")
+            }
         }
     }
 

@@ -268,10 +268,12 @@ public final class NATSServerHarness: @unchecked Sendable {
         _ = await eventually(within: timeout, every: .milliseconds(20)) { exiting.hasExited }
     }
 
-    /// Starts the server again on the same port and store (after ``stop()`` or ``kill()``).
-    public func restart(timeout: Duration = .seconds(15)) async throws {
+    /// Starts the server again on the same port and store (after ``stop()`` or ``kill()``);
+    /// with `emptyingStore`, on an empty store, as a new server.
+    public func restart(timeout: Duration = .seconds(15), emptyingStore: Bool = false) async throws {
         stop()
         await awaitExit()
+        if emptyingStore { try? FileManager.default.removeItem(atPath: storeDirectory) }
         var lastError: (any Error)?
         // The port can take a moment to be released after a kill.
         for _ in 0..<20 {
