@@ -418,6 +418,12 @@ extension JetStreamProvider {
         let wait = max(1, configuration.requestTimeout.milliseconds)
         // What the server said was still to come after the last message read.
         var remaining: UInt64?
+        // Messages read, and the most the server ever said the read would hold (each message's
+        // position plus what it said was pending after it). A message saying nothing is pending
+        // ends the read only once that many were read: nats-server 2.9.10 once said so one
+        // message early after leader changes, and the read came back one short.
+        var read: UInt64 = 0
+        var promised: UInt64 = 0
         while true {
             var msg: OpaquePointer?
             let next = natsSubscription_NextMsg(&msg, sub, wait)
@@ -426,17 +432,23 @@ extension JetStreamProvider {
                 // leader change paused the read): a retryable error, never a silently short read.
                 // (Callers read only where messages are known to be stored: nothing at all
                 // arriving is a stall too.)
-                if next == NATS_TIMEOUT, remaining == 0 { return }
+                if next == NATS_TIMEOUT, remaining == 0, read >= promised { return }
+                let left = max(remaining ?? 0, promised > read ? promised - read : 0)
                 var error = CourierError.nats(
-                    next, failure + " (stalled with \(remaining ?? 0) messages still to read)", input: input,
+                    next, failure + " (stalled with \(left) messages still to read)", input: input,
                     detail: natsLastErrorText())
                 if next == NATS_TIMEOUT { error.isRetryable = true }
                 throw error
             }
             defer { natsMsg_Destroy(msg) }
             let metadata = natsMsg_GetReply(msg).flatMap { AckMetadata(reply: $0) }
-            remaining = metadata?.pending ?? remaining
-            guard try body(msg, metadata), metadata?.pending != 0 else { return }
+            if let metadata {
+                read += 1
+                promised = max(promised, read + metadata.pending)
+                remaining = metadata.pending
+            }
+            guard try body(msg, metadata) else { return }
+            if metadata?.pending == 0, read >= promised { return }
         }
     }
 }
