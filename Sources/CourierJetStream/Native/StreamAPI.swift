@@ -416,14 +416,7 @@ extension JetStreamProvider {
             natsSubscription_Destroy(sub)
         }
         let wait = max(1, configuration.requestTimeout.milliseconds)
-        // What the server said was still to come after the last message read.
-        var remaining: UInt64?
-        // Messages read, and the most the server ever said the read would hold (each message's
-        // position plus what it said was pending after it). A message saying nothing is pending
-        // ends the read only once that many were read: nats-server 2.9.10 once said so one
-        // message early after leader changes, and the read came back one short.
-        var read: UInt64 = 0
-        var promised: UInt64 = 0
+        var progress = OrderedReadProgress()
         while true {
             var msg: OpaquePointer?
             let next = natsSubscription_NextMsg(&msg, sub, wait)
@@ -432,23 +425,17 @@ extension JetStreamProvider {
                 // leader change paused the read): a retryable error, never a silently short read.
                 // (Callers read only where messages are known to be stored: nothing at all
                 // arriving is a stall too.)
-                if next == NATS_TIMEOUT, remaining == 0, read >= promised { return }
-                let left = max(remaining ?? 0, promised > read ? promised - read : 0)
+                if next == NATS_TIMEOUT, progress.isCompleteWhenQuiet { return }
                 var error = CourierError.nats(
-                    next, failure + " (stalled with \(left) messages still to read)", input: input,
+                    next, failure + " (stalled with \(progress.left) messages still to read)", input: input,
                     detail: natsLastErrorText())
                 if next == NATS_TIMEOUT { error.isRetryable = true }
                 throw error
             }
             defer { natsMsg_Destroy(msg) }
             let metadata = natsMsg_GetReply(msg).flatMap { AckMetadata(reply: $0) }
-            if let metadata {
-                read += 1
-                promised = max(promised, read + metadata.pending)
-                remaining = metadata.pending
-            }
-            guard try body(msg, metadata) else { return }
-            if metadata?.pending == 0, read >= promised { return }
+            let complete = metadata.map { progress.record(pending: $0.pending) } ?? false
+            guard try body(msg, metadata), !complete else { return }
         }
     }
 }
@@ -507,5 +494,34 @@ extension JetStreamProvider {
         }
         return messages
     }
+}
+/// How far an ordered read has come, by what the server said with each message. A message
+/// saying nothing is pending after it ends the read only once as many messages were read as the
+/// server ever said the read would hold (each message's position plus what it said was pending
+/// after it): nats-server 2.9.10 once said "nothing pending" one message early after leader
+/// changes, and the read came back one short.
+package struct OrderedReadProgress: Sendable {
+    /// Messages read.
+    package private(set) var read: UInt64 = 0
+    /// The most the server said the read would hold.
+    package private(set) var promised: UInt64 = 0
+    /// What the last message said was pending after it.
+    package private(set) var remaining: UInt64?
+
+    package init() {}
+
+    /// Records a message that says `pending` more follow it; returns whether the read is complete.
+    package mutating func record(pending: UInt64) -> Bool {
+        read += 1
+        promised = max(promised, read + pending)
+        remaining = pending
+        return pending == 0 && read >= promised
+    }
+
+    /// Whether nothing more arriving means the read is complete (and not stalled).
+    package var isCompleteWhenQuiet: Bool { remaining == 0 && read >= promised }
+
+    /// Messages still to read, as far as the server said.
+    package var left: UInt64 { max(remaining ?? 0, promised > read ? promised - read : 0) }
 }
 #endif
