@@ -9,105 +9,6 @@ import Synchronization
 import Glibc
 #endif
 
-/// One call's messages in flight: their results, the messages held back after a retryable
-/// failure (kept for an ordered resend), and how many are on the wire.
-///
-/// Per-batch order is the invariant: once one message failed retryably the batch stops
-/// sending (``isHalted``), waits until nothing of it is in flight, and resends what failed, in
-/// index order, the first one alone. A message is never resent on a timer of its own, so a
-/// later message cannot overtake an earlier one that failed.
-final class OrderedBatch: Sendable {
-    private struct State {
-        var results: [Result<PublishAck, CourierError>?]
-        var remaining: Int
-        var inFlight = 0
-        /// Messages that failed retryably, by index, with the failure.
-        var held: [Int: (msg: UInt, error: CourierError)] = [:]
-        var settledWaiter: CheckedContinuation<Void, Never>?
-
-        mutating func leaveFlight() -> CheckedContinuation<Void, Never>? {
-            inFlight -= 1
-            guard inFlight == 0, let waiter = settledWaiter else { return nil }
-            settledWaiter = nil
-            return waiter
-        }
-    }
-
-    private let state: Mutex<State>
-    /// Whether the batch is halted: read without the lock (the sending loop checks it twice per
-    /// message, and the reply thread takes the lock for every acknowledgement), written only
-    /// under it, together with `held`.
-    private let haltedFlag = Atomic<Bool>(false)
-    let deadline: ContinuousClock.Instant
-
-    init(count: Int, deadline: ContinuousClock.Instant) {
-        state = Mutex(State(results: Array(repeating: nil, count: count), remaining: count))
-        self.deadline = deadline
-    }
-
-    /// Whether a message failed retryably and the batch must stop sending new ones.
-    var isHalted: Bool { haltedFlag.load(ordering: .acquiring) }
-
-    func sent() { state.withLock { $0.inFlight += 1 } }
-
-    /// Stops sending new messages until what is in flight settled (the connection was lost).
-    func halt() {
-        state.withLock { _ in haltedFlag.store(true, ordering: .releasing) }
-    }
-
-    /// A message's final result.
-    func resolve(_ index: Int, _ result: Result<PublishAck, CourierError>, wasInFlight: Bool = true) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            if state.results[index] == nil {
-                state.results[index] = result
-                state.remaining -= 1
-            }
-            return wasInFlight ? state.leaveFlight() : nil
-        }
-        waiter?.resume()
-    }
-
-    /// A message that failed retryably: kept for an ordered resend; the batch halts.
-    func hold(_ index: Int, msg: OpaquePointer, error: CourierError) {
-        let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
-            state.held[index] = (UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg))), error)
-            haltedFlag.store(true, ordering: .releasing)
-            return state.leaveFlight()
-        }
-        waiter?.resume()
-    }
-
-    /// Waits until none of the batch's messages is in flight.
-    func settled() async {
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let now = state.withLock { state -> Bool in
-                if state.inFlight == 0 { return true }
-                state.settledWaiter = continuation
-                return false
-            }
-            if now { continuation.resume() }
-        }
-    }
-
-    /// The held messages, oldest index first, with the last failure; the batch may send again.
-    func takeHeld() -> (messages: [(index: Int, msg: OpaquePointer)], lastError: CourierError?) {
-        state.withLock { state in
-            let held = state.held.sorted { $0.key < $1.key }
-            state.held.removeAll()
-            haltedFlag.store(false, ordering: .releasing)
-            return (
-                held.map { ($0.key, OpaquePointer(bitPattern: $0.value.msg)!) },
-                held.last?.value.error
-            )
-        }
-    }
-
-    /// Every result, once all are in.
-    var results: [Result<PublishAck, CourierError>] { state.withLock { $0.results.map { $0! } } }
-
-    var isComplete: Bool { state.withLock { $0.remaining == 0 } }
-}
-
 /// Pipelined JetStream publishing on core NATS publish, with one wildcard reply subscription.
 ///
 /// Each message carries the reply subject `<inbox>.<token>`, its token a number of this
@@ -186,6 +87,8 @@ final class AsyncPublisher: @unchecked Sendable {
     private let retries = Atomic<UInt64>(0)
     private let reorders = Atomic<UInt64>(0)
     private let tokens = Atomic<UInt64>(0)
+    /// Where acknowledgements arrive: `<inbox>.<token>`.
+    private let inbox: String
     /// The reply subjects' prefix, `<inbox>.`, as bytes (no terminator).
     private let replyPrefix: [CChar]
     private nonisolated(unsafe) var subscription: OpaquePointer?
@@ -196,33 +99,15 @@ final class AsyncPublisher: @unchecked Sendable {
         self.requestTimeout = requestTimeout
         self.logger = logger
         self.streamName = streamName
-        var created: UnsafeMutablePointer<natsInbox>?
-        let inbox: String
-        if natsInbox_Create(&created) == NATS_OK, let created {
-            inbox = String(cString: created)
-            natsInbox_Destroy(created)
-        } else {
-            var random = SystemRandomNumberGenerator()
-            inbox = "_INBOX.courier-publish.\(String(random.next() as UInt64, radix: 16))"
-        }
+        inbox = ReplyInbox.make(fallbackName: "courier-publish")
         replyPrefix = (inbox + ".").utf8.map { CChar(bitPattern: $0) }
     }
 
     /// Subscribes to the reply subjects (blocking); called once, before any publish.
     func start() throws {
-        var sub: OpaquePointer?
-        let retained = Unmanaged.passRetained(self).toOpaque()
-        let wildcard = String(decoding: replyPrefix.map { UInt8(bitPattern: $0) }, as: UTF8.self) + "*"
-        let status = natsConnection_Subscribe(&sub, connection, wildcard, publishReplyHandler, retained)
-        guard status == NATS_OK, let sub else {
-            Unmanaged<AsyncPublisher>.fromOpaque(retained).release()
-            throw CourierError.nats(
-                status, "cannot subscribe to publish acknowledgements", input: wildcard, detail: natsLastErrorText())
-        }
-        // The retain above is balanced when cnats says no callback will run any more.
-        natsSubscription_SetOnCompleteCB(sub, publishSubscriptionComplete, retained)
-        // Never dropped as a slow consumer: the window bounds what can arrive.
-        natsSubscription_SetPendingLimits(sub, -1, -1)
+        let sub = try ReplyInbox.subscribe(
+            self, connection: connection, inbox: inbox, handler: publishReplyHandler,
+            what: "publish acknowledgements")
         subscription = sub
     }
 
@@ -232,8 +117,7 @@ final class AsyncPublisher: @unchecked Sendable {
     func stop() {
         if let sub = subscription {
             subscription = nil
-            natsSubscription_Unsubscribe(sub)
-            natsSubscription_Destroy(sub)
+            ReplyInbox.unsubscribe(sub)
         }
         let left = state.withLock { state in
             defer { state.pending.removeAll() }
@@ -630,85 +514,6 @@ final class AsyncPublisher: @unchecked Sendable {
     }
 }
 
-/// A JetStream publish acknowledgement: `{"stream":"S","seq":5}`, with `"duplicate":true` when
-/// the id was stored before, or `{"error":{"code":…,"err_code":…,"description":…}}`.
-enum PublishReply: Equatable {
-    case stored(PublishAck)
-    case refused(code: Int, description: String)
-
-    /// Parses `bytes`; nil when they are not an acknowledgement. `stream` is the expected
-    /// stream name, reused instead of a new string when the reply names it.
-    init?(parsing bytes: UnsafeBufferPointer<UInt8>, stream: String) {
-        var reader = JSONReader(bytes)
-        var name: String?
-        var sequence: UInt64?
-        var duplicate = false
-        var refusal: (Int, String)?
-        do {
-            try reader.readObjectWithRawKeys { reader, key in
-                if key.elementsEqual("stream".utf8) {
-                    name = try reader.readString(reusing: stream)
-                } else if key.elementsEqual("seq".utf8) {
-                    guard case .int(let value) = try reader.readNumber(), value >= 0 else {
-                        throw reader.error("a sequence must be a non-negative integer")
-                    }
-                    sequence = UInt64(value)
-                } else if key.elementsEqual("duplicate".utf8) {
-                    duplicate = try reader.readValue().boolValue ?? false
-                } else if key.elementsEqual("error".utf8) {
-                    let error = try reader.readValue()
-                    refusal = (
-                        Int(error["err_code"]?.intValue ?? 0),
-                        error["description"]?.stringValue ?? "refused"
-                    )
-                } else {
-                    try reader.skipValue()
-                }
-            }
-            try reader.expectEnd()
-        } catch {
-            return nil
-        }
-        if let (code, description) = refusal {
-            self = .refused(code: code, description: description)
-        } else if let name, let sequence {
-            self = .stored(PublishAck(sequence: sequence, stream: name, duplicate: duplicate))
-        } else {
-            return nil
-        }
-    }
-}
-
-/// A `natsMsg` for `message` with its headers and `reply` subject (the caller owns it).
-func makeNATSMessage(_ message: OutgoingMessage, reply: UnsafePointer<CChar>? = nil) throws -> OpaquePointer {
-    try makeNATSMessage(subject: message.subject, payload: message.payload, headers: message.headers, reply: reply)
-}
-
-/// A `natsMsg` with a copy of `payload` and `headers` (the caller owns it).
-func makeNATSMessage(
-    subject: String, payload: [UInt8], headers: [(String, String)], reply: UnsafePointer<CChar>? = nil
-) throws -> OpaquePointer {
-    var msg: OpaquePointer?
-    let status = payload.withUnsafeBufferPointer { bytes in
-        bytes.withMemoryRebound(to: CChar.self) { chars in
-            natsMsg_Create(&msg, subject, reply, chars.baseAddress, Int32(chars.count))
-        }
-    }
-    guard status == NATS_OK, let msg else {
-        throw CourierError.nats(
-            status, "cannot create a message for '\(subject)'", input: subject, detail: natsLastErrorText())
-    }
-    for (name, value) in headers {
-        let headerStatus = natsMsgHeader_Add(msg, name, value)
-        guard headerStatus == NATS_OK else {
-            natsMsg_Destroy(msg)
-            throw CourierError.nats(
-                headerStatus, "cannot set header '\(name)'", input: name, detail: natsLastErrorText())
-        }
-    }
-    return msg
-}
-
 /// Runs on the reply subscription's cnats thread; the closure is the `AsyncPublisher`, kept
 /// alive by the retain taken in `start()`.
 private let publishReplyHandler: natsMsgHandler = { _, _, msg, closure in
@@ -716,9 +521,4 @@ private let publishReplyHandler: natsMsgHandler = { _, _, msg, closure in
     Unmanaged<AsyncPublisher>.fromOpaque(closure).takeUnretainedValue().handleReply(msg)
 }
 
-/// Runs once the reply subscription delivers no more: balances the retain taken in `start()`.
-private let publishSubscriptionComplete: natsOnCompleteCB = { closure in
-    guard let closure else { return }
-    Unmanaged<AsyncPublisher>.fromOpaque(closure).release()
-}
 #endif

@@ -75,28 +75,14 @@ final class AtomicBatchPublisher: @unchecked Sendable {
         self.logger = logger
         var random = SystemRandomNumberGenerator()
         nonce = String(random.next() as UInt64, radix: 16)
-        var created: UnsafeMutablePointer<natsInbox>?
-        if natsInbox_Create(&created) == NATS_OK, let created {
-            inbox = String(cString: created)
-            natsInbox_Destroy(created)
-        } else {
-            inbox = "_INBOX.courier-batch.\(nonce)"
-        }
+        inbox = ReplyInbox.make(fallbackName: "courier-batch")
     }
 
     /// Subscribes to the reply subjects (blocking).
     func start() throws {
-        var sub: OpaquePointer?
-        let retained = Unmanaged.passRetained(self).toOpaque()
-        let status = natsConnection_Subscribe(&sub, connection, inbox + ".*", batchReplyHandler, retained)
-        guard status == NATS_OK, let sub else {
-            Unmanaged<AtomicBatchPublisher>.fromOpaque(retained).release()
-            throw CourierError.nats(
-                status, "cannot subscribe to batch publish replies", input: inbox, detail: natsLastErrorText())
-        }
-        // The retain above is balanced when cnats says no callback will run any more.
-        natsSubscription_SetOnCompleteCB(sub, batchSubscriptionComplete, retained)
-        natsSubscription_SetPendingLimits(sub, -1, -1)
+        let sub = try ReplyInbox.subscribe(
+            self, connection: connection, inbox: inbox, handler: batchReplyHandler,
+            what: "batch publish replies")
         subscription = sub
     }
 
@@ -104,8 +90,7 @@ final class AtomicBatchPublisher: @unchecked Sendable {
     func stop() {
         guard let sub = subscription else { return }
         subscription = nil
-        natsSubscription_Unsubscribe(sub)
-        natsSubscription_Destroy(sub)
+        ReplyInbox.unsubscribe(sub)
     }
 
     // MARK: Publishing
@@ -350,9 +335,4 @@ private let batchReplyHandler: natsMsgHandler = { _, _, msg, closure in
     Unmanaged<AtomicBatchPublisher>.fromOpaque(closure).takeUnretainedValue().handleReply(msg)
 }
 
-/// Runs once the reply subscription delivers no more: balances the retain taken in `start()`.
-private let batchSubscriptionComplete: natsOnCompleteCB = { closure in
-    guard let closure else { return }
-    Unmanaged<AtomicBatchPublisher>.fromOpaque(closure).release()
-}
 #endif
