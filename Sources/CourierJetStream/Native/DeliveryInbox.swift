@@ -7,12 +7,12 @@ import Synchronization
 /// The JetStream delivery facts carried by a message's `$JS.ACK…` reply subject, parsed
 /// without allocating: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ns>.<pending>`,
 /// or the newer form with a domain and account hash after `ACK` (and an optional random suffix).
-struct AckMetadata: Sendable, Hashable {
-    var deliveryCount: Int
-    var streamSequence: UInt64
-    var consumerSequence: UInt64
-    var timestamp: Int64
-    var pending: UInt64
+package struct AckMetadata: Sendable, Hashable {
+    package var deliveryCount: Int
+    package var streamSequence: UInt64
+    package var consumerSequence: UInt64
+    package var timestamp: Int64
+    package var pending: UInt64
 
     init?(reply: UnsafePointer<CChar>) {
         let length = strlen(reply)
@@ -26,7 +26,7 @@ struct AckMetadata: Sendable, Hashable {
         self = parsed
     }
 
-    init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
+    package init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
         // Token boundaries: starts[i] is where token i begins.
         var starts: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) = (
             0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
@@ -45,30 +45,33 @@ struct AckMetadata: Sendable, Hashable {
             bytes[4] == UInt8(ascii: "A"), bytes[5] == UInt8(ascii: "C"), bytes[6] == UInt8(ascii: "K")
         else { return nil }
         let base = count == 9 ? 4 : 6
-        let numbers: [UInt64]? = withUnsafeBytes(of: &starts) { raw -> [UInt64]? in
-            let positions = raw.bindMemory(to: Int.self)
-            var out: [UInt64] = []
-            out.reserveCapacity(5)
-            for token in base..<(base + 5) {
+        /// Token `token` as a decimal number, nil when it is empty or not all digits.
+        func number(_ token: Int) -> UInt64? {
+            withUnsafeBytes(of: &starts) { raw -> UInt64? in
+                let positions = raw.bindMemory(to: Int.self)
                 let from = positions[token]
                 let to = token + 1 < count ? positions[token + 1] - 1 : bytes.count
                 guard from < to else { return nil }
                 var value: UInt64 = 0
                 for i in from..<to {
                     let digit = bytes[i] &- 0x30
-                    guard digit < 10 else { return nil }
-                    value = value &* 10 &+ UInt64(digit)
+                    let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+                    let (sum, carry) = times.addingReportingOverflow(UInt64(digit))
+                    guard digit < 10, !overflow, !carry else { return nil }
+                    value = sum
                 }
-                out.append(value)
+                return value
             }
-            return out
         }
-        guard let numbers else { return nil }
-        self.deliveryCount = Int(numbers[0])
-        self.streamSequence = numbers[1]
-        self.consumerSequence = numbers[2]
-        self.timestamp = Int64(bitPattern: numbers[3])
-        self.pending = numbers[4]
+        guard let delivered = number(base), let streamSequence = number(base + 1),
+            let consumerSequence = number(base + 2), let timestamp = number(base + 3),
+            let pending = number(base + 4), let deliveryCount = Int(exactly: delivered)
+        else { return nil }
+        self.deliveryCount = deliveryCount
+        self.streamSequence = streamSequence
+        self.consumerSequence = consumerSequence
+        self.timestamp = Int64(bitPattern: timestamp)
+        self.pending = pending
     }
 }
 

@@ -1,0 +1,41 @@
+#if NATS
+import CourierJetStream
+import Testing
+
+@Suite("Delivery metadata from the acknowledgement subject")
+struct AckMetadataTests {
+    static func parse(_ subject: String) -> AckMetadata? {
+        Array(subject.utf8).withUnsafeBufferPointer { AckMetadata(utf8: $0) }
+    }
+
+    @Test("both subject forms give delivery count, sequences, time and pending")
+    func forms() throws {
+        let old = try #require(Self.parse("$JS.ACK.EVENTS.worker.3.1042.977.1700000000123456789.12"))
+        #expect(old.deliveryCount == 3)
+        #expect(old.streamSequence == 1042)
+        #expect(old.consumerSequence == 977)
+        #expect(old.timestamp == 1_700_000_000_123_456_789)
+        #expect(old.pending == 12)
+        let new = try #require(Self.parse("$JS.ACK.hub.ACCHASH.EVENTS.worker.1.7.7.1700000000000000000.0"))
+        #expect(new.deliveryCount == 1 && new.streamSequence == 7 && new.pending == 0)
+        let suffixed = try #require(Self.parse("$JS.ACK.hub.ACCHASH.EVENTS.worker.2.8.9.1700000000000000000.5.r4nd"))
+        #expect(suffixed.deliveryCount == 2 && suffixed.streamSequence == 8 && suffixed.consumerSequence == 9)
+        #expect(suffixed.pending == 5)
+    }
+
+    @Test("a subject that is not a well-formed acknowledgement subject gives nothing")
+    func refused() {
+        for subject in [
+            "$JS.ACK.EVENTS.worker.3.1042.977.1700000000123456789",  // a token short
+            "$JS.ACK.EVENTS.worker.3.10x2.977.1700000000123456789.12",  // not a number
+            "$JS.ACK.EVENTS.worker.3..977.1700000000123456789.12",  // an empty number
+            "$JS.NAK.EVENTS.worker.3.1042.977.1700000000123456789.12",  // not ACK
+            "_INBOX.a.b.c.d.e.f.g.h",
+            "$JS.ACK.EVENTS.worker.99999999999999999999.1.1.1.0",  // delivery count past UInt64
+            "",
+        ] {
+            #expect(Self.parse(subject) == nil, "\(subject)")
+        }
+    }
+}
+#endif
