@@ -42,6 +42,8 @@ public final class JetStreamProvider: EventProvider {
     /// The dead-letter stream's name and subject prefix.
     let deadLetterStreamName: String
     let deadLetterPrefix: String
+    /// The subject prefix with its trailing dot: every event's subject starts with it.
+    private let subjectPrefixDot: String
     /// The lifecycle (running, shutting down, closed) and the open subscriptions.
     private let state = Mutex(ProviderStateMachine())
 
@@ -54,6 +56,7 @@ public final class JetStreamProvider: EventProvider {
         self.atomicBatches = atomicBatches
         self.deadLetterStreamName = configuration.deadLetterStream.streamName(eventStream: configuration.stream)
         self.deadLetterPrefix = configuration.deadLetterStream.prefix(eventPrefix: configuration.subjectPrefix)
+        self.subjectPrefixDot = configuration.subjectPrefix + "."
         self.publishExecutor = BlockingExecutor(threads: configuration.publishThreads)
     }
 
@@ -156,12 +159,25 @@ public final class JetStreamProvider: EventProvider {
     /// The largest message the server and the stream accept.
     var messageSizeLimit: Int { min(connection.maxPayload, eventStream.maxMessageSize ?? .max) }
 
-    /// The envelope and subject rules every published event must meet.
+    /// The envelope and subject rules every published event must meet. The prefix is compared
+    /// byte for byte, as the server matches subjects.
     private func checkPublishable(_ event: Event) throws {
         try event.validate()
-        guard event.subject.hasPrefix(subjectPrefix + ".") else {
+        guard event.subject.utf8.starts(with: subjectPrefixDot.utf8) else {
             throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
         }
+    }
+
+    /// ``checkPublishable(_:)`` in a batch. `lastValidSubject` is the subject of the previous
+    /// event that passed: an event on the same subject skips the subject's checks, and one that
+    /// passes is kept there.
+    private func checkPublishable(_ event: Event, lastValidSubject: inout String?) throws {
+        if event.subject == lastValidSubject {
+            try event.validate(subjectKnownValid: true)
+            return
+        }
+        try checkPublishable(event)
+        lastValidSubject = event.subject
     }
 
     // MARK: Publishing
@@ -235,9 +251,10 @@ public final class JetStreamProvider: EventProvider {
         let limit = messageSizeLimit
         var scratch: [UInt8] = []
         scratch.reserveCapacity(1024)
+        var lastValidSubject: String?
         return await connection.publisher.publish(count: events.count, timeout: timeout) { index, reply in
             let event = events[index]
-            try checkPublishable(event)
+            try checkPublishable(event, lastValidSubject: &lastValidSubject)
             scratch.removeAll(keepingCapacity: true)
             event.writeWireJSON(into: &scratch)
             let headers = event.traceHeaders

@@ -31,6 +31,81 @@ struct JSONTests {
         #expect(again == value)
     }
 
+    @Test("strings are escaped right wherever the byte to escape sits (eight bytes are checked at a time)")
+    func escapingAtEveryPosition() throws {
+        /// Escapes a byte at a time, as RFC 8259 asks: the reference.
+        func reference(_ text: String) -> String {
+            var out = "\""
+            for scalar in text.unicodeScalars {
+                switch scalar {
+                case "\"": out += "\\\""
+                case "\\": out += "\\\\"
+                case "\n": out += "\\n"
+                case "\r": out += "\\r"
+                case "\t": out += "\\t"
+                case "\u{08}": out += "\\b"
+                case "\u{0C}": out += "\\f"
+                case let c where c.value < 0x20:
+                    let hex = String(c.value, radix: 16)
+                    out += "\\u" + String(repeating: "0", count: 4 - hex.count) + hex
+                default: out.unicodeScalars.append(scalar)
+                }
+            }
+            return out + "\""
+        }
+        let specials: [String] = [
+            "\"", "\\", "\n", "\u{01}", "\u{1F}", "\u{08}", " ", "!", "#", "[", "]", "é", "😀", "\u{7F}",
+        ]
+        var checked = 0
+        for length in 0..<27 {
+            for position in 0..<max(length, 1) {
+                for special in specials {
+                    var text = String(repeating: "a", count: length)
+                    if length > 0 {
+                        let index = text.index(text.startIndex, offsetBy: position)
+                        text.replaceSubrange(index...index, with: special)
+                    }
+                    let written = JSONValue.string(text).description
+                    #expect(written == reference(text), "length \(length), '\(special)' at \(position)")
+                    #expect(JSONWriter.size(ofString: text) == written.utf8.count)
+                    #expect(try JSONValue(parsing: written) == .string(text))
+                    checked += 1
+                }
+            }
+        }
+        #expect(checked > 4_000)
+    }
+
+    @Test("reading refuses a raw control byte or bad UTF-8 wherever it sits (eight bytes are checked at a time)")
+    func readingRefusesAtEveryPosition() throws {
+        /// What reading and skipping say about the string literal `body`: its length, or nil.
+        func read(_ body: [UInt8]) -> (read: String?, skipped: Int?) {
+            let document = [UInt8(ascii: "\"")] + body + [UInt8(ascii: "\"")]
+            let value = try? JSONValue(parsing: document)
+            let skipped = document.withUnsafeBufferPointer { buffer -> Int? in
+                var reader = JSONReader(buffer)
+                return try? reader.skipString()
+            }
+            guard case .string(let text)? = value else { return (nil, skipped) }
+            return (text, skipped)
+        }
+        for length in 1..<25 {
+            for position in 0..<length {
+                var body = [UInt8](repeating: UInt8(ascii: "a"), count: length)
+                body[position] = 0x01
+                #expect(read(body).read == nil && read(body).skipped == nil, "control byte at \(position) of \(length)")
+                body[position] = 0xC3  // a lead byte with no continuation
+                #expect(read(body).read == nil && read(body).skipped == nil, "bad UTF-8 at \(position) of \(length)")
+                body[position] = 0xE9  // é is 0xC3 0xA9; 0xE9 alone is not UTF-8
+                #expect(read(body).read == nil, "lone 0xE9 at \(position) of \(length)")
+                body.replaceSubrange(position...position, with: [0xC3, 0xA9])
+                let good = read(body)
+                #expect(
+                    good.read?.utf8.count == length + 1 && good.skipped == length + 1, "é at \(position) of \(length)")
+            }
+        }
+    }
+
     @Test("escapes decode to the right scalars")
     func escapes() throws {
         #expect(try JSONValue(parsing: #""\u00e9\ud83d\ude00\/\b""#) == .string("é😀/\u{8}"))

@@ -220,6 +220,9 @@ package struct JSONReader {
         let start = index
         // Fast path: no escapes. ASCII needs no UTF-8 validation.
         var highBits: UInt8 = 0
+        let plain = JSONScan.plainWords(bytes, from: index)
+        index = plain.end
+        if plain.nonASCII { highBits = 0x80 }
         while index < bytes.count {
             let byte = bytes[index]
             if byte == UInt8(ascii: "\"") {
@@ -303,6 +306,9 @@ package struct JSONReader {
             }
             highBits = 0
         }
+        let plain = JSONScan.plainWords(bytes, from: index)
+        index = plain.end
+        if plain.nonASCII { highBits = 0x80 }
         while index < bytes.count {
             let byte = bytes[index]
             switch byte {

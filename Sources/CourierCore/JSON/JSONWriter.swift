@@ -24,16 +24,30 @@ package enum JSONWriter {
             out.append(UInt8(ascii: "]"))
         case .object(let o):
             out.append(UInt8(ascii: "{"))
-            var first = true
-            for (key, member) in sortedMembers(o) {
-                if !first { out.append(UInt8(ascii: ",")) }
-                first = false
-                writeString(key, into: &out)
-                out.append(UInt8(ascii: ":"))
-                write(member, into: &out)
+            if o.count < 2 {  // nothing to sort, so no sorted copy
+                for (key, member) in o { writeMember(key, member, into: &out) }
+            } else {
+                var first = true
+                for (key, member) in sortedMembers(o) {
+                    if !first { out.append(UInt8(ascii: ",")) }
+                    first = false
+                    writeMember(key, member, into: &out)
+                }
             }
             out.append(UInt8(ascii: "}"))
         }
+    }
+
+    private static func writeMember(_ key: String, _ value: JSONValue, into out: inout [UInt8]) {
+        writeString(key, into: &out)
+        out.append(UInt8(ascii: ":"))
+        write(value, into: &out)
+    }
+
+    /// Appends `text` as it is: a fixed piece of JSON such as `,"subject":`.
+    @inlinable
+    package static func writeRaw(_ text: StaticString, into out: inout [UInt8]) {
+        text.withUTF8Buffer { out.append(contentsOf: $0) }
     }
 
     /// The members of a dictionary with their keys in UTF-8 byte order (no lookup per key).
@@ -54,26 +68,21 @@ package enum JSONWriter {
         }
     }
 
-    /// Appends a string object member `"key":"value"`, preceded by a comma unless `first`.
-    @inlinable
-    package static func writeMember(_ key: StaticString, first: Bool = false, into out: inout [UInt8]) {
-        if !first { out.append(UInt8(ascii: ",")) }
-        out.append(UInt8(ascii: "\""))
-        key.withUTF8Buffer { out.append(contentsOf: $0) }
-        out.append(UInt8(ascii: "\""))
-        out.append(UInt8(ascii: ":"))
-    }
-
     /// Appends a 64-bit integer in decimal.
     package static func writeInt(_ value: Int64, into out: inout [UInt8]) {
-        if value < 0 { out.append(UInt8(ascii: "-")) }
-        var magnitude = value.magnitude
-        let start = out.count
-        repeat {
-            out.append(UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30)
-            magnitude /= 10
-        } while magnitude > 0
-        out[start...].reverse()
+        // Written backwards into 20 bytes on the stack (the most an Int64's magnitude needs),
+        // then appended at once.
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: 20) { digits in
+            var magnitude = value.magnitude
+            var start = 20
+            repeat {
+                start -= 1
+                digits[start] = UInt8(truncatingIfNeeded: magnitude % 10) &+ 0x30
+                magnitude /= 10
+            } while magnitude > 0
+            if value < 0 { out.append(UInt8(ascii: "-")) }
+            out.append(contentsOf: UnsafeBufferPointer(rebasing: digits[start...]))
+        }
     }
 
     /// Appends a double as its shortest round-trip text, `null` when it is not finite.
@@ -108,7 +117,7 @@ package enum JSONWriter {
         var copy = value
         copy.withUTF8 { bytes in
             var runStart = 0
-            for i in 0..<bytes.count {
+            for i in JSONScan.plainWords(bytes, from: 0).end..<bytes.count {
                 let byte = bytes[i]
                 guard byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") else { continue }
                 if runStart < i { out.append(contentsOf: UnsafeBufferPointer(rebasing: bytes[runStart..<i])) }
@@ -181,7 +190,8 @@ package enum JSONWriter {
         var copy = value
         return copy.withUTF8 { bytes in
             var size = 2 + bytes.count
-            for byte in bytes where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
+            for byte in bytes[JSONScan.plainWords(bytes, from: 0).end...]
+            where byte < 0x20 || byte == UInt8(ascii: "\"") || byte == UInt8(ascii: "\\") {
                 switch byte {
                 case UInt8(ascii: "\""), UInt8(ascii: "\\"), 0x0A, 0x0D, 0x09, 0x08, 0x0C: size += 1
                 default: size += 5

@@ -100,10 +100,16 @@ public struct Event: Sendable, Hashable {
     /// Checks the envelope rules every provider enforces before publishing: a non-empty id, a valid
     /// subject and a version of at least 1.
     public func validate() throws {
+        try validate(subjectKnownValid: false)
+    }
+
+    /// ``validate()``, skipping the subject's check when the caller already checked this very
+    /// subject: a batch of events on one subject checks it once.
+    package func validate(subjectKnownValid: Bool) throws {
         guard !id.isEmpty else {
             throw CourierError(.invalidEvent, "event id must not be empty (subject '\(subject)')", input: subject)
         }
-        try Subjects.validate(subject)
+        if !subjectKnownValid { try Subjects.validate(subject) }
         guard version >= 1 else {
             throw CourierError(.invalidEvent, "event \(id): version must be at least 1, got \(version)", input: id)
         }
@@ -164,29 +170,32 @@ extension Event {
         return size
     }
 
-    /// Appends the JSON wire form to `out`, in the a3s-event field order.
+    /// Appends the JSON wire form to `out`, in the a3s-event field order. Each member name with
+    /// its punctuation goes out as one fixed piece.
     public func writeWireJSON(into out: inout [UInt8]) {
-        out.append(UInt8(ascii: "{"))
-        JSONWriter.writeMember("id", first: true, into: &out)
+        JSONWriter.writeRaw(#"{"id":"#, into: &out)
         JSONWriter.writeString(id, into: &out)
-        JSONWriter.writeMember("subject", into: &out)
+        JSONWriter.writeRaw(#","subject":"#, into: &out)
         JSONWriter.writeString(subject, into: &out)
-        JSONWriter.writeMember("category", into: &out)
+        JSONWriter.writeRaw(#","category":"#, into: &out)
         JSONWriter.writeString(category, into: &out)
-        JSONWriter.writeMember("eventType", into: &out)
+        JSONWriter.writeRaw(#","eventType":"#, into: &out)
         JSONWriter.writeString(eventType, into: &out)
-        JSONWriter.writeMember("version", into: &out)
+        JSONWriter.writeRaw(#","version":"#, into: &out)
         JSONWriter.writeInt(Int64(version), into: &out)
-        JSONWriter.writeMember("payload", into: &out)
+        JSONWriter.writeRaw(#","payload":"#, into: &out)
         JSONWriter.write(payload, into: &out)
-        JSONWriter.writeMember("summary", into: &out)
+        JSONWriter.writeRaw(#","summary":"#, into: &out)
         JSONWriter.writeString(summary, into: &out)
-        JSONWriter.writeMember("source", into: &out)
+        JSONWriter.writeRaw(#","source":"#, into: &out)
         JSONWriter.writeString(source, into: &out)
-        JSONWriter.writeMember("timestamp", into: &out)
+        JSONWriter.writeRaw(#","timestamp":"#, into: &out)
         JSONWriter.writeInt(timestamp, into: &out)
-        JSONWriter.writeMember("metadata", into: &out)
-        out.append(UInt8(ascii: "{"))
+        guard !metadata.isEmpty else {
+            JSONWriter.writeRaw(#","metadata":{}}"#, into: &out)
+            return
+        }
+        JSONWriter.writeRaw(#","metadata":{"#, into: &out)
         var first = true
         for (key, value) in JSONWriter.sortedMembers(metadata) {
             if !first { out.append(UInt8(ascii: ",")) }
@@ -195,8 +204,7 @@ extension Event {
             out.append(UInt8(ascii: ":"))
             JSONWriter.writeString(value, into: &out)
         }
-        out.append(UInt8(ascii: "}"))
-        out.append(UInt8(ascii: "}"))
+        JSONWriter.writeRaw("}}", into: &out)
     }
 
     /// Decodes the JSON wire form.
