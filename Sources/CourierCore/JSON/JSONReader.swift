@@ -474,3 +474,16 @@ package struct JSONReader {
     @inline(__always)
     private func isDigit(_ byte: UInt8) -> Bool { byte >= 0x30 && byte <= 0x39 }
 }
+
+extension UnsafeBufferPointer<UInt8> {
+    /// Whether these bytes are exactly `name`'s UTF-8: a member-name test cheap enough to run
+    /// for every member of every document.
+    @inlinable
+    package func equals(_ name: StaticString) -> Bool {
+        guard name.utf8CodeUnitCount == count else { return false }
+        return name.withUTF8Buffer { expected in
+            for i in 0..<count where expected[i] != self[i] { return false }
+            return true
+        }
+    }
+}

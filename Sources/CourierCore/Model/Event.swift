@@ -364,13 +364,7 @@ extension Event {
     /// runs for every member of every decoded event.
     @inline(__always)
     private static func member(_ bytes: UnsafeBufferPointer<UInt8>) -> Member {
-        func equals(_ name: StaticString) -> Bool {
-            guard name.utf8CodeUnitCount == bytes.count else { return false }
-            return name.withUTF8Buffer { expected in
-                for i in 0..<bytes.count where expected[i] != bytes[i] { return false }
-                return true
-            }
-        }
+        func equals(_ name: StaticString) -> Bool { bytes.equals(name) }
         switch bytes.count {
         case 2: return equals("id") ? .id : .other
         case 6: return equals("source") ? .source : .other

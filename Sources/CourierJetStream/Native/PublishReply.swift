@@ -18,16 +18,16 @@ enum PublishReply: Equatable {
         var refusal: (Int, String)?
         do {
             try reader.readObjectWithRawKeys { reader, key in
-                if key.elementsEqual("stream".utf8) {
+                if key.equals("stream") {
                     name = try reader.readString(reusing: stream)
-                } else if key.elementsEqual("seq".utf8) {
+                } else if key.equals("seq") {
                     guard case .int(let value) = try reader.readNumber(), value >= 0 else {
                         throw reader.error("a sequence must be a non-negative integer")
                     }
                     sequence = UInt64(value)
-                } else if key.elementsEqual("duplicate".utf8) {
+                } else if key.equals("duplicate") {
                     duplicate = try reader.readValue().boolValue ?? false
-                } else if key.elementsEqual("error".utf8) {
+                } else if key.equals("error") {
                     let error = try reader.readValue()
                     refusal = (
                         Int(error["err_code"]?.intValue ?? 0),
