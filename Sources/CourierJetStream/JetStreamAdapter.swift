@@ -104,7 +104,7 @@ public final class JetStreamAdapter: Adapter {
             }
             let message = OutgoingMessage(
                 subject: event.subject, payload: payload, messageID: batch.dedupeID(at: index))
-            if !event.subject.hasPrefix(prefix) {
+            if !event.subject.utf8.starts(with: prefix.utf8) {
                 rejected.append(
                     RejectedEvent(
                         index: index,

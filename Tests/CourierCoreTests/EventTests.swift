@@ -74,16 +74,27 @@ struct EventTests {
     }
 
     @Test("new ids are evt- plus a version 4 UUID, and unique")
-    func ids() {
+    func ids() async {
+        // 1 000 ids span several refills of the random pool (256 ids each).
         let ids = (0..<1000).map { _ in Event.newID() }
         #expect(Set(ids).count == 1000)
-        for id in ids.prefix(20) {
+        for id in ids {
             #expect(id.hasPrefix("evt-"))
             let uuid = Array(id.dropFirst(4))
             #expect(uuid.count == 36)
             #expect(uuid[14] == "4")
             #expect("89ab".contains(uuid[19]))
+            #expect(uuid.allSatisfy { "0123456789abcdef-".contains($0) })
+            #expect([8, 13, 18, 23].allSatisfy { uuid[$0] == "-" })
         }
+        // Made on four threads at once, they are still all different.
+        let concurrent = await withTaskGroup(of: [String].self) { group in
+            for _ in 0..<4 { group.addTask { (0..<3_000).map { _ in Event.newID() } } }
+            var all: [String] = []
+            for await part in group { all += part }
+            return all
+        }
+        #expect(Set(concurrent + ids).count == 13_000)
     }
 
     @Test("envelope validation names the problem")

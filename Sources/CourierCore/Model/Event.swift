@@ -119,22 +119,30 @@ public struct Event: Sendable, Hashable {
 // MARK: - Ids and time
 
 extension Event {
-    /// A new event id: `"evt-"` and a lowercase RFC 4122 version 4 UUID.
+    /// A new event id: `"evt-"` and a lowercase RFC 4122 version 4 UUID. The random bits come
+    /// from the kernel's generator, read 4 KiB at a time.
     public static func newID() -> String {
-        var generator = SystemRandomNumberGenerator()
-        var bytes = (generator.next() as UInt64, generator.next() as UInt64)
+        var bytes = RandomPool.next128()
         return withUnsafeMutableBytes(of: &bytes) { raw in
             raw[6] = (raw[6] & 0x0F) | 0x40
             raw[8] = (raw[8] & 0x3F) | 0x80
-            var text: [UInt8] = Array("evt-".utf8)
-            text.reserveCapacity(40)
-            let hex = Array("0123456789abcdef".utf8)
-            for i in 0..<16 {
-                if i == 4 || i == 6 || i == 8 || i == 10 { text.append(UInt8(ascii: "-")) }
-                text.append(hex[Int(raw[i] >> 4)])
-                text.append(hex[Int(raw[i] & 0x0F)])
+            return String(unsafeUninitializedCapacity: 40) { text in
+                let hex: StaticString = "0123456789abcdef"
+                return hex.withUTF8Buffer { digits in
+                    for (i, byte) in "evt-".utf8.enumerated() { text[i] = byte }
+                    var at = 4
+                    for i in 0..<16 {
+                        if i == 4 || i == 6 || i == 8 || i == 10 {
+                            text[at] = UInt8(ascii: "-")
+                            at += 1
+                        }
+                        text[at] = digits[Int(raw[i] >> 4)]
+                        text[at + 1] = digits[Int(raw[i] & 0x0F)]
+                        at += 2
+                    }
+                    return at
+                }
             }
-            return String(decoding: text, as: UTF8.self)
         }
     }
 
