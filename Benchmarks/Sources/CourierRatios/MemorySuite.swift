@@ -1,4 +1,5 @@
 import Courier
+import Foundation
 
 /// The embedded provider against Swift's own in-process channel, `AsyncStream`: the baseline
 /// moves the same events from one task to another with no log, no positions and no acks.
@@ -50,6 +51,28 @@ func memoryPairs() -> [Pair] {
                 await subscription.close()
                 return result
             }
-        )
+        ),
+        Pair(
+            name: "new event id",
+            baseline: "\"evt-\" + UUID().uuidString.lowercased() (Foundation)",
+            courier: "Event.newID()",
+            target: nil,
+            measureBaseline: {
+                var length = 0
+                let result = await timed(count) {
+                    for _ in 0..<count { length &+= ("evt-" + UUID().uuidString.lowercased()).utf8.count }
+                }
+                precondition(length == count * 40)
+                return result
+            },
+            measureCourier: {
+                var length = 0
+                let result = await timed(count) {
+                    for _ in 0..<count { length &+= Event.newID().utf8.count }
+                }
+                precondition(length == count * 40)
+                return result
+            }
+        ),
     ]
 }
