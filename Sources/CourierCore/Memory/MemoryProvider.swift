@@ -250,9 +250,11 @@ public final class MemoryProvider: EventProvider {
     fileprivate func nextDelivery(for subscription: MemorySubscription) async throws -> PendingEvent? {
         while true {
             if Task.isCancelled || subscription.isClosed || subscription.consumerEnded { return nil }
-            if let fetched = subscription.takeFetched(now: .now) { return pendingEvent(fetched, for: subscription) }
+            // One clock read per turn, outside the provider's lock: the publisher waits on it.
+            let now = ContinuousClock.now
+            if let fetched = subscription.takeFetched(now: now) { return pendingEvent(fetched, for: subscription) }
             let step = state.withLock {
-                $0.step(consumer: subscription.consumer, now: .now, limit: MemorySubscription.fetchLimit)
+                $0.step(consumer: subscription.consumer, now: now, limit: MemorySubscription.fetchLimit)
             }
             switch step {
             case .closed:
@@ -282,8 +284,9 @@ public final class MemoryProvider: EventProvider {
     }
 
     fileprivate func apply(_ action: AckAction, sequence: UInt64, subscription: MemorySubscription) async throws {
+        let now = ContinuousClock.now  // read outside the lock
         let (job, wake) = try state.withLock { state in
-            try state.apply(action, sequence: sequence, consumer: subscription.consumer, now: .now)
+            try state.apply(action, sequence: sequence, consumer: subscription.consumer, now: now)
         }
         for waiter in wake { waiter.resume() }
         if let job { await deadLetter(job, handler: subscription.deadLetters) }
