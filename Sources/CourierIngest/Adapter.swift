@@ -12,6 +12,9 @@ public struct Batch: Sendable {
     public let sequenceStart: UInt64
     /// The producer identity of the bus that formed the batch.
     public let producerNonce: UInt64
+    /// What every dedupe id of the batch starts with, `<nonce hex>:<shard>:<sequenceStart>:`,
+    /// built once rather than per event.
+    private let dedupePrefix: String
 
     /// Creates a batch.
     public init(shardID: Int, events: [RawEvent], sequenceStart: UInt64, producerNonce: UInt64) {
@@ -19,12 +22,13 @@ public struct Batch: Sendable {
         self.events = events
         self.sequenceStart = sequenceStart
         self.producerNonce = producerNonce
+        self.dedupePrefix = "\(Hex.encode64(producerNonce)):\(shardID):\(sequenceStart):"
     }
 
     /// The dedupe id of the event at `index`: `<nonce hex>:<shard>:<sequenceStart>:<index>`.
     /// Resending the batch yields the same ids, so a retried batch is never stored twice.
     public func dedupeID(at index: Int) -> String {
-        "\(Hex.encode64(producerNonce)):\(shardID):\(sequenceStart):\(index)"
+        dedupePrefix + String(index)
     }
 }
 
