@@ -73,6 +73,34 @@ struct EventTests {
         #expect(error?.code == .invalidJSON)
     }
 
+    @Test("a forked child does not hand out the random bytes its parent still holds")
+    func idsAfterFork() {
+        // Each fill writes its own number into every byte, so bytes show which fill they came from.
+        var fills: UInt8 = 0
+        func fill(_ buffer: UnsafeMutableRawBufferPointer) {
+            fills += 1
+            for i in buffer.indices { buffer[i] = fills }
+        }
+        var parent = RandomPoolState()
+        _ = parent.next128(forks: 0, fill: fill)
+        // Two copies of one pool with no fork between them give the same bytes: what a fork
+        // would do without the check.
+        var twin = parent
+        let fromParent = parent.next128(forks: 0, fill: fill)
+        let fromTwin = twin.next128(forks: 0, fill: fill)
+        #expect(fromParent == fromTwin)
+        #expect(fills == 1)
+        // fork() copies the pool into the child, whose fork count is one higher.
+        var child = parent
+        let parentAfterFork = parent.next128(forks: 0, fill: fill)
+        let childAfterFork = child.next128(forks: 1, fill: fill)
+        #expect(parentAfterFork == (0x0101_0101_0101_0101, 0x0101_0101_0101_0101))
+        #expect(childAfterFork == (0x0202_0202_0202_0202, 0x0202_0202_0202_0202))
+        // The child goes on from its own fill.
+        let childNext = child.next128(forks: 1, fill: fill)
+        #expect(childNext == (0x0202_0202_0202_0202, 0x0202_0202_0202_0202) && fills == 2)
+    }
+
     @Test("new ids are evt- plus a version 4 UUID, and unique")
     func ids() async {
         // 1 000 ids span several refills of the random pool (256 ids each).
