@@ -86,7 +86,7 @@ public final class JetStreamAdapter: Adapter {
         var indices: [Int] = []
         messages.reserveCapacity(batch.events.count)
         indices.reserveCapacity(batch.events.count)
-        let prefix = provider.subjectPrefix + "."
+        let prefix = provider.subjectPrefixDot
         let layered = pipeline.flatMap { $0.layers.transformsEvents ? $0 : nil }
         for (index, event) in batch.events.enumerated() {
             var payload = event.bytes

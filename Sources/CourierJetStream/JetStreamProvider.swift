@@ -43,7 +43,7 @@ public final class JetStreamProvider: EventProvider {
     let deadLetterStreamName: String
     let deadLetterPrefix: String
     /// The subject prefix with its trailing dot: every event's subject starts with it.
-    private let subjectPrefixDot: String
+    let subjectPrefixDot: String
     /// The lifecycle (running, shutting down, closed) and the open subscriptions.
     private let state = Mutex(ProviderStateMachine())
 
@@ -138,14 +138,14 @@ public final class JetStreamProvider: EventProvider {
         }
     }
 
-    private func closedError() -> CourierError? {
+    func closedError() -> CourierError? {
         guard !state.withLock({ $0.isRunning }) else { return nil }
         return CourierError(
             .shutdown, "JetStream provider for stream \(configuration.stream) is shut down",
             input: configuration.stream)
     }
 
-    private func ensureOpen() throws {
+    func ensureOpen() throws {
         if let error = closedError() { throw error }
     }
 
@@ -156,204 +156,9 @@ public final class JetStreamProvider: EventProvider {
         return try await Blocking.run { try body(self) }
     }
 
-    /// The largest message the server and the stream accept.
-    var messageSizeLimit: Int { min(connection.maxPayload, eventStream.maxMessageSize ?? .max) }
-
-    /// The envelope and subject rules every published event must meet. The prefix is compared
-    /// byte for byte, as the server matches subjects.
-    private func checkPublishable(_ event: Event) throws {
-        try event.validate()
-        guard event.subject.utf8.starts(with: subjectPrefixDot.utf8) else {
-            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
-        }
-    }
-
-    /// ``checkPublishable(_:)`` in a batch. `lastValidSubject` is the subject of the previous
-    /// event that passed: an event on the same subject skips the subject's checks, and one that
-    /// passes is kept there.
-    private func checkPublishable(_ event: Event, lastValidSubject: inout String?) throws {
-        if event.subject == lastValidSubject {
-            try event.validate(subjectKnownValid: true)
-            return
-        }
-        try checkPublishable(event)
-        lastValidSubject = event.subject
-    }
-
-    // MARK: Publishing
-
-    /// Publishes and waits for the stream's acknowledgement. A retryable failure (no
-    /// responders while the server restarts, a timeout) is retried with the same message id
-    /// until `options.timeout` (30 s by default), so the event is stored once or the call
-    /// throws a retryable error. The wait blocks one of ``executor``'s threads, never the
-    /// cooperative pool; for many events use ``publishBatch(_:timeout:)``.
-    public func publish(_ event: Event, options: PublishOptions) async throws -> PublishAck {
-        let message = try outgoing(
-            event, messageID: options.messageID, expectedLastSequence: options.expectedLastSequence,
-            headers: event.traceHeaders)
-        return try await publishAcknowledged(message, timeout: options.timeout ?? Self.defaultPublishTimeout)
-    }
-
-    func publishAcknowledged(_ message: OutgoingMessage, timeout: Duration) async throws -> PublishAck {
-        let msg = try PreparedMessage(message)
-        let connection = self.connection
-        let requestTimeout = configuration.requestTimeout
-        let deadline = ContinuousClock.now + timeout
-        // Already on a publish thread (a loop that prefers the executor): publish right here.
-        if publishExecutor.isCurrent,
-            case .success(let ack) = connection.publishSync(message, msg: msg, wait: min(requestTimeout, timeout))
-        {
-            return ack
-        }
-        return try await withTaskExecutorPreference(publishExecutor) {
-            var attempts = 0
-            while true {
-                attempts += 1
-                // Shutdown began (maybe while this publish slept in its backoff): stop retrying.
-                try ensureOpen()
-                let remaining = deadline - ContinuousClock.now
-                let result = connection.publishSync(
-                    message, msg: msg, wait: min(requestTimeout, max(remaining, .milliseconds(1))))
-                switch result {
-                case .success(let ack):
-                    return ack
-                case .failure(let error):
-                    try ensureOpen()
-                    let backoff = min(Duration.milliseconds(25) * (1 << min(attempts - 1, 5)), .seconds(1))
-                    guard error.isRetryable, ContinuousClock.now + backoff < deadline else {
-                        var final = error
-                        if attempts > 1 { final.message += " (after \(attempts) attempts)" }
-                        throw final
-                    }
-                    try await Task.sleep(for: backoff)
-                }
-            }
-        }
-    }
-
     /// Deliveries a closed subscription received but never handed out are nak'ed with this delay,
     /// so the server redelivers them to a live subscriber once it has noticed the closed one is gone.
     static let handBackDelay: Duration = .milliseconds(500)
-
-    /// How long a publish keeps retrying (with the same message id) before it fails retryably.
-    public static let defaultPublishTimeout: Duration = .seconds(30)
-
-    /// Publishes many events pipelined (at most ``Configuration/publishWindow`` in flight) and
-    /// returns each one's result in order. Each event's dedupe id is its id, so calling this
-    /// again with events that failed never stores any of them twice.
-    ///
-    /// Events go out per message even where atomic batches are possible: pipelined messages
-    /// keep a nats-server busier than one batch at a time does (see BENCHMARKS.md), and a
-    /// caller of this method gets a result per event, not a batch.
-    public func publishBatch(_ events: [Event], timeout: Duration?) async -> [Result<PublishAck, CourierError>] {
-        let timeout = timeout ?? Self.defaultPublishTimeout
-        if let closed = closedError() { return Array(repeating: .failure(closed), count: events.count) }
-        let limit = messageSizeLimit
-        var scratch: [UInt8] = []
-        scratch.reserveCapacity(1024)
-        var lastValidSubject: String?
-        return await connection.publisher.publish(count: events.count, timeout: timeout) { index, reply in
-            let event = events[index]
-            try checkPublishable(event, lastValidSubject: &lastValidSubject)
-            scratch.removeAll(keepingCapacity: true)
-            event.writeWireJSON(into: &scratch)
-            let headers = event.traceHeaders
-            if scratch.count + headerEstimate(event.id, headers) > limit {
-                throw tooLarge(subject: event.subject, size: scratch.count, limit: limit)
-            }
-            let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: headers, reply: reply)
-            return (msg, event.subject, event.id, nil)
-        }
-    }
-
-    /// Whether a call publishing `count` messages goes out as atomic batches: the stream allows
-    /// them and the server the connection is on (maybe another one since a reconnect) knows them.
-    func usesAtomicBatches(_ count: Int) -> Bool {
-        atomicBatches && count > 1 && connection.serverInfo?.isAtLeast(2, 12) == true
-    }
-
-    /// Publishes checked messages as atomic batches; what is not stored whole is published per
-    /// message (see ``AtomicBatchPublisher``).
-    private func publishAtomically(_ messages: [OutgoingMessage], timeout: Duration) async
-        -> [Result<PublishAck, CourierError>]
-    {
-        let publisher = connection.publisher
-        return await publisher.operation {
-            await connection.batches.publish(messages, timeout: timeout) { rest, remaining in
-                await publisher.publishBatch(rest, timeout: remaining, checkingOrder: false, oneAtATime: true)
-            }
-        }
-    }
-
-    /// Publishes pre-serialised messages — each with its own subject, headers and dedupe id —
-    /// pipelined and in order, and returns each one's result in order. This is the raw level,
-    /// under every pipeline layer: the ingest core's JetStream adapter and the CloudEvents NATS
-    /// binding use it. Retryable failures are resent in order with the same ids until `timeout`.
-    ///
-    /// - Throws: `CourierError/Code/invalidSubject` or `CourierError/Code/payloadTooLarge`
-    ///   naming the first message that can never be sent (nothing is sent then), or `shutdown`.
-    public func publish(messages: [OutgoingMessage], timeout: Duration = defaultPublishTimeout) async throws
-        -> [Result<PublishAck, CourierError>]
-    {
-        try ensureOpen()
-        for message in messages {
-            try Subjects.validate(message.subject)
-            if let tooLarge = sizeProblem(message) { throw tooLarge }
-        }
-        return await connection.publisher.publishBatch(messages, timeout: timeout)
-    }
-
-    /// As ``publish(messages:timeout:)`` for a caller that already checked every message's
-    /// subject and size (the ingest adapter: subjects at `ingestRaw`, sizes per event so one
-    /// oversized event is rejected alone), so the hot path does not check them twice.
-    ///
-    /// Where the server and stream allow it (``Configuration/atomicBatchPublish``), the
-    /// messages go out as atomic batches: each stored whole or not at all, which is what the
-    /// ingest adapter's contract asks of a batch.
-    func publish(checkedMessages messages: [OutgoingMessage], timeout: Duration) async throws
-        -> [Result<PublishAck, CourierError>]
-    {
-        try ensureOpen()
-        if usesAtomicBatches(messages.count), !messages.contains(where: { $0.expectedLastSequence != nil }) {
-            return await publishAtomically(messages, timeout: timeout)
-        }
-        return await connection.publisher.publishBatch(messages, timeout: timeout)
-    }
-
-    func outgoing(_ event: Event, messageID: String?, expectedLastSequence: UInt64?, headers: [(String, String)] = [])
-        throws -> OutgoingMessage
-    {
-        try ensureOpen()
-        try checkPublishable(event)
-        let payload = event.wireJSON()
-        let id = messageID ?? event.id
-        let limit = messageSizeLimit
-        if payload.count + headerEstimate(id, headers) > limit {
-            throw tooLarge(subject: event.subject, size: payload.count, limit: limit)
-        }
-        return OutgoingMessage(
-            subject: event.subject, payload: payload, headers: headers, messageID: id,
-            expectedLastSequence: expectedLastSequence)
-    }
-
-    /// The error for `message` when it is larger than the server and stream accept, else `nil`.
-    func sizeProblem(_ message: OutgoingMessage) -> CourierError? {
-        let limit = messageSizeLimit
-        guard message.payload.count + headerEstimate(message.messageID, message.headers) > limit else { return nil }
-        return tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
-    }
-
-    private func headerEstimate(_ messageID: String, _ headers: [(String, String)]) -> Int {
-        64 + messageID.utf8.count + headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
-    }
-
-    private func tooLarge(subject: String, size: Int, limit: Int) -> CourierError {
-        CourierError(
-            .payloadTooLarge,
-            "message for '\(subject)' is \(size) bytes; the server and stream accept at most \(limit) bytes (headers included)",
-            input: subject
-        )
-    }
 
     // MARK: Subscribing
 

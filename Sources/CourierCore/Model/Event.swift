@@ -372,17 +372,16 @@ extension Event {
     /// runs for every member of every decoded event.
     @inline(__always)
     private static func member(_ bytes: UnsafeBufferPointer<UInt8>) -> Member {
-        func equals(_ name: StaticString) -> Bool { bytes.equals(name) }
         switch bytes.count {
-        case 2: return equals("id") ? .id : .other
-        case 6: return equals("source") ? .source : .other
+        case 2: return bytes.equals("id") ? .id : .other
+        case 6: return bytes.equals("source") ? .source : .other
         case 7:
-            if equals("subject") { return .subject }
-            if equals("payload") { return .payload }
-            if equals("summary") { return .summary }
-            return equals("version") ? .version : .other
-        case 8: return equals("category") ? .category : (equals("metadata") ? .metadata : .other)
-        case 9: return equals("eventType") ? .eventType : (equals("timestamp") ? .timestamp : .other)
+            if bytes.equals("subject") { return .subject }
+            if bytes.equals("payload") { return .payload }
+            if bytes.equals("summary") { return .summary }
+            return bytes.equals("version") ? .version : .other
+        case 8: return bytes.equals("category") ? .category : (bytes.equals("metadata") ? .metadata : .other)
+        case 9: return bytes.equals("eventType") ? .eventType : (bytes.equals("timestamp") ? .timestamp : .other)
         default: return .other
         }
     }
