@@ -88,21 +88,27 @@ extension ProviderConformance {
         },
         check("a message id is remembered for the whole duplicate window, however many events pass") {
             ctx async throws in
-            let started = ContinuousClock.now
-            let first = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: "kept"))
-            // Pipelined, so the 200 fit well inside the window even on a loaded machine.
-            let others = (0..<200).map { i in ctx.event("other", payload: ["i": .int(Int64(i))]) }
-            let results = await ctx.provider.publishBatch(others)
-            #expect(results.allSatisfy { if case .success = $0 { true } else { false } })
-            let again = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: "kept"))
-            try #require(
-                ContinuousClock.now - started < ProviderConformance.duplicateWindow,
-                "200 publishes took longer than the duplicate window: nothing to conclude")
-            #expect(again.duplicate, "the id was forgotten by count, inside the window")
-            #expect(again.sequence == first.sequence)
+            // An attempt whose 200 publishes outlast the window (a machine loaded by servers of
+            // other tests once took 5.2 s) proves nothing either way: it is made again with a
+            // new id, at most three times.
+            var kept: String?
+            for attempt in 1...3 where kept == nil {
+                let id = "kept-\(attempt)"
+                let started = ContinuousClock.now
+                let first = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: id))
+                let others = (0..<200).map { i in ctx.event("other", payload: ["i": .int(Int64(i))]) }
+                let results = await ctx.provider.publishBatch(others)
+                #expect(results.allSatisfy { if case .success = $0 { true } else { false } })
+                let again = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: id))
+                guard ContinuousClock.now - started < ProviderConformance.duplicateWindow else { continue }
+                #expect(again.duplicate, "the id was forgotten by count, inside the window")
+                #expect(again.sequence == first.sequence)
+                kept = id
+            }
+            let id = try #require(kept, "three times 200 publishes took longer than the duplicate window")
             // Past the window (factories use ProviderConformance.duplicateWindow) it is new again.
             try await Task.sleep(for: ProviderConformance.duplicateWindow + .milliseconds(500))
-            let later = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: "kept"))
+            let later = try await ctx.provider.publish(ctx.event(), options: PublishOptions(messageID: id))
             #expect(!later.duplicate, "the id outlived the duplicate window")
         },
         check("publishing the same event twice stores it once (event id is the default dedupe id)") {

@@ -14,7 +14,14 @@ struct ClusterInfoCLITests {
         let servers = cluster.urls.joined(separator: ",")
         let arguments = ["info", "--server", servers, "--stream", "CLI_R3", "--replicas", "3", "--json"]
 
-        let first = try await runCourier(arguments)
+        // The first run creates the stream. A freshly started 2.15 cluster sometimes refuses
+        // placement for the whole 60 s that connecting retries it: then the cluster starts over
+        // (NATSClusterHarness.placing), so the run gets longer than that window to fail in.
+        let first = try await cluster.placing {
+            let run = try await runCourier(arguments, timeout: .seconds(120))
+            if run.status != 0, run.errors.contains("10005") { throw CourierError(.transient, run.errors) }
+            return run
+        }
         #expect(first.status == 0, "\(first.errors)")
         let before = try JSONValue(parsing: first.output)
         #expect(before["details"]?["replicas"]?.stringValue == "3")
