@@ -213,7 +213,7 @@ struct JetStreamIntegrationTests {
         let events = (0..<3000).map { Self.event($0) }
         let batch = Task { await provider.publishBatch(events) }
         #expect(
-            await eventually(within: .seconds(10), every: .milliseconds(1)) {
+            await eventually(within: .seconds(30), every: .milliseconds(1)) {
                 (try? await provider.info().messages) ?? 0 > 0
             })
         await provider.shutdown(drainTimeout: .seconds(20))
