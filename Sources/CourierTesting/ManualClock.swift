@@ -7,9 +7,12 @@ import Synchronization
 /// ```swift
 /// let clock = ManualClock()
 /// // … start work that sleeps on `clock` …
-/// #expect(await clock.waitForSleepers(1, within: .seconds(5)) == [.milliseconds(100)])
+/// try #require(await clock.waitForSleepers(1, within: .seconds(60)) == [.milliseconds(100)])
 /// clock.advance(by: .milliseconds(100))
 /// ```
+///
+/// Require the sleeper, do not just expect it: advancing before the sleep began moves its
+/// deadline along with the clock, and work awaited after that would wait forever.
 public final class ManualClock: Clock, Sendable {
     /// A point on the manual clock: the time advanced since it was created.
     public struct Instant: InstantProtocol, Sendable {

@@ -332,17 +332,18 @@ public final class NATSClusterHarness: Sendable {
         }
     }
 
-    /// Restarts every node at once with an empty store, then waits for the meta group; a meta
-    /// group that does not form in time is started over once more.
+    /// Restarts every node at once with an empty store, then waits for the meta group; a node
+    /// that does not come back or a meta group that does not form in time starts it over once
+    /// more.
     private func startOver() async throws {
         for attempt in 1...2 {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                for node in nodes {
-                    group.addTask { try await node.restart(timeout: .seconds(30), emptyingStore: true) }
-                }
-                try await group.waitForAll()
-            }
             do {
+                try await withThrowingTaskGroup(of: Void.self) { group in
+                    for node in nodes {
+                        group.addTask { try await node.restart(timeout: .seconds(30), emptyingStore: true) }
+                    }
+                    try await group.waitForAll()
+                }
                 try await waitForMetaLeader()
                 return
             } catch  where attempt < 2 {

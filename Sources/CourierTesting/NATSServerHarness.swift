@@ -333,8 +333,22 @@ public final class NATSServerHarness: @unchecked Sendable {
         return path
     }
 
-    /// A TCP port free on 127.0.0.1 right now.
+    /// A TCP port free on 127.0.0.1 right now, and never handed out before in this process.
+    ///
+    /// Never twice: a node restarted after a kill binds its old ports again, and with every test
+    /// of the process starting servers at once, another test handed the port the kill just freed
+    /// took it first (seen on a loaded machine: the restarted node exited during start-up).
     public static func freePort() throws -> Int {
+        for _ in 0..<100 {
+            let port = try ephemeralPort()
+            if handedOutPorts.withLock({ $0.insert(port).inserted }) { return port }
+        }
+        throw CourierError(.connectionFailed, "no ephemeral port that was not handed out before in 100 tries")
+    }
+
+    private static let handedOutPorts = Mutex<Set<Int>>([])
+
+    private static func ephemeralPort() throws -> Int {
         let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw CourierError(.connectionFailed, "socket() failed") }
         defer { close(fd) }
