@@ -64,7 +64,8 @@ for worker in a b; do
     pids+=("$!")
 done
 
-"$courier" pub orders created --count "$count" --payload '{"amount": 42}' "${connection[@]}" \
+# At notice level the publisher's log also says when it reconnected, and to which node.
+"$courier" pub orders created --count "$count" --payload '{"amount": 42}' --log-level notice "${connection[@]}" \
     > "$work/pub.out" 2> "$work/pub.err" &
 publisher=$!
 pids+=("$publisher")
@@ -78,7 +79,19 @@ kill -KILL "${node_pid[${leader#n}]}"
 wait "${node_pid[${leader#n}]}" 2>/dev/null || true
 echo "killed the stream leader $leader (SIGKILL) after $(received) deliveries"
 
-wait "$publisher" || { echo "the publisher failed:" >&2; cat "$work/pub.err" >&2; exit 1; }
+# A failed publisher is shown with what each node said about the cluster since the kill.
+node_logs() {
+    for i in 1 2 3; do
+        echo "--- n$i: its last cluster and JetStream lines" >&2
+        grep -E 'JetStream|[Ll]eader|[Rr]oute|ERR|WRN' "$work/n$i.log" | tail -n 15 >&2 || true
+    done
+}
+wait "$publisher" || {
+    echo "the publisher failed:" >&2
+    cat "$work/pub.err" >&2
+    node_logs
+    exit 1
+}
 # Wait (at most 90 s) until the workers together saw every event.
 distinct() {
     cat "$work"/worker-*.out | python3 -c 'import json,sys; print(len({json.loads(l)["id"] for l in sys.stdin if l.strip()}))'
