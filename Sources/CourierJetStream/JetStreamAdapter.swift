@@ -86,7 +86,6 @@ public final class JetStreamAdapter: Adapter {
         var indices: [Int] = []
         messages.reserveCapacity(batch.events.count)
         indices.reserveCapacity(batch.events.count)
-        let prefix = provider.subjectPrefixDot
         let layered = pipeline.flatMap { $0.layers.transformsEvents ? $0 : nil }
         for (index, event) in batch.events.enumerated() {
             var payload = event.bytes
@@ -104,12 +103,8 @@ public final class JetStreamAdapter: Adapter {
             }
             let message = OutgoingMessage(
                 subject: event.subject, payload: payload, messageID: batch.dedupeID(at: index))
-            if !event.subject.utf8.starts(with: prefix.utf8) {
-                rejected.append(
-                    RejectedEvent(
-                        index: index,
-                        error: CourierError.invalidSubject(
-                            event.subject, "it is outside the stream's subjects '\(prefix)>'")))
+            if let outside = provider.subjectOutsideStream(event.subject) {
+                rejected.append(RejectedEvent(index: index, error: outside))
             } else if let tooLarge = provider.sizeProblem(message) {
                 rejected.append(RejectedEvent(index: index, error: tooLarge))
             } else {

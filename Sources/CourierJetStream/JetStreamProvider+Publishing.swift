@@ -7,13 +7,17 @@ extension JetStreamProvider {
     /// The largest message the server and the stream accept.
     var messageSizeLimit: Int { min(connection.maxPayload, eventStream.maxMessageSize ?? .max) }
 
-    /// The envelope and subject rules every published event must meet. The prefix is compared
-    /// byte for byte, as the server matches subjects.
+    /// The envelope and subject rules every published event must meet.
     private func checkPublishable(_ event: Event) throws {
         try event.validate()
-        guard event.subject.utf8.starts(with: subjectPrefixDot.utf8) else {
-            throw CourierError.invalidSubject(event.subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
-        }
+        if let outside = subjectOutsideStream(event.subject) { throw outside }
+    }
+
+    /// The error for a subject outside the stream's `<prefix>.>`, `nil` for one inside it. The
+    /// prefix is compared byte for byte, as the server matches subjects.
+    func subjectOutsideStream(_ subject: String) -> CourierError? {
+        guard !subject.utf8.starts(with: subjectPrefixDot.utf8) else { return nil }
+        return CourierError.invalidSubject(subject, "it is outside the stream's subjects '\(subjectPrefix).>'")
     }
 
     /// ``checkPublishable(_:)`` in a batch. `lastValidSubject` is the subject of the previous

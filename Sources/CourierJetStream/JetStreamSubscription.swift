@@ -194,18 +194,17 @@ final class JetStreamSubscription: EventSubscriptionSource {
     /// keeps no reconnect buffer for Courier) it waits for the connection to come back, at most
     /// the request timeout, then throws the last error.
     func sendAcknowledgement(_ send: () throws -> Void) async throws {
-        do {
-            return try send()
-        } catch let error as CourierError where error.isRetryable {
-            // Only a failed send reads the clock: the first attempt nearly always succeeds.
-            let deadline = ContinuousClock.now + requestTimeout
-            while true {
+        // Only a failed send reads the clock: the first attempt nearly always succeeds.
+        var deadline: ContinuousClock.Instant?
+        while true {
+            do {
+                return try send()
+            } catch let error as CourierError where error.isRetryable {
+                let now = ContinuousClock.now
+                let limit = deadline ?? now + requestTimeout
+                guard now < limit else { throw error }
+                deadline = limit
                 try await Task.sleep(for: .milliseconds(20))
-                do {
-                    return try send()
-                } catch let error as CourierError where error.isRetryable && ContinuousClock.now < deadline {
-                    continue
-                }
             }
         }
     }

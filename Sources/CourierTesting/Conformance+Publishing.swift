@@ -74,13 +74,7 @@ extension ProviderConformance {
             // spread over more than the ack wait (seen with the whole suite on two loaded cores),
             // acking only at the end lets the first ones be redelivered, which is not a duplicate
             // publish.
-            var received: [PendingEvent] = []
-            while received.count < producers * perProducer,
-                let pending = try await subscription.next(timeout: ctx.patience)
-            {
-                try await pending.ack()
-                received.append(pending)
-            }
+            let received = try await subscription.collect(producers * perProducer, within: ctx.patience, acking: true)
             #expect(received.count == producers * perProducer)
             #expect(Set(received.map(\.event.id)).count == producers * perProducer)
             try await ctx.expectNothing(subscription, for: .milliseconds(300))

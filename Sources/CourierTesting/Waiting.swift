@@ -2,9 +2,14 @@ public import CourierCore
 
 extension EventSubscription {
     /// Collects `count` deliveries, each within `timeout` of the previous one; fewer when they stop.
-    public func collect(_ count: Int, within timeout: Duration) async throws -> [PendingEvent] {
+    /// With `acking`, each is acknowledged as it arrives, so none outlives its ack wait while
+    /// the rest are awaited.
+    public func collect(_ count: Int, within timeout: Duration, acking: Bool = false) async throws -> [PendingEvent] {
         var out: [PendingEvent] = []
-        while out.count < count, let pending = try await next(timeout: timeout) { out.append(pending) }
+        while out.count < count, let pending = try await next(timeout: timeout) {
+            if acking { try await pending.ack() }
+            out.append(pending)
+        }
         return out
     }
 }
