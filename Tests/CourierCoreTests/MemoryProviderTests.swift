@@ -27,6 +27,28 @@ struct MemoryProviderTests {
         #expect(info.lastSequence == 12)
     }
 
+    @Test("a publish refused for its expected last sequence leaves its message id free, and a duplicate keeps it taken")
+    func refusedPublishIsNotRemembered() async throws {
+        let memory = provider()
+        let first = try await memory.publish(try Event(category: "a", topic: "b"))
+        let event = try Event(category: "a", topic: "b")
+        let error = await #expect(throws: CourierError.self) {
+            try await memory.publish(event, options: PublishOptions(messageID: "m1", expectedLastSequence: 99))
+        }
+        #expect(error?.code == .wrongLastSequence)
+        // The refused id was not stored, so this is no duplicate.
+        let stored = try await memory.publish(event, options: PublishOptions(messageID: "m1"))
+        #expect(!stored.duplicate)
+        #expect(stored.sequence == first.sequence + 1)
+        // A duplicate answers with the stored sequence and leaves the id remembered.
+        for _ in 0..<2 {
+            let again = try await memory.publish(event, options: PublishOptions(messageID: "m1"))
+            #expect(again.duplicate)
+            #expect(again.sequence == stored.sequence)
+        }
+        #expect(try await memory.info().messages == 2)
+    }
+
     @Test("retention drops the oldest events first by bytes")
     func maxBytes() async throws {
         let memory = provider { $0.maxBytes = 2000 }

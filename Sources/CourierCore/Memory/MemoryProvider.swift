@@ -67,9 +67,11 @@ public final class MemoryProvider: EventProvider {
     package func publishNow(_ event: Event, options: PublishOptions = PublishOptions()) throws -> PublishAck {
         let size = event.wireSize
         try checkPublishable(event, size: size)
-        let messageID = MessageID(options.messageID ?? event.id)  // hashed before the lock is taken
+        // Hashed, and the stored form boxed, before the lock is taken.
+        let messageID = MessageID(options.messageID ?? event.id)
+        let body = StoredEvent.Body.event(event)
         let (ack, wake) = try state.withLock { state in
-            try state.append(event, size: size, messageID: messageID, options: options)
+            try state.append(body, subject: event.subject, size: size, messageID: messageID, options: options)
         }
         for waiter in wake { waiter.resume() }
         return ack
@@ -284,7 +286,12 @@ public final class MemoryProvider: EventProvider {
     }
 
     fileprivate func apply(_ action: AckAction, sequence: UInt64, subscription: MemorySubscription) async throws {
-        let now = ContinuousClock.now  // read outside the lock
+        // Read outside the lock, and only for a decision that reschedules: an ack needs no time.
+        let now: ContinuousClock.Instant? =
+            switch action {
+            case .ack, .doubleAck: nil
+            default: .now
+            }
         let (job, wake) = try state.withLock { state in
             try state.apply(action, sequence: sequence, consumer: subscription.consumer, now: now)
         }

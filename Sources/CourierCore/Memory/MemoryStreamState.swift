@@ -38,8 +38,11 @@ struct MemoryStreamState {
 
     // MARK: Append
 
+    /// Appends one published event unless its message id was seen within the duplicate window.
+    /// `body` is the event's stored form, built by the caller before it took the lock.
     mutating func append(
-        _ event: Event,
+        _ body: StoredEvent.Body,
+        subject: String,
         size: Int,
         messageID: MessageID,
         options: PublishOptions
@@ -47,11 +50,17 @@ struct MemoryStreamState {
         guard !closed else { throw closedError() }
         let now = WallClock.nowNanoseconds()
         pruneDedupe(now: now)
-        if let original = dedupe[messageID] {
+        // One hash lookup for the duplicate check and the insert: the id is entered with the
+        // sequence it is about to get, and the entry put back as it was when it is a duplicate
+        // or the append is refused.
+        let sequence = lastSequence + 1
+        if let original = dedupe.updateValue(sequence, forKey: messageID) {
+            dedupe[messageID] = original
             duplicates += 1
             return (PublishAck(sequence: original, stream: configuration.stream, duplicate: true), [])
         }
         if let expected = options.expectedLastSequence, expected != lastSequence {
+            dedupe[messageID] = nil
             throw CourierError(
                 .wrongLastSequence,
                 "expected last sequence \(expected) but stream \(configuration.stream) is at \(lastSequence)",
@@ -59,8 +68,8 @@ struct MemoryStreamState {
             )
         }
         var wake: [CheckedContinuation<Void, Never>] = []
-        let sequence = append(subject: event.subject, body: .event(event), size: size, now: now, wake: &wake)
-        dedupe[messageID] = sequence
+        let appended = append(subject: subject, body: body, size: size, now: now, wake: &wake)
+        assert(appended == sequence)
         dedupeOrder.append((messageID, sequence, now))
         return (PublishAck(sequence: sequence, stream: configuration.stream), wake)
     }
@@ -341,22 +350,27 @@ struct MemoryStreamState {
         _ action: AckAction,
         sequence: UInt64,
         consumer name: String,
-        now: ContinuousClock.Instant
+        now given: ContinuousClock.Instant?
     ) throws -> (DeadLetterJob?, [CheckedContinuation<Void, Never>]) {
         guard !closed else { throw closedError() }
-        guard let consumer = consumers[name], var pending = consumer.pending[sequence] else { return (nil, []) }
+        guard let consumer = consumers[name] else { return (nil, []) }
+        // The caller reads the clock for every decision but an ack.
+        var now: ContinuousClock.Instant { given ?? .now }
         let wasFull = consumer.pending.count >= consumer.options.maxAckPending
+        // Each case looks the delivery up once: this runs under the lock the publisher waits on.
         switch action {
         case .ack, .doubleAck:
-            consumer.pending[sequence] = nil
+            guard consumer.pending.removeValue(forKey: sequence) != nil else { return (nil, []) }
             consumer.acknowledged += 1
             return (nil, wasFull ? consumer.takeWaiters() : [])
         case .inProgress:
+            guard var pending = consumer.pending[sequence] else { return (nil, []) }
             pending.version &+= 1
             pending.dueAt = now + consumer.options.expiryWait(afterDelivery: pending.deliveries)
             consumer.schedule(sequence, pending)
             return (nil, [])
         case .nak(let delay):
+            guard var pending = consumer.pending[sequence] else { return (nil, []) }
             if pending.deliveries >= consumer.options.maxDeliver {
                 consumer.pending[sequence] = nil
                 let job = deadLetterJob(
@@ -372,7 +386,7 @@ struct MemoryStreamState {
             consumer.schedule(sequence, pending)
             return (nil, consumer.takeWaiters())
         case .term(let reason):
-            consumer.pending[sequence] = nil
+            guard let pending = consumer.pending.removeValue(forKey: sequence) else { return (nil, []) }
             let job = reason.flatMap { deadLetterJob(consumer, sequence, pending, reason: "terminated: \($0)") }
             return (job, wasFull ? consumer.takeWaiters() : [])
         }
