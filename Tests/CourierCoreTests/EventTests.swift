@@ -67,6 +67,60 @@ struct EventTests {
         #expect(error?.input == member)
     }
 
+    @Test(
+        "Courier's own layout, read by fixed member names, decodes as the general reader decodes any layout",
+        arguments: [
+            // Courier's layout: the fast path.
+            #"{"id":"e\u00e9","subject":"events.a.b","category":"a","eventType":"t","version":3,"payload":{"k":["\n",1.5,null]},"summary":"s\"q","source":"src","timestamp":-5,"metadata":{"m":"1","n":"\u263a"}}"#,
+            // The same members in another order, with whitespace, or one more member: the general scan.
+            #"{"subject":"events.a.b","id":"e\u00e9","category":"a","eventType":"t","version":3,"payload":{"k":["\n",1.5,null]},"summary":"s\"q","source":"src","timestamp":-5,"metadata":{"n":"\u263a","m":"1"}}"#,
+            #"{ "id" : "e\u00e9", "subject":"events.a.b","category":"a","eventType":"t","version":3,"payload":{"k":["\n",1.5,null]},"summary":"s\"q","source":"src","timestamp":-5,"metadata":{"m":"1","n":"\u263a"} }"#,
+            #"{"id":"e\u00e9","subject":"events.a.b","category":"a","eventType":"t","version":3,"payload":{"k":["\n",1.5,null]},"summary":"s\"q","source":"src","timestamp":-5,"metadata":{"m":"1","n":"\u263a"},"x":0}"#,
+        ]
+    )
+    func layouts(_ document: String) throws {
+        let expected = Event(
+            id: "eé", subject: "events.a.b", category: "a", eventType: "t", version: 3,
+            payload: ["k": ["\n", 1.5, nil]], summary: "s\"q", source: "src", timestamp: -5,
+            metadata: ["m": "1", "n": "☺"])
+        #expect(try Event(wireJSON: Array(document.utf8)) == expected)
+        // Only the first document is in Courier's layout, and only it takes the fast path.
+        let fast = Array(document.utf8).withUnsafeBufferPointer { Event.canonicalWire($0) }
+        #expect(fast == (document.hasPrefix(#"{"id":"#) && !document.hasSuffix(#""x":0}"#) ? expected : nil))
+    }
+
+    @Test("a document in Courier's layout that breaks a rule fails as the general reader fails")
+    func canonicalLayoutErrors() throws {
+        // Each starts out in Courier's own layout and goes wrong part way.
+        for (document, member) in [
+            (
+                #"{"id":"e","subject":"events.a.b","category":"a","eventType":"","version":1.5,"payload":null,"summary":"","source":"","timestamp":1,"metadata":{}}"#,
+                "version"
+            ),
+            (
+                #"{"id":"e","subject":"events.a.b","category":"a","eventType":"","version":1,"payload":null,"summary":"","source":"","timestamp":"1","metadata":{}}"#,
+                "timestamp"
+            ),
+            (
+                #"{"id":"e","subject":"events.a.b","category":"a","eventType":"","version":1,"payload":null,"summary":"","source":"","timestamp":1,"metadata":{"k":1}}"#,
+                "metadata"
+            ),
+        ] {
+            let error = #expect(throws: CourierError.self) { try Event(wireJSON: Array(document.utf8)) }
+            #expect(error?.code == .invalidJSON)
+            #expect(error?.input == member)
+        }
+        let truncated =
+            #"{"id":"e","subject":"events.a.b","category":"a","eventType":"","version":1,"payload":null,"summary":"","source":"","timestamp":1,"metadata":{}"#
+        #expect(throws: CourierError.self) { try Event(wireJSON: Array(truncated.utf8)) }
+        // `null` where Courier writes a value is read by the general scan, as before.
+        let nulls =
+            #"{"id":"e","subject":"events.a.b","category":"a","eventType":null,"version":null,"payload":null,"summary":null,"source":null,"timestamp":1,"metadata":null}"#
+        #expect(
+            try Event(wireJSON: Array(nulls.utf8)) == Event(id: "e", subject: "events.a.b", category: "a", timestamp: 1)
+        )
+    }
+
     @Test("not JSON at all is a typed error")
     func notJSON() {
         let error = #expect(throws: CourierError.self) { try Event(wireJSON: Array("hello".utf8)) }

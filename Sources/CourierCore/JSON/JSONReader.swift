@@ -82,6 +82,21 @@ package struct JSONReader {
         index += 1
     }
 
+    /// Consumes `literal` when the input goes on with exactly its bytes, skipping no whitespace;
+    /// returns whether it did. For readers of a fixed layout: one comparison instead of a key
+    /// scan and lookup.
+    @inline(__always)
+    package mutating func consume(_ literal: StaticString) -> Bool {
+        let length = literal.utf8CodeUnitCount
+        guard index + length <= bytes.count else { return false }
+        let matches = literal.withUTF8Buffer { expected in
+            for i in 0..<length where bytes[index + i] != expected[i] { return false }
+            return true
+        }
+        if matches { index += length }
+        return matches
+    }
+
     /// Whether the next value is `null`; consumes it when it is.
     package mutating func consumeNull() throws -> Bool {
         guard try peek() == UInt8(ascii: "n") else { return false }

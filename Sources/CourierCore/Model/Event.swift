@@ -222,19 +222,66 @@ extension Event {
     ///
     /// - Throws: ``CourierError`` (``CourierError/Code/invalidJSON``) naming the offending member.
     public init(wireJSON bytes: some Collection<UInt8>) throws {
-        let fields = try JSONReader.withContiguous(bytes) { try Event.scanWire($0, building: true) }
-        self.init(
-            id: fields.id!,
-            subject: fields.subject,
-            category: fields.category!,
-            eventType: fields.eventType,
-            version: fields.version,
-            payload: fields.payload,
-            summary: fields.summary,
-            source: fields.source,
-            timestamp: fields.timestamp,
-            metadata: fields.metadata
-        )
+        self = try JSONReader.withContiguous(bytes) { buffer in
+            if let event = Event.canonicalWire(buffer) { return event }
+            let fields = try Event.scanWire(buffer, building: true)
+            return Event(
+                id: fields.id!,
+                subject: fields.subject,
+                category: fields.category!,
+                eventType: fields.eventType,
+                version: fields.version,
+                payload: fields.payload,
+                summary: fields.summary,
+                source: fields.source,
+                timestamp: fields.timestamp,
+                metadata: fields.metadata
+            )
+        }
+    }
+
+    /// The event, when `buffer` is laid out exactly as ``writeWireJSON(into:)`` writes it: every
+    /// member, in its order, with no whitespace between tokens. Member names are then matched as
+    /// fixed pieces rather than scanned and looked up, which halves the cost of decoding what
+    /// Courier itself published. `nil` at the first difference, or on any error: the general
+    /// scan then reads the document, and reports its errors. It accepts only documents the
+    /// general scan accepts, and decodes them to the same event.
+    package static func canonicalWire(_ buffer: UnsafeBufferPointer<UInt8>) -> Event? {
+        var reader = JSONReader(buffer)
+        do {
+            guard reader.consume(#"{"id":"#) else { return nil }
+            let id = try reader.readString()
+            guard reader.consume(#","subject":"#) else { return nil }
+            let subject = try reader.readString()
+            guard reader.consume(#","category":"#) else { return nil }
+            let category = try reader.readString()
+            guard reader.consume(#","eventType":"#) else { return nil }
+            let eventType = try reader.readString()
+            guard reader.consume(#","version":"#), let number = try reader.readNumber().intValue,
+                let version = Int(exactly: number)
+            else { return nil }
+            guard reader.consume(#","payload":"#) else { return nil }
+            let payload = try reader.readValue()
+            guard reader.consume(#","summary":"#) else { return nil }
+            let summary = try reader.readString()
+            guard reader.consume(#","source":"#) else { return nil }
+            let source = try reader.readString()
+            guard reader.consume(#","timestamp":"#), let timestamp = try reader.readNumber().intValue else {
+                return nil
+            }
+            var metadata: [String: String] = [:]
+            if !reader.consume(#","metadata":{}}"#) {
+                guard reader.consume(#","metadata":"#) else { return nil }
+                try reader.readObject { reader, name in metadata[name] = try reader.readString() }
+                guard reader.consume("}") else { return nil }
+            }
+            try reader.expectEnd()
+            return Event(
+                id: id, subject: subject, category: category, eventType: eventType, version: version,
+                payload: payload, summary: summary, source: source, timestamp: timestamp, metadata: metadata)
+        } catch {
+            return nil
+        }
     }
 
     /// Checks that `bytes` decode as an event that passes ``validate()``, without building it,
