@@ -231,7 +231,20 @@ double cb_push_ack(const char *url, const char *stream, const char *durable, con
     return ok ? elapsed : -1;
 }
 
+static int reset_stream_with(const char *url, const char *stream, const char *subjects, int file_storage,
+                             const char *flag);
+
 int cb_reset_atomic_stream(const char *url, const char *stream, const char *subjects, int file_storage) {
+    return reset_stream_with(url, stream, subjects, file_storage, "allow_atomic");
+}
+
+int cb_reset_batched_stream(const char *url, const char *stream, const char *subjects, int file_storage) {
+    return reset_stream_with(url, stream, subjects, file_storage, "allow_batched");
+}
+
+/// Creates `stream` (deleting it first) with the boolean `flag` set, by a JSON request.
+static int reset_stream_with(const char *url, const char *stream, const char *subjects, int file_storage,
+                             const char *flag) {
     natsConnection *nc = NULL;
     jsCtx *js = NULL;
     natsStatus s = open_js(url, &nc, &js, 0);
@@ -239,20 +252,22 @@ int cb_reset_atomic_stream(const char *url, const char *stream, const char *subj
     if (s == NATS_OK) {
         jsErrCode jerr = 0;
         js_DeleteStream(js, stream, NULL, &jerr);
-        // cnats 3.4.1 has no allow_atomic field: the stream is created with a JSON request.
-        char subject[256], body[512];
+        // cnats 3.4.1 has no allow_atomic or allow_batched field: the stream is created with a
+        // JSON request.
+        char subject[256], body[512], kept[64];
         snprintf(subject, sizeof subject, "$JS.API.STREAM.CREATE.%s", stream);
         snprintf(body, sizeof body,
-                 "{\"name\":\"%s\",\"subjects\":[\"%s\"],\"storage\":\"%s\",\"allow_atomic\":true,"
+                 "{\"name\":\"%s\",\"subjects\":[\"%s\"],\"storage\":\"%s\",\"%s\":true,"
                  "\"duplicate_window\":120000000000}",
-                 stream, subjects, file_storage ? "file" : "memory");
+                 stream, subjects, file_storage ? "file" : "memory", flag);
+        snprintf(kept, sizeof kept, "\"%s\":true", flag);
         natsMsg *reply = NULL;
         s = natsConnection_RequestString(&reply, nc, subject, body, 10000);
         if (s == NATS_OK && reply) {
             const char *data = natsMsg_GetData(reply);
-            // A server without atomic batches (before 2.12) creates the stream and drops the
-            // field it does not know: only a config that kept it means batches work.
-            ok = data && strstr(data, "\"error\"") == NULL && strstr(data, "\"allow_atomic\":true") != NULL;
+            // A server without the feature creates the stream and drops the field it does not
+            // know: only a config that kept it means batches work.
+            ok = data && strstr(data, "\"error\"") == NULL && strstr(data, kept) != NULL;
         }
         if (reply) natsMsg_Destroy(reply);
     }
@@ -340,4 +355,119 @@ double cb_atomic_publish(const char *url, const char *subject, const void *body,
     natsConnection_Destroy(nc);
     if (unbatched > 0) return -2;
     return s == NATS_OK && acked == batches && failed == 0 ? elapsed : -1;
+}
+
+// Fast-ingest batches (nats-server 2.14, ADR-50): one batch for every message, its control state
+// in each reply subject `<inbox>.<id>.<flow>.<gap>.<batch sequence>.<operation>.$FI`. The server
+// answers every `ack_msgs` messages with a flow ack (`{"seq":n,"ack_msgs":m}`) and the last
+// message with a pub ack naming the batch. (nats-server 2.15.1 sends the flow ack as
+// `{"type":"ack","seq":n,"msgs":m}`.)
+typedef struct {
+    pthread_mutex_t lock;
+    pthread_cond_t changed;
+    unsigned long long acked;  // highest batch sequence the server confirmed
+    unsigned long long flow;   // acks come every `flow` messages
+    int answered;              // the first message was answered
+    int done;                  // the final pub ack came
+    int failed;
+    unsigned long long outstanding;  // flow acks the client may be owed
+} fast_state;
+
+static unsigned long long json_number(const char *data, const char *name) {
+    const char *at = strstr(data, name);
+    return at ? strtoull(at + strlen(name), NULL, 10) : 0;
+}
+
+static void on_fast_ack(natsConnection *nc, natsSubscription *sub, natsMsg *msg, void *closure) {
+    fast_state *st = closure;
+    const char *data = natsMsg_GetData(msg);
+    pthread_mutex_lock(&st->lock);
+    if (natsMsg_GetDataLength(msg) == 0 || data == NULL || strstr(data, "\"error\"") ||
+        strstr(data, "\"last_seq\"") || strstr(data, "\"type\":\"gap\"")) {
+        st->failed = 1;  // an error, or a gap: with gap mode "fail" the batch ends
+    } else if (strstr(data, "\"batch\"")) {
+        st->done = 1;
+    } else {
+        unsigned long long seq = json_number(data, "\"seq\":");
+        // 2.15 names the flow "msgs" (the ADR says "ack_msgs").
+        unsigned long long flow = json_number(data, "\"msgs\":");
+        if (flow == 0) flow = json_number(data, "\"ack_msgs\":");
+        if (seq > st->acked) st->acked = seq;
+        if (flow > 0) st->flow = flow;
+    }
+    st->answered = 1;
+    pthread_cond_broadcast(&st->changed);
+    pthread_mutex_unlock(&st->lock);
+    natsMsg_Destroy(msg);
+}
+
+/// Waits (at most 30 s) until `ready` holds; 0 when it did, -1 on failure or timeout.
+static int fast_wait(fast_state *st, int (*ready)(fast_state *, unsigned long long), unsigned long long arg) {
+    struct timespec deadline;
+    clock_gettime(CLOCK_REALTIME, &deadline);
+    deadline.tv_sec += 30;
+    int result = 0;
+    pthread_mutex_lock(&st->lock);
+    while (!st->failed && !ready(st, arg)) {
+        if (pthread_cond_timedwait(&st->changed, &st->lock, &deadline) != 0) {
+            result = -1;
+            break;
+        }
+    }
+    if (st->failed) result = -1;
+    pthread_mutex_unlock(&st->lock);
+    return result;
+}
+
+static int fast_answered(fast_state *st, unsigned long long unused) { return st->answered; }
+static int fast_done(fast_state *st, unsigned long long unused) { return st->done; }
+// Whether message `next` may go: fewer than `outstanding` flow acks are awaited.
+static int fast_room(fast_state *st, unsigned long long next) {
+    return st->done || st->acked + st->flow * st->outstanding >= next;
+}
+
+double cb_fast_publish(const char *url, const char *subject, const void *body, int size, int count, int flow,
+                       int outstanding, int with_msg_id) {
+    natsConnection *nc = NULL;
+    if (count < 2 || natsConnection_ConnectTo(&nc, url) != NATS_OK) return -1;
+    int run = rand();
+    char prefix[96], wildcard[128], reply[192], id[64];
+    snprintf(prefix, sizeof prefix, "_baseline.fast.%d.b%d", run, run);
+    snprintf(wildcard, sizeof wildcard, "%s.>", prefix);
+    fast_state st = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 1, 0, 0, 0, (unsigned long long)outstanding};
+    natsSubscription *sub = NULL;
+    if (natsConnection_Subscribe(&sub, nc, wildcard, on_fast_ack, &st) != NATS_OK) {
+        natsConnection_Destroy(nc);
+        return -1;
+    }
+    natsSubscription_SetPendingLimits(sub, -1, -1);
+    double start = now_seconds();
+    natsStatus s = NATS_OK;
+    int ok = 1;
+    for (int i = 1; i <= count && s == NATS_OK && ok; i++) {
+        if (i > 1 && fast_wait(&st, fast_room, (unsigned long long)i) != 0) {
+            ok = 0;
+            break;
+        }
+        int operation = i == 1 ? 0 : (i == count ? 2 : 1);
+        snprintf(reply, sizeof reply, "%s.%d.fail.%d.%d.$FI", prefix, flow, i, operation);
+        natsMsg *msg = NULL;
+        s = natsMsg_Create(&msg, subject, reply, body, size);
+        if (s != NATS_OK) break;
+        if (with_msg_id) {
+            snprintf(id, sizeof id, "f%d-%d", run, i);
+            natsMsgHeader_Set(msg, "Nats-Msg-Id", id);
+        }
+        s = natsConnection_PublishMsg(nc, msg);
+        natsMsg_Destroy(msg);
+        // The first answer says whether the server and stream know fast batches, and the flow.
+        if (i == 1 && s == NATS_OK && fast_wait(&st, fast_answered, 0) != 0) ok = 0;
+    }
+    if (s == NATS_OK && ok && fast_wait(&st, fast_done, 0) != 0) ok = 0;
+    double elapsed = now_seconds() - start;
+    natsSubscription_Unsubscribe(sub);
+    natsSubscription_Destroy(sub);
+    natsConnection_Close(nc);
+    natsConnection_Destroy(nc);
+    return s == NATS_OK && ok ? elapsed : -1;
 }

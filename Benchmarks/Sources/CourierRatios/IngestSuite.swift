@@ -174,5 +174,31 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
             measureBaseline: perMessageBaseline,
             measureCourier: { atomicBaseline(window: 4) }
         ))
+    // What fast-ingest batches (2.14) can give at best on this server, in C.
+    let fastStream = "BENCH_FAST"
+    let fastSubject = "benchfast.market.fx"
+    func resetFast() -> Bool { cb_reset_batched_stream(url, fastStream, "benchfast.>", 0) == 0 }
+    guard resetFast() else { return pairs }
+    for flow in [100, 500, 2000] {
+        pairs.append(
+            Pair(
+                name:
+                    "raw cnats (C): one fast-ingest batch with message ids, flow ack every \(flow), 2 owed, against per message",
+                baseline: "cnats js_PublishAsync, window \(window)",
+                courier:
+                    "C, not Courier: core publishes with the batch state in the reply subject, one flow ack per \(flow)",
+                target: nil,
+                measureBaseline: perMessageBaseline,
+                measureCourier: {
+                    precondition(resetFast(), "cannot reset the fast-ingest stream")
+                    let elapsed = wire.withUnsafeBytes {
+                        cb_fast_publish(
+                            url, fastSubject, $0.baseAddress, Int32($0.count), Int32(count), Int32(flow), 2, 1)
+                    }
+                    precondition(elapsed > 0, "fast-ingest baseline failed (\(elapsed))")
+                    return Double(count) / elapsed
+                }
+            ))
+    }
     return pairs
 }

@@ -37,4 +37,13 @@ int cb_reset_atomic_stream(const char *url, const char *stream, const char *subj
 /// -1 on failure, -2 when the server does not know atomic batches.
 double cb_atomic_publish(const char *url, const char *subject, const void *body, int size, int count, int batch,
                          int window, int with_msg_id);
+/// Creates `stream` (deleting it first) with `allow_batched` (fast-ingest batches), by a JSON
+/// request. 0 on success, -1 when the server refuses or drops the field (older than 2.14).
+int cb_reset_batched_stream(const char *url, const char *stream, const char *subjects, int file_storage);
+
+/// Publishes `count` messages as one fast-ingest batch (ADR-50, nats-server 2.14): the control
+/// state in each reply subject, gap mode "fail", asking for a flow ack every `flow` messages and
+/// sending while at most `outstanding` are owed; seconds taken, -1 on failure.
+double cb_fast_publish(const char *url, const char *subject, const void *body, int size, int count, int flow,
+                       int outstanding, int with_msg_id);
 #endif
