@@ -217,14 +217,9 @@ package struct JSONReader {
     }
 
     private mutating func readLiteral(_ literal: StaticString) throws {
-        let length = literal.utf8CodeUnitCount
-        guard index + length <= bytes.count else { throw error("unexpected end of input") }
-        let matches = literal.withUTF8Buffer { expected in
-            for i in 0..<length where bytes[index + i] != expected[i] { return false }
-            return true
-        }
-        guard matches else { throw error("invalid literal") }
-        index += length
+        guard !consume(literal) else { return }
+        let complete = index + literal.utf8CodeUnitCount <= bytes.count
+        throw error(complete ? "invalid literal" : "unexpected end of input")
     }
 
     /// Reads a string value. When `hint` has exactly the string's bytes (and the string has no

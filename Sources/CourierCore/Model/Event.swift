@@ -181,29 +181,30 @@ extension Event {
     /// Appends the JSON wire form to `out`, in the a3s-event field order. Each member name with
     /// its punctuation goes out as one fixed piece.
     public func writeWireJSON(into out: inout [UInt8]) {
-        JSONWriter.writeRaw(#"{"id":"#, into: &out)
+        JSONWriter.writeRaw(Wire.id, into: &out)
         JSONWriter.writeString(id, into: &out)
-        JSONWriter.writeRaw(#","subject":"#, into: &out)
+        JSONWriter.writeRaw(Wire.subject, into: &out)
         JSONWriter.writeString(subject, into: &out)
-        JSONWriter.writeRaw(#","category":"#, into: &out)
+        JSONWriter.writeRaw(Wire.category, into: &out)
         JSONWriter.writeString(category, into: &out)
-        JSONWriter.writeRaw(#","eventType":"#, into: &out)
+        JSONWriter.writeRaw(Wire.eventType, into: &out)
         JSONWriter.writeString(eventType, into: &out)
-        JSONWriter.writeRaw(#","version":"#, into: &out)
+        JSONWriter.writeRaw(Wire.version, into: &out)
         JSONWriter.writeInt(Int64(version), into: &out)
-        JSONWriter.writeRaw(#","payload":"#, into: &out)
+        JSONWriter.writeRaw(Wire.payload, into: &out)
         JSONWriter.write(payload, into: &out)
-        JSONWriter.writeRaw(#","summary":"#, into: &out)
+        JSONWriter.writeRaw(Wire.summary, into: &out)
         JSONWriter.writeString(summary, into: &out)
-        JSONWriter.writeRaw(#","source":"#, into: &out)
+        JSONWriter.writeRaw(Wire.source, into: &out)
         JSONWriter.writeString(source, into: &out)
-        JSONWriter.writeRaw(#","timestamp":"#, into: &out)
+        JSONWriter.writeRaw(Wire.timestamp, into: &out)
         JSONWriter.writeInt(timestamp, into: &out)
         guard !metadata.isEmpty else {
-            JSONWriter.writeRaw(#","metadata":{}}"#, into: &out)
+            JSONWriter.writeRaw(Wire.emptyMetadataAndEnd, into: &out)
             return
         }
-        JSONWriter.writeRaw(#","metadata":{"#, into: &out)
+        JSONWriter.writeRaw(Wire.metadata, into: &out)
+        out.append(UInt8(ascii: "{"))
         var first = true
         for (key, value) in JSONWriter.sortedMembers(metadata) {
             if !first { out.append(UInt8(ascii: ",")) }
@@ -248,30 +249,27 @@ extension Event {
     /// general scan accepts, and decodes them to the same event.
     package static func canonicalWire(_ buffer: UnsafeBufferPointer<UInt8>) -> Event? {
         var reader = JSONReader(buffer)
+        /// The string after `piece`; nil when the input does not go on with `piece`.
+        func string(after piece: StaticString) throws -> String? {
+            reader.consume(piece) ? try reader.readString() : nil
+        }
+        /// The integer after `piece`; nil when the input does not go on with `piece` and one.
+        func integer(after piece: StaticString) throws -> Int64? {
+            reader.consume(piece) ? try reader.readNumber().intValue : nil
+        }
         do {
-            guard reader.consume(#"{"id":"#) else { return nil }
-            let id = try reader.readString()
-            guard reader.consume(#","subject":"#) else { return nil }
-            let subject = try reader.readString()
-            guard reader.consume(#","category":"#) else { return nil }
-            let category = try reader.readString()
-            guard reader.consume(#","eventType":"#) else { return nil }
-            let eventType = try reader.readString()
-            guard reader.consume(#","version":"#), let number = try reader.readNumber().intValue,
-                let version = Int(exactly: number)
+            guard let id = try string(after: Wire.id), let subject = try string(after: Wire.subject),
+                let category = try string(after: Wire.category), let eventType = try string(after: Wire.eventType),
+                let number = try integer(after: Wire.version), let version = Int(exactly: number),
+                reader.consume(Wire.payload)
             else { return nil }
-            guard reader.consume(#","payload":"#) else { return nil }
             let payload = try reader.readValue()
-            guard reader.consume(#","summary":"#) else { return nil }
-            let summary = try reader.readString()
-            guard reader.consume(#","source":"#) else { return nil }
-            let source = try reader.readString()
-            guard reader.consume(#","timestamp":"#), let timestamp = try reader.readNumber().intValue else {
-                return nil
-            }
+            guard let summary = try string(after: Wire.summary), let source = try string(after: Wire.source),
+                let timestamp = try integer(after: Wire.timestamp)
+            else { return nil }
             var metadata: [String: String] = [:]
-            if !reader.consume(#","metadata":{}}"#) {
-                guard reader.consume(#","metadata":"#) else { return nil }
+            if !reader.consume(Wire.emptyMetadataAndEnd) {
+                guard reader.consume(Wire.metadata) else { return nil }
                 try reader.readObject { reader, name in metadata[name] = try reader.readString() }
                 guard reader.consume("}") else { return nil }
             }
@@ -408,6 +406,23 @@ extension Event {
         guard found.category else { throw Event.missing("category") }
         guard found.timestamp else { throw Event.missing("timestamp") }
         return fields
+    }
+
+    /// The fixed pieces of the wire form, each member name with the punctuation before it, in
+    /// the order ``writeWireJSON(into:)`` writes them and ``canonicalWire(_:)`` expects them.
+    private enum Wire {
+        static var id: StaticString { #"{"id":"# }
+        static var subject: StaticString { #","subject":"# }
+        static var category: StaticString { #","category":"# }
+        static var eventType: StaticString { #","eventType":"# }
+        static var version: StaticString { #","version":"# }
+        static var payload: StaticString { #","payload":"# }
+        static var summary: StaticString { #","summary":"# }
+        static var source: StaticString { #","source":"# }
+        static var timestamp: StaticString { #","timestamp":"# }
+        static var metadata: StaticString { #","metadata":"# }
+        /// Empty metadata and the end of the event.
+        static var emptyMetadataAndEnd: StaticString { #","metadata":{}}"# }
     }
 
     /// The envelope members of the wire form.
