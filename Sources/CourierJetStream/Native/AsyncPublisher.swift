@@ -45,13 +45,13 @@ final class AsyncPublisher: @unchecked Sendable {
         /// The `natsMsg` (owned by the publisher, its dedupe headers set), as a bit pattern.
         /// Its subject and id are read from it only to describe a failure.
         let msg: UInt
-        /// When the current attempt was sent, for the lost-ack watchdog.
-        var sentAt: ContinuousClock.Instant = .now
+        /// The watchdog's tick count when the current attempt was sent (no clock read per send).
+        var sentTick: UInt64 = 0
     }
 
     private struct State {
         /// Messages awaiting their reply, by token.
-        var pending: [UInt64: Entry] = [:]
+        var pending: PendingTable<Entry>
         /// Publish calls (single or batch) still running: a batch may be between sends.
         var operations = 0
         var watchdogRunning = false
@@ -79,7 +79,7 @@ final class AsyncPublisher: @unchecked Sendable {
     }
 
     let window: AsyncWindow
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let requestTimeout: Duration
     private let logger: Logger
     private let streamName: String
@@ -87,6 +87,11 @@ final class AsyncPublisher: @unchecked Sendable {
     private let retries = Atomic<UInt64>(0)
     private let reorders = Atomic<UInt64>(0)
     private let tokens = Atomic<UInt64>(0)
+    /// Ticks of the lost-ack watchdog: a send records the current count, and the watchdog
+    /// counts a message overdue once `overdueTicks` more have passed.
+    private let ticks = Atomic<UInt64>(0)
+    private let tick: Duration
+    private let overdueTicks: UInt64
     /// Where acknowledgements arrive: `<inbox>.<token>`.
     private let inbox: String
     /// The reply subjects' prefix, `<inbox>.`, as bytes (no terminator).
@@ -96,7 +101,12 @@ final class AsyncPublisher: @unchecked Sendable {
     init(connection: OpaquePointer, window: Int, requestTimeout: Duration, streamName: String, logger: Logger) {
         self.connection = connection
         self.window = AsyncWindow(size: window)
+        state = Mutex(State(pending: PendingTable(expected: window)))
         self.requestTimeout = requestTimeout
+        tick = min(requestTimeout / 4, .milliseconds(250))
+        // The first tick after a send comes at most a tick later, so `requestTimeout / tick`
+        // ticks and one more mean at least `requestTimeout` has passed.
+        overdueTicks = UInt64((requestTimeout / tick).rounded(.up)) + 1
         self.logger = logger
         self.streamName = streamName
         inbox = ReplyInbox.make(fallbackName: "courier-publish")
@@ -119,10 +129,7 @@ final class AsyncPublisher: @unchecked Sendable {
             subscription = nil
             ReplyInbox.unsubscribe(sub)
         }
-        let left = state.withLock { state in
-            defer { state.pending.removeAll() }
-            return Array(state.pending.values)
-        }
+        let left = state.withLock { $0.pending.removeAll() }
         for entry in left { natsMsg_Destroy(OpaquePointer(bitPattern: entry.msg)) }
     }
 
@@ -326,7 +333,7 @@ final class AsyncPublisher: @unchecked Sendable {
     /// flight stops sending until those messages are resolved; nothing new may overtake them.
     /// Called on a cnats callback thread.
     func connectionLost() {
-        let batches = state.withLock { state in state.pending.values.map(\.batch) }
+        let batches = state.withLock { state in state.pending.all.map(\.batch) }
         for batch in batches { batch.halt() }
     }
 
@@ -341,14 +348,15 @@ final class AsyncPublisher: @unchecked Sendable {
     private func startWatchdogTask() {
         Task.detached { [self] in
             while true {
-                try? await Task.sleep(for: min(requestTimeout / 4, .milliseconds(250)))
+                try? await Task.sleep(for: tick)
+                let now = ticks.add(1, ordering: .relaxed).newValue
                 let (overdue, empty) = state.withLock { state -> (Bool, Bool) in
                     if state.pending.isEmpty {
                         state.watchdogRunning = false
                         return (false, true)
                     }
-                    let oldest = state.pending.values.lazy.map(\.sentAt).min() ?? .now
-                    return (ContinuousClock.now - oldest > requestTimeout, false)
+                    let oldest = state.pending.all.lazy.map(\.sentTick).min() ?? now
+                    return (now - oldest >= overdueTicks, false)
                 }
                 if empty { return }
                 if overdue { reclaimPending() }
@@ -359,10 +367,7 @@ final class AsyncPublisher: @unchecked Sendable {
     /// Takes every pending message back and fails each retryably, which resends it in its
     /// batch's order. Its acknowledgement, should it still come, finds nothing pending.
     private func reclaimPending() {
-        let taken = state.withLock { state in
-            defer { state.pending.removeAll() }
-            return state.pending.values.sorted { $0.index < $1.index }
-        }
+        let taken = state.withLock { $0.pending.removeAll() }.sorted { $0.index < $1.index }
         guard !taken.isEmpty else { return }
         logger.warning(
             "publish acknowledgements overdue; resending pending messages with their ids",
@@ -398,7 +403,7 @@ final class AsyncPublisher: @unchecked Sendable {
     /// entry is resolved (or held for the ordered resend). The caller holds a window slot for it.
     private func send(_ token: UInt64, _ entry: Entry) {
         var entry = entry
-        entry.sentAt = .now
+        entry.sentTick = ticks.load(ordering: .relaxed)
         // Never into cnats' reconnect buffer: what it flushes after a reconnect would overtake
         // earlier messages lost with the old connection.
         guard natsConnection_Status(connection) == NATS_CONN_STATUS_CONNECTED else {
@@ -407,7 +412,7 @@ final class AsyncPublisher: @unchecked Sendable {
         }
         // Registered first: the acknowledgement may arrive before the publish call returns.
         let startWatchdog = state.withLock { state -> Bool in
-            state.pending[token] = entry
+            state.pending.insert(entry, for: token)
             guard !state.watchdogRunning else { return false }
             state.watchdogRunning = true
             return true
@@ -416,7 +421,7 @@ final class AsyncPublisher: @unchecked Sendable {
         let status = natsConnection_PublishMsg(connection, OpaquePointer(bitPattern: entry.msg)!)
         guard status != NATS_OK else { return }
         let detail = natsLastErrorText()
-        guard let entry = state.withLock({ $0.pending.removeValue(forKey: token) }) else { return }
+        guard let entry = state.withLock({ $0.pending.remove(token) }) else { return }
         fail(entry, status: status, jsCode: jsErrCode(0), detail: detail)
     }
 
@@ -424,7 +429,7 @@ final class AsyncPublisher: @unchecked Sendable {
     fileprivate func handleReply(_ reply: OpaquePointer) {
         defer { natsMsg_Destroy(reply) }
         guard let token = Self.token(ofReply: reply),
-            let entry = state.withLock({ $0.pending.removeValue(forKey: token) })
+            let entry = state.withLock({ $0.pending.remove(token) })
         else { return }  // not ours, or taken back by the watchdog meanwhile
         if natsMsg_IsNoResponders(reply) {
             fail(
@@ -454,7 +459,7 @@ final class AsyncPublisher: @unchecked Sendable {
     /// Sets the headers JetStream dedupes by and checks the last sequence by, once per message
     /// (a resend sends the same `natsMsg`). On failure the message is destroyed.
     private func setDedupeHeaders(_ prepared: Prepared) throws {
-        var status = natsMsgHeader_Set(prepared.msg, "Nats-Msg-Id", prepared.messageID)
+        var status = prepared.messageID.withCString { natsMsgHeader_Set(prepared.msg, "Nats-Msg-Id", $0) }
         if status == NATS_OK, let expected = prepared.expectedLastSequence {
             status = natsMsgHeader_Set(prepared.msg, "Nats-Expected-Last-Sequence", String(expected))
         }

@@ -13,17 +13,23 @@ final class OrderedBatch: Sendable {
     private struct State {
         var results: [Result<PublishAck, CourierError>?]
         var remaining: Int
-        var inFlight = 0
         /// Messages that failed retryably, by index, with the failure.
         var held: [Int: (msg: UInt, error: CourierError)] = [:]
         var settledWaiter: CheckedContinuation<Void, Never>?
+    }
 
-        mutating func leaveFlight() -> CheckedContinuation<Void, Never>? {
-            inFlight -= 1
-            guard inFlight == 0, let waiter = settledWaiter else { return nil }
-            settledWaiter = nil
-            return waiter
-        }
+    /// The batch's messages on the wire. Raised without the lock by the one sending task, which
+    /// is also the only one to wait for it to reach zero (``settled()``); lowered under the lock,
+    /// where the waiter is checked, so the last one out always finds a waiter that registered.
+    private let inFlight = Atomic<Int>(0)
+
+    /// Lowers ``inFlight`` (under the lock) and returns the waiter to resume if it reached zero.
+    private func leaveFlight(_ state: inout State) -> CheckedContinuation<Void, Never>? {
+        guard inFlight.subtract(1, ordering: .acquiringAndReleasing).newValue == 0,
+            let waiter = state.settledWaiter
+        else { return nil }
+        state.settledWaiter = nil
+        return waiter
     }
 
     private let state: Mutex<State>
@@ -41,7 +47,7 @@ final class OrderedBatch: Sendable {
     /// Whether a message failed retryably and the batch must stop sending new ones.
     var isHalted: Bool { haltedFlag.load(ordering: .acquiring) }
 
-    func sent() { state.withLock { $0.inFlight += 1 } }
+    func sent() { inFlight.add(1, ordering: .acquiringAndReleasing) }
 
     /// Stops sending new messages until what is in flight settled (the connection was lost).
     func halt() {
@@ -55,7 +61,7 @@ final class OrderedBatch: Sendable {
                 state.results[index] = result
                 state.remaining -= 1
             }
-            return wasInFlight ? state.leaveFlight() : nil
+            return wasInFlight ? leaveFlight(&state) : nil
         }
         waiter?.resume()
     }
@@ -65,7 +71,7 @@ final class OrderedBatch: Sendable {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.held[index] = (UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg))), error)
             haltedFlag.store(true, ordering: .releasing)
-            return state.leaveFlight()
+            return leaveFlight(&state)
         }
         waiter?.resume()
     }
@@ -74,7 +80,7 @@ final class OrderedBatch: Sendable {
     func settled() async {
         await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
             let now = state.withLock { state -> Bool in
-                if state.inFlight == 0 { return true }
+                if inFlight.load(ordering: .acquiring) == 0 { return true }
                 state.settledWaiter = continuation
                 return false
             }
