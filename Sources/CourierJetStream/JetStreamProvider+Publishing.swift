@@ -98,8 +98,8 @@ extension JetStreamProvider {
         var scratch: [UInt8] = []
         scratch.reserveCapacity(1024)
         var lastValidSubject: String?
-        return await connection.publisher.publish(count: events.count, timeout: timeout) { index, reply in
-            let event = events[index]
+        // Borrowed from the array, not copied: a copy retains and releases each of its strings.
+        func prepare(_ event: borrowing Event, reply: UnsafePointer<CChar>) throws -> AsyncPublisher.Prepared {
             try checkPublishable(event, lastValidSubject: &lastValidSubject)
             scratch.removeAll(keepingCapacity: true)
             event.writeWireJSON(into: &scratch)
@@ -109,6 +109,9 @@ extension JetStreamProvider {
             }
             let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: headers, reply: reply)
             return (msg, event.subject, event.id, nil)
+        }
+        return await connection.publisher.publish(count: events.count, timeout: timeout) { index, reply in
+            try prepare(events[index], reply: reply)
         }
     }
 

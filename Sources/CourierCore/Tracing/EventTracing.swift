@@ -55,7 +55,8 @@ extension Event {
 
     /// The W3C trace-context entries of the metadata, as message headers.
     public var traceHeaders: [(String, String)] {
-        EventTracing.propagatedKeys.compactMap { key in metadata[key].map { (key, $0) } }
+        guard !metadata.isEmpty else { return [] }
+        return EventTracing.propagatedKeys.compactMap { key in metadata[key].map { (key, $0) } }
     }
 }
 

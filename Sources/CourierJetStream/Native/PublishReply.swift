@@ -63,7 +63,8 @@ func makeNATSMessage(
     var msg: OpaquePointer?
     let status = payload.withUnsafeBufferPointer { bytes in
         bytes.withMemoryRebound(to: CChar.self) { chars in
-            natsMsg_Create(&msg, subject, reply, chars.baseAddress, Int32(chars.count))
+            // withCString: an implicit String-to-pointer conversion copies the string first.
+            subject.withCString { natsMsg_Create(&msg, $0, reply, chars.baseAddress, Int32(chars.count)) }
         }
     }
     guard status == NATS_OK, let msg else {
@@ -71,7 +72,7 @@ func makeNATSMessage(
             status, "cannot create a message for '\(subject)'", input: subject, detail: natsLastErrorText())
     }
     for (name, value) in headers {
-        let headerStatus = natsMsgHeader_Add(msg, name, value)
+        let headerStatus = name.withCString { name in value.withCString { natsMsgHeader_Add(msg, name, $0) } }
         guard headerStatus == NATS_OK else {
             natsMsg_Destroy(msg)
             throw CourierError.nats(
