@@ -99,16 +99,20 @@ extension JetStreamProvider {
         scratch.reserveCapacity(1024)
         var lastValidSubject: String?
         // Borrowed from the array, not copied: a copy retains and releases each of its strings.
-        func prepare(_ event: borrowing Event, reply: UnsafePointer<CChar>) throws -> AsyncPublisher.Prepared {
+        // The header block and the event's JSON are written into one buffer, which becomes the
+        // message in one copy.
+        func prepare(_ event: borrowing Event, reply: UnsafePointer<CChar>) throws -> OpaquePointer {
             try checkPublishable(event, lastValidSubject: &lastValidSubject)
             scratch.removeAll(keepingCapacity: true)
+            try HeaderBlock.write(
+                event.traceHeaders, messageID: event.id, expectedLastSequence: nil, subject: event.subject,
+                into: &scratch)
+            let headerLength = scratch.count
             event.writeWireJSON(into: &scratch)
-            let headers = event.traceHeaders
-            if scratch.count + headerEstimate(event.id, headers) > limit {
-                throw tooLarge(subject: event.subject, size: scratch.count, limit: limit)
+            if scratch.count > limit {
+                throw tooLarge(subject: event.subject, size: scratch.count - headerLength, limit: limit)
             }
-            let msg = try makeNATSMessage(subject: event.subject, payload: scratch, headers: headers, reply: reply)
-            return (msg, event.subject, event.id, nil)
+            return try makeNATSMessage(subject: event.subject, reply: reply, bytes: scratch, headerLength: headerLength)
         }
         return await connection.publisher.publish(count: events.count, timeout: timeout) { index, reply in
             try prepare(events[index], reply: reply)
@@ -147,6 +151,7 @@ extension JetStreamProvider {
         try ensureOpen()
         for message in messages {
             try Subjects.validate(message.subject)
+            try HeaderBlock.check(message)
             if let tooLarge = sizeProblem(message) { throw tooLarge }
         }
         return await connection.publisher.publishBatch(messages, timeout: timeout)
@@ -177,7 +182,9 @@ extension JetStreamProvider {
         let payload = event.wireJSON()
         let id = messageID ?? event.id
         let limit = messageSizeLimit
-        if payload.count + headerEstimate(id, headers) > limit {
+        if payload.count + HeaderBlock.length(headers, messageID: id, expectedLastSequence: expectedLastSequence)
+            > limit
+        {
             throw tooLarge(subject: event.subject, size: payload.count, limit: limit)
         }
         return OutgoingMessage(
@@ -188,12 +195,10 @@ extension JetStreamProvider {
     /// The error for `message` when it is larger than the server and stream accept, else `nil`.
     func sizeProblem(_ message: OutgoingMessage) -> CourierError? {
         let limit = messageSizeLimit
-        guard message.payload.count + headerEstimate(message.messageID, message.headers) > limit else { return nil }
+        let headerLength = HeaderBlock.length(
+            message.headers, messageID: message.messageID, expectedLastSequence: message.expectedLastSequence)
+        guard message.payload.count + headerLength > limit else { return nil }
         return tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
-    }
-
-    private func headerEstimate(_ messageID: String, _ headers: [(String, String)]) -> Int {
-        64 + messageID.utf8.count + headers.reduce(0) { $0 + $1.0.utf8.count + $1.1.utf8.count + 4 }
     }
 
     private func tooLarge(subject: String, size: Int, limit: Int) -> CourierError {

@@ -173,6 +173,35 @@ struct JetStreamSecurityTests {
         await provider.shutdown()
     }
 
+    @Test("a header value with a line break is refused with a typed error on every publish path, nothing is stored")
+    func headerInjection() async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration(server.url))
+        // A trace header carried from metadata: left as it is, it would end its line and forge a
+        // dedupe id of its own.
+        let forged = Event(
+            subject: "events.orders.created", category: "orders", payload: ["n": 1],
+            metadata: ["traceparent": "00-ab-cd-01\r\nNats-Msg-Id: forged"])
+        let error = await #expect(throws: CourierError.self) { try await provider.publish(forged) }
+        #expect(error?.code == .invalidEvent)
+        #expect(error?.input == "traceparent")
+        let batch = await provider.publishBatch([forged, Event(subject: "events.orders.created", category: "orders")])
+        #expect((try? batch[0].get()) == nil)
+        #expect((try? batch[1].get()) != nil, "the batch's other event is stored")
+        let raw = OutgoingMessage(
+            subject: "events.orders.created", payload: Array("{}".utf8), headers: [("ce-type", "a\nb")],
+            messageID: "raw-1")
+        let rawError = await #expect(throws: CourierError.self) { _ = try await provider.publish(messages: [raw]) }
+        #expect(rawError?.code == .invalidEvent)
+        #expect(rawError?.input == "ce-type")
+        #expect(try await provider.info().messages == 1)
+        await provider.shutdown()
+    }
+
     @Test(
         "provisioning: an existing stream is used as it is unless updateLimits is asked for; requireExisting needs it")
     func streamProvisioning() async throws {

@@ -152,25 +152,20 @@ final class AsyncPublisher: @unchecked Sendable {
     func publishBatch(
         _ messages: [OutgoingMessage], timeout: Duration, checkingOrder: Bool = true, oneAtATime: Bool = false
     ) async -> [Result<PublishAck, CourierError>] {
-        await publish(count: messages.count, timeout: timeout, checkingOrder: checkingOrder, oneAtATime: oneAtATime) {
-            index, reply in
-            let message = messages[index]
-            return (
-                try makeNATSMessage(message, reply: reply), message.subject, message.messageID,
-                message.expectedLastSequence
-            )
+        var scratch: [UInt8] = []
+        return await publish(
+            count: messages.count, timeout: timeout, checkingOrder: checkingOrder, oneAtATime: oneAtATime
+        ) { index, reply in
+            try makeNATSMessage(messages[index], reply: reply, scratch: &scratch)
         }
     }
-
-    /// What one publish needs: its `natsMsg` (owned by the publisher from then on), its subject
-    /// and dedupe id, and the expected last sequence if any.
-    typealias Prepared = (msg: OpaquePointer, subject: String, messageID: String, expectedLastSequence: UInt64?)
 
     /// Publishes `count` messages made one at a time by `prepare` (so serialising the next one
     /// overlaps with acknowledgements of the previous ones) with at most `window` in flight, in
     /// order, and returns each one's result in order. `prepare` gets the message's index and
-    /// the reply subject its `natsMsg` must carry. A `prepare` failure is that message's
-    /// result. With `oneAtATime` each message waits for the previous one's acknowledgement, so
+    /// the reply subject its `natsMsg` must carry, and returns the message (owned by the
+    /// publisher from then on) with its dedupe headers (``HeaderBlock``). A `prepare` failure
+    /// is that message's result. With `oneAtATime` each message waits for the previous one's acknowledgement, so
     /// none can be stored ahead of an earlier one lost in a leader change (the resend of an
     /// atomic batch that failed, which happens only while something is wrong).
     func publish(
@@ -178,7 +173,7 @@ final class AsyncPublisher: @unchecked Sendable {
         timeout: Duration,
         checkingOrder: Bool = true,
         oneAtATime: Bool = false,
-        prepare: (Int, UnsafePointer<CChar>) throws -> Prepared
+        prepare: (Int, UnsafePointer<CChar>) throws -> OpaquePointer
     ) async -> [Result<PublishAck, CourierError>] {
         guard count > 0 else { return [] }
         beginOperation()
@@ -202,9 +197,7 @@ final class AsyncPublisher: @unchecked Sendable {
                     next += 1
                     do {
                         tokenOf[index] = nextToken(into: &reply)
-                        let prepared = try reply.withUnsafeBufferPointer { try prepare(index, $0.baseAddress!) }
-                        try setDedupeHeaders(prepared)
-                        item = (index, prepared.msg)
+                        item = (index, try reply.withUnsafeBufferPointer { try prepare(index, $0.baseAddress!) })
                     } catch {
                         batch.resolve(
                             index, .failure(error as? CourierError ?? CourierError(.providerError, "\(error)")),
@@ -453,22 +446,6 @@ final class AsyncPublisher: @unchecked Sendable {
         case nil:
             // Whether it was stored is unknown, as with no reply: resent with its id.
             fail(entry, status: NATS_TIMEOUT, jsCode: jsErrCode(0), detail: "unreadable acknowledgement")
-        }
-    }
-
-    /// Sets the headers JetStream dedupes by and checks the last sequence by, once per message
-    /// (a resend sends the same `natsMsg`). On failure the message is destroyed.
-    private func setDedupeHeaders(_ prepared: Prepared) throws {
-        var status = prepared.messageID.withCString { natsMsgHeader_Set(prepared.msg, "Nats-Msg-Id", $0) }
-        if status == NATS_OK, let expected = prepared.expectedLastSequence {
-            status = natsMsgHeader_Set(prepared.msg, "Nats-Expected-Last-Sequence", String(expected))
-        }
-        guard status == NATS_OK else {
-            let detail = natsLastErrorText()
-            natsMsg_Destroy(prepared.msg)
-            throw CourierError.nats(
-                status, "cannot set the dedupe headers of '\(prepared.messageID)'", input: prepared.subject,
-                detail: detail)
         }
     }
 

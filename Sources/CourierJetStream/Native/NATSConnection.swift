@@ -345,13 +345,10 @@ final class NATSConnection: @unchecked Sendable {
         var options = jsPubOptions()
         jsPubOptions_Init(&options)
         options.MaxWait = max(1, wait.milliseconds)
-        if let expected = message.expectedLastSequence { options.ExpectLastSeq = expected }
+        // The dedupe id and expected last sequence are in the message's header block already.
         var ack: UnsafeMutablePointer<jsPubAck>?
         var jerr = jsErrCode(0)
-        let status = message.messageID.withCString { id -> natsStatus in
-            options.MsgId = id
-            return js_PublishMsg(&ack, context, msg, &options, &jerr)
-        }
+        let status = js_PublishMsg(&ack, context, msg, &options, &jerr)
         guard status == NATS_OK, let ack else {
             let detail = natsLastErrorText()
             return .failure(
@@ -404,7 +401,8 @@ final class PreparedMessage: @unchecked Sendable {
     let msg: OpaquePointer
 
     init(_ message: OutgoingMessage) throws {
-        msg = try makeNATSMessage(message)
+        var scratch: [UInt8] = []
+        msg = try makeNATSMessage(message, reply: nil, scratch: &scratch)
     }
 
     deinit { natsMsg_Destroy(msg) }

@@ -51,35 +51,4 @@ enum PublishReply: Equatable {
     }
 }
 
-/// A `natsMsg` for `message` with its headers and `reply` subject (the caller owns it).
-func makeNATSMessage(_ message: OutgoingMessage, reply: UnsafePointer<CChar>? = nil) throws -> OpaquePointer {
-    try makeNATSMessage(subject: message.subject, payload: message.payload, headers: message.headers, reply: reply)
-}
-
-/// A `natsMsg` with a copy of `payload` and `headers` (the caller owns it).
-func makeNATSMessage(
-    subject: String, payload: [UInt8], headers: [(String, String)], reply: UnsafePointer<CChar>? = nil
-) throws -> OpaquePointer {
-    var msg: OpaquePointer?
-    let status = payload.withUnsafeBufferPointer { bytes in
-        bytes.withMemoryRebound(to: CChar.self) { chars in
-            // withCString: an implicit String-to-pointer conversion copies the string first.
-            subject.withCString { natsMsg_Create(&msg, $0, reply, chars.baseAddress, Int32(chars.count)) }
-        }
-    }
-    guard status == NATS_OK, let msg else {
-        throw CourierError.nats(
-            status, "cannot create a message for '\(subject)'", input: subject, detail: natsLastErrorText())
-    }
-    for (name, value) in headers {
-        let headerStatus = name.withCString { name in value.withCString { natsMsgHeader_Add(msg, name, $0) } }
-        guard headerStatus == NATS_OK else {
-            natsMsg_Destroy(msg)
-            throw CourierError.nats(
-                headerStatus, "cannot set header '\(name)'", input: name, detail: natsLastErrorText())
-        }
-    }
-    return msg
-}
-
 #endif

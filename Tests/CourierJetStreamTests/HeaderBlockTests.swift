@@ -1,0 +1,60 @@
+#if NATS
+import CourierCore
+import Testing
+
+@testable import CourierJetStream
+
+/// The header block Courier writes itself for every published message. No server needed; the
+/// integration tests send these blocks to real servers.
+@Suite("NATS header block")
+struct HeaderBlockTests {
+    static func block(
+        _ headers: [(String, String)], id: String = "evt-1", expected: UInt64? = nil
+    ) throws -> String {
+        var out: [UInt8] = []
+        try HeaderBlock.write(headers, messageID: id, expectedLastSequence: expected, subject: "events.a.b", into: &out)
+        #expect(out.count == HeaderBlock.length(headers, messageID: id, expectedLastSequence: expected))
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    @Test("the block: version line, a line per header, the dedupe headers from the message's fields, an empty line")
+    func layout() throws {
+        #expect(try Self.block([]) == "NATS/1.0\r\nNats-Msg-Id: evt-1\r\n\r\n")
+        #expect(
+            try Self.block([("traceparent", "00-ab-cd-01"), ("ce-type", "a b")], expected: 42)
+                == "NATS/1.0\r\ntraceparent: 00-ab-cd-01\r\nce-type: a b\r\nNats-Msg-Id: evt-1\r\n"
+                + "Nats-Expected-Last-Sequence: 42\r\n\r\n")
+        // A dedupe header among the extra headers is left out: the message's own fields win.
+        #expect(
+            try Self.block([("Nats-Msg-Id", "other"), ("Nats-Expected-Last-Sequence", "7")], expected: 3)
+                == "NATS/1.0\r\nNats-Msg-Id: evt-1\r\nNats-Expected-Last-Sequence: 3\r\n\r\n")
+        #expect(try Self.block([], id: "é") == "NATS/1.0\r\nNats-Msg-Id: é\r\n\r\n")
+    }
+
+    @Test(
+        "a value with a line break or NUL, or a name that is not a token, is refused naming the header",
+        arguments: [
+            ("traceparent", "00-ab\r\nNats-Msg-Id: forged"), ("traceparent", "a\nb"), ("tracestate", "a\u{0}b"),
+            ("", "v"), ("bad name", "v"), ("bad:name", "v"), ("naïve", "v"), ("tab\tname", "v"),
+        ])
+    func refused(name: String, value: String) throws {
+        var out: [UInt8] = []
+        let error = #expect(throws: CourierError.self) {
+            try HeaderBlock.write(
+                [(name, value)], messageID: "evt-1", expectedLastSequence: nil, subject: "s", into: &out)
+        }
+        #expect(error?.code == .invalidEvent)
+        #expect(error?.input == name)
+        #expect(out.isEmpty, "nothing is written when a header is refused")
+    }
+
+    @Test("a dedupe id with a line break is refused too")
+    func refusedID() {
+        var out: [UInt8] = []
+        let error = #expect(throws: CourierError.self) {
+            try HeaderBlock.write([], messageID: "evt\r\nx", expectedLastSequence: nil, subject: "s", into: &out)
+        }
+        #expect(error?.input == "Nats-Msg-Id")
+    }
+}
+#endif
