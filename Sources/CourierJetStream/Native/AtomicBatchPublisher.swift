@@ -182,42 +182,44 @@ final class AtomicBatchPublisher: @unchecked Sendable {
         let batchID = "\(nonce).\(token)"
         let reply = "\(inbox).\(token)"
         var sequence = 0
+        var scratch: [UInt8] = []
         for message in batch {
             sequence += 1
             let isLast = sequence == batch.count
-            let status = sendOne(message, batchID: batchID, sequence: sequence, reply: isLast ? reply : nil)
-            guard status == NATS_OK else {
+            do {
+                try sendOne(
+                    message, batchID: batchID, sequence: sequence, reply: isLast ? reply : nil, scratch: &scratch)
+            } catch {
                 // What was sent is an incomplete batch: the server abandons it.
-                resolve(
-                    token,
-                    .failed(
-                        CourierError.nats(
-                            status, "cannot send batch message '\(message.messageID)'", input: message.subject,
-                            detail: natsLastErrorText())))
+                resolve(token, .failed(error as? CourierError ?? CourierError(.providerError, "\(error)")))
                 return token
             }
         }
         return token
     }
 
-    private func sendOne(_ message: OutgoingMessage, batchID: String, sequence: Int, reply: String?) -> natsStatus {
-        var msg: OpaquePointer?
-        var status = message.payload.withUnsafeBufferPointer { bytes in
-            bytes.withMemoryRebound(to: CChar.self) { chars in
-                natsMsg_Create(&msg, message.subject, reply, chars.baseAddress, Int32(chars.count))
+    /// Sends one message of a batch with its batch headers; the last one carries the commit
+    /// header and the reply subject.
+    private func sendOne(
+        _ message: OutgoingMessage, batchID: String, sequence: Int, reply: String?, scratch: inout [UInt8]
+    ) throws {
+        var batchMessage = message
+        batchMessage.headers.append(("Nats-Batch-Id", batchID))
+        batchMessage.headers.append(("Nats-Batch-Sequence", String(sequence)))
+        if reply != nil { batchMessage.headers.append(("Nats-Batch-Commit", "1")) }
+        let msg =
+            if let reply {
+                try reply.withCString { try makeNATSMessage(batchMessage, reply: $0, scratch: &scratch) }
+            } else {
+                try makeNATSMessage(batchMessage, reply: nil, scratch: &scratch)
             }
-        }
-        guard status == NATS_OK, let msg else { return status }
         defer { natsMsg_Destroy(msg) }
-        for (name, value) in message.headers where status == NATS_OK {
-            status = natsMsgHeader_Add(msg, name, value)
+        let status = natsConnection_PublishMsg(connection, msg)
+        guard status == NATS_OK else {
+            throw CourierError.nats(
+                status, "cannot send batch message '\(message.messageID)'", input: message.subject,
+                detail: natsLastErrorText())
         }
-        if status == NATS_OK { status = natsMsgHeader_Set(msg, "Nats-Msg-Id", message.messageID) }
-        if status == NATS_OK { status = natsMsgHeader_Set(msg, "Nats-Batch-Id", batchID) }
-        if status == NATS_OK { status = natsMsgHeader_Set(msg, "Nats-Batch-Sequence", String(sequence)) }
-        if status == NATS_OK, reply != nil { status = natsMsgHeader_Set(msg, "Nats-Batch-Commit", "1") }
-        guard status == NATS_OK else { return status }
-        return natsConnection_PublishMsg(connection, msg)
     }
 
     /// Waits for the reply to the batch sent under `token` (or its failure).
