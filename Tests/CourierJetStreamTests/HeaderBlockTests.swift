@@ -31,6 +31,20 @@ struct HeaderBlockTests {
         #expect(try Self.block([], id: "é") == "NATS/1.0\r\nNats-Msg-Id: é\r\n\r\n")
     }
 
+    @Test("atomic batch headers: id and position on every message, the commit on the last")
+    func atomicBatch() throws {
+        for (commits, commitLine) in [(false, ""), (true, "Nats-Batch-Commit: 1\r\n")] {
+            var out: [UInt8] = []
+            try HeaderBlock.write(
+                [], messageID: "m-7", expectedLastSequence: nil, subject: "events.a.b",
+                atomicBatch: (id: "n.3", sequence: 7, commits: commits), into: &out)
+            #expect(
+                String(decoding: out, as: UTF8.self)
+                    == "NATS/1.0\r\nNats-Msg-Id: m-7\r\nNats-Batch-Id: n.3\r\nNats-Batch-Sequence: 7\r\n\(commitLine)\r\n"
+            )
+        }
+    }
+
     @Test(
         "a value with a line break or NUL, or a name that is not a token, is refused naming the header",
         arguments: [

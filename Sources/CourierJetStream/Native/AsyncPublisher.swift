@@ -377,18 +377,23 @@ final class AsyncPublisher: @unchecked Sendable {
 
     // MARK: Internals
 
-    /// The next token, written as the reply subject `<inbox>.<token>` (C string) into `reply`.
+    /// The next token, written as the reply subject `<inbox>.<token>` (C string) into `reply`,
+    /// in place: no allocation once `reply` has room for the longest token.
     private func nextToken(into reply: inout [CChar]) -> UInt64 {
         let token = tokens.add(1, ordering: .relaxed).newValue
+        var length = 1
+        var rest = token / 10
+        while rest > 0 {
+            length += 1
+            rest /= 10
+        }
         reply.removeSubrange(replyPrefix.count...)
+        reply.append(contentsOf: repeatElement(0, count: length + 1))  // the digits and the terminator
         var digits = token
-        let start = reply.count
-        repeat {
-            reply.append(CChar(UInt8(ascii: "0") + UInt8(digits % 10)))
+        for at in stride(from: reply.count - 2, through: replyPrefix.count, by: -1) {
+            reply[at] = CChar(UInt8(ascii: "0") + UInt8(digits % 10))
             digits /= 10
-        } while digits > 0
-        reply[start...].reverse()
-        reply.append(0)
+        }
         return token
     }
 

@@ -203,15 +203,14 @@ final class AtomicBatchPublisher: @unchecked Sendable {
     private func sendOne(
         _ message: OutgoingMessage, batchID: String, sequence: Int, reply: String?, scratch: inout [UInt8]
     ) throws {
-        var batchMessage = message
-        batchMessage.headers.append(("Nats-Batch-Id", batchID))
-        batchMessage.headers.append(("Nats-Batch-Sequence", String(sequence)))
-        if reply != nil { batchMessage.headers.append(("Nats-Batch-Commit", "1")) }
+        let position = (id: batchID, sequence: sequence, commits: reply != nil)
         let msg =
             if let reply {
-                try reply.withCString { try makeNATSMessage(batchMessage, reply: $0, scratch: &scratch) }
+                try reply.withCString {
+                    try makeNATSMessage(message, reply: $0, atomicBatch: position, scratch: &scratch)
+                }
             } else {
-                try makeNATSMessage(batchMessage, reply: nil, scratch: &scratch)
+                try makeNATSMessage(message, reply: nil, atomicBatch: position, scratch: &scratch)
             }
         defer { natsMsg_Destroy(msg) }
         let status = natsConnection_PublishMsg(connection, msg)

@@ -13,14 +13,19 @@ import Glibc
 /// one allocation in cnats (``makeNATSMessage(subject:reply:bytes:headerLength:)``), not a
 /// header table built with `natsMsgHeader_Set` and encoded again by every publish.
 enum HeaderBlock {
+    /// Where a message stands in an atomic batch: the batch's id, the message's 1-based
+    /// position, and whether it commits the batch (the last one).
+    typealias AtomicBatchPosition = (id: String, sequence: Int, commits: Bool)
+
     /// Appends the block for `headers`, then `Nats-Msg-Id: <messageID>` and, when given,
-    /// `Nats-Expected-Last-Sequence`.
+    /// `Nats-Expected-Last-Sequence` and the atomic batch headers (`Nats-Batch-Id`,
+    /// `Nats-Batch-Sequence`, `Nats-Batch-Commit` on the last one).
     ///
     /// - Throws: ``CourierError/Code/invalidEvent`` naming a header whose name or value would
     ///   break the block (see ``check(_:_:subject:)``); nothing is appended then.
     static func write(
         _ headers: [(String, String)], messageID: String, expectedLastSequence: UInt64?, subject: String,
-        into out: inout [UInt8]
+        atomicBatch: AtomicBatchPosition? = nil, into out: inout [UInt8]
     ) throws {
         for (name, value) in headers where !isDedupeHeader(name) { try check(name, value, subject: subject) }
         try check("Nats-Msg-Id", messageID, subject: subject)
@@ -33,6 +38,14 @@ enum HeaderBlock {
             JSONWriter.writeRaw("Nats-Expected-Last-Sequence: ", into: &out)
             JSONWriter.writeInt(Int64(truncatingIfNeeded: expectedLastSequence), into: &out)
             JSONWriter.writeRaw("\r\n", into: &out)
+        }
+        if let atomicBatch {
+            JSONWriter.writeRaw("Nats-Batch-Id: ", into: &out)
+            out.append(contentsOf: atomicBatch.id.utf8)
+            JSONWriter.writeRaw("\r\nNats-Batch-Sequence: ", into: &out)
+            JSONWriter.writeInt(Int64(atomicBatch.sequence), into: &out)
+            JSONWriter.writeRaw("\r\n", into: &out)
+            if atomicBatch.commits { JSONWriter.writeRaw("Nats-Batch-Commit: 1\r\n", into: &out) }
         }
         JSONWriter.writeRaw("\r\n", into: &out)
     }
@@ -114,15 +127,17 @@ func makeNATSMessage(
     return msg
 }
 
-/// A `natsMsg` for `message` with its headers, its dedupe id and expected last sequence, and
-/// `reply` (the caller owns it). `scratch` is working space, reused across calls.
-func makeNATSMessage(_ message: OutgoingMessage, reply: UnsafePointer<CChar>?, scratch: inout [UInt8]) throws
-    -> OpaquePointer
-{
+/// A `natsMsg` for `message` with its headers, its dedupe id and expected last sequence (and
+/// its place in an atomic batch, if any), and `reply` (the caller owns it). `scratch` is
+/// working space, reused across calls.
+func makeNATSMessage(
+    _ message: OutgoingMessage, reply: UnsafePointer<CChar>?, atomicBatch: HeaderBlock.AtomicBatchPosition? = nil,
+    scratch: inout [UInt8]
+) throws -> OpaquePointer {
     scratch.removeAll(keepingCapacity: true)
     try HeaderBlock.write(
         message.headers, messageID: message.messageID, expectedLastSequence: message.expectedLastSequence,
-        subject: message.subject, into: &scratch)
+        subject: message.subject, atomicBatch: atomicBatch, into: &scratch)
     let headerLength = scratch.count
     scratch.append(contentsOf: message.payload)
     return try makeNATSMessage(subject: message.subject, reply: reply, bytes: scratch, headerLength: headerLength)
