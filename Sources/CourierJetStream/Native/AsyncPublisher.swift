@@ -165,9 +165,9 @@ final class AsyncPublisher: @unchecked Sendable {
     /// order, and returns each one's result in order. `prepare` gets the message's index and
     /// the reply subject its `natsMsg` must carry, and returns the message (owned by the
     /// publisher from then on) with its dedupe headers (``HeaderBlock``). A `prepare` failure
-    /// is that message's result. With `oneAtATime` each message waits for the previous one's acknowledgement, so
-    /// none can be stored ahead of an earlier one lost in a leader change (the resend of an
-    /// atomic batch that failed, which happens only while something is wrong).
+    /// is that message's result. With `oneAtATime` each message waits for the previous one's
+    /// acknowledgement, so none can be stored ahead of an earlier one lost in a leader change
+    /// (the resend of an atomic batch that failed, which happens only while something is wrong).
     func publish(
         count: Int,
         timeout: Duration,

@@ -27,8 +27,7 @@ enum HeaderBlock {
         _ headers: [(String, String)], messageID: String, expectedLastSequence: UInt64?, subject: String,
         atomicBatch: AtomicBatchPosition? = nil, into out: inout [UInt8]
     ) throws {
-        for (name, value) in headers where !isDedupeHeader(name) { try check(name, value, subject: subject) }
-        try check("Nats-Msg-Id", messageID, subject: subject)
+        try check(headers, messageID: messageID, subject: subject)
         JSONWriter.writeRaw("NATS/1.0\r\n", into: &out)
         for (name, value) in headers where !isDedupeHeader(name) { line(name, value, into: &out) }
         JSONWriter.writeRaw("Nats-Msg-Id: ", into: &out)
@@ -64,10 +63,13 @@ enum HeaderBlock {
 
     /// ``check(_:_:subject:)`` for every header of `message`, its dedupe id included.
     static func check(_ message: OutgoingMessage) throws {
-        for (name, value) in message.headers where !isDedupeHeader(name) {
-            try check(name, value, subject: message.subject)
-        }
-        try check("Nats-Msg-Id", message.messageID, subject: message.subject)
+        try check(message.headers, messageID: message.messageID, subject: message.subject)
+    }
+
+    /// ``check(_:_:subject:)`` for `headers` (those the block writes) and the dedupe id.
+    private static func check(_ headers: [(String, String)], messageID: String, subject: String) throws {
+        for (name, value) in headers where !isDedupeHeader(name) { try check(name, value, subject: subject) }
+        try check("Nats-Msg-Id", messageID, subject: subject)
     }
 
     /// Refuses a header the block cannot carry as it is: a name that is empty or has a byte
