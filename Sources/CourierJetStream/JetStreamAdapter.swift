@@ -81,57 +81,94 @@ public final class JetStreamAdapter: Adapter {
     /// publisher resends failed messages in order, so what was stored is a prefix of the batch).
     public func onBatch(_ batch: Batch) async throws -> BatchResult {
         guard !closed.isSet else { throw CourierError(.shutdown, "the JetStream adapter was shut down", input: name) }
-        var rejected: [RejectedEvent] = []
-        var messages: [OutgoingMessage] = []
-        var indices: [Int] = []
-        messages.reserveCapacity(batch.events.count)
-        indices.reserveCapacity(batch.events.count)
         let layered = pipeline.flatMap { $0.layers.transformsEvents ? $0 : nil }
-        for (index, event) in batch.events.enumerated() {
-            var payload = event.bytes
-            if let layered {
-                do {
-                    payload = try layered.prepareForProvider(try event.decoded()).wireJSON()
-                } catch {
-                    rejected.append(
-                        RejectedEvent(
-                            index: index,
-                            error: error as? CourierError
-                                ?? CourierError(.invalidEvent, "\(error)", input: event.subject)))
-                    continue
-                }
-            }
-            let message = OutgoingMessage(
-                subject: event.subject, payload: payload, messageID: batch.dedupeID(at: index))
-            if let outside = provider.subjectOutsideStream(event.subject) {
-                rejected.append(RejectedEvent(index: index, error: outside))
-            } else if let tooLarge = provider.sizeProblem(message) {
-                rejected.append(RejectedEvent(index: index, error: tooLarge))
-            } else {
-                messages.append(message)
-                indices.append(index)
-            }
-        }
         let results: [Result<PublishAck, CourierError>]
         do {
-            results = try await provider.publish(checkedMessages: messages, timeout: publishTimeout)
+            if provider.usesAtomicBatches(batch.events.count) {
+                results = try await publishAtomically(batch, layered: layered)
+            } else {
+                // Each message is made just before it is sent, not the whole batch first: the
+                // first one goes out as soon as the shard hands the batch over, while the server
+                // may still be storing the previous batch.
+                var scratch: [UInt8] = []
+                results = try await provider.publish(count: batch.events.count, timeout: publishTimeout) {
+                    index, reply in
+                    try makeNATSMessage(
+                        try message(batch, at: index, layered: layered), reply: reply, scratch: &scratch)
+                }
+            }
         } catch let error as CourierError {
             throw Self.adapterError(error)
         }
+        var rejected: [RejectedEvent] = []
         var retryable: CourierError?
-        for (position, result) in results.enumerated() {
+        for (index, result) in results.enumerated() {
             guard case .failure(let error) = result else { continue }
             if error.isRetryable || error.code == .shutdown || error.code == .closed {
                 retryable = retryable ?? error
             } else {
-                rejected.append(RejectedEvent(index: indices[position], error: error))
+                rejected.append(RejectedEvent(index: index, error: error))
             }
         }
         if let retryable { throw Self.adapterError(retryable) }
         if let metrics = pipeline?.layers.metrics {
             for case .success in results { metrics.recordPublish(nanoseconds: 0) }
         }
-        return BatchResult(rejected: rejected.sorted { $0.index < $1.index })
+        return BatchResult(rejected: rejected)
+    }
+
+    /// The batch as atomic batches (each stored whole or not at all): every message is made
+    /// first, and those that can never be stored are left out and rejected.
+    private func publishAtomically(_ batch: Batch, layered: EventPipeline?) async throws
+        -> [Result<PublishAck, CourierError>]
+    {
+        var results = [Result<PublishAck, CourierError>?](repeating: nil, count: batch.events.count)
+        var messages: [OutgoingMessage] = []
+        var indices: [Int] = []
+        messages.reserveCapacity(batch.events.count)
+        indices.reserveCapacity(batch.events.count)
+        for index in batch.events.indices {
+            do {
+                messages.append(try message(batch, at: index, layered: layered))
+                indices.append(index)
+            } catch {
+                results[index] = .failure(Self.rejection(error, of: batch.events[index]))
+            }
+        }
+        let published = try await provider.publish(checkedMessages: messages, timeout: publishTimeout)
+        for (position, result) in published.enumerated() where position < indices.count {
+            results[indices[position]] = result
+        }
+        // Every message gets a result; were one missing, resending it (same dedupe id) is safe.
+        return results.map {
+            $0 ?? .failure(CourierError(.transient, "no result for a message of the batch", isRetryable: true))
+        }
+    }
+
+    /// The message for event `index` of `batch`, with its dedupe id, passed through the
+    /// pipeline's layers when they change events.
+    ///
+    /// - Throws: why the event can never be stored: a layer refused it, its subject is outside
+    ///   the stream's, or it is larger than the server and stream accept.
+    private func message(_ batch: Batch, at index: Int, layered: EventPipeline?) throws -> OutgoingMessage {
+        let event = batch.events[index]
+        var payload = event.bytes
+        if let layered {
+            do {
+                payload = try layered.prepareForProvider(try event.decoded()).wireJSON()
+            } catch {
+                throw Self.rejection(error, of: event)
+            }
+        }
+        if let outside = provider.subjectOutsideStream(event.subject) { throw outside }
+        let message = OutgoingMessage(subject: event.subject, payload: payload, messageID: batch.dedupeID(at: index))
+        if let tooLarge = provider.sizeProblem(message) { throw tooLarge }
+        return message
+    }
+
+    /// `error` as the reason an event is rejected.
+    private static func rejection(_ error: any Error, of event: RawEvent) -> CourierError {
+        error as? CourierError ?? CourierError(.invalidEvent, "\(error)", input: event.subject)
     }
 
     /// Maps provider errors onto the adapter contract's kinds.

@@ -174,6 +174,16 @@ extension JetStreamProvider {
         return await connection.publisher.publishBatch(messages, timeout: timeout)
     }
 
+    /// Publishes `count` messages, each made by `prepare` just before it is sent (see
+    /// ``AsyncPublisher/publish(count:timeout:checkingOrder:oneAtATime:prepare:)``), pipelined
+    /// and in order. A `prepare` failure is that message's result.
+    func publish(
+        count: Int, timeout: Duration, prepare: (Int, UnsafePointer<CChar>) throws -> OpaquePointer
+    ) async throws -> [Result<PublishAck, CourierError>] {
+        try ensureOpen()
+        return await connection.publisher.publish(count: count, timeout: timeout, prepare: prepare)
+    }
+
     func outgoing(_ event: Event, messageID: String?, expectedLastSequence: UInt64?, headers: [(String, String)] = [])
         throws -> OutgoingMessage
     {

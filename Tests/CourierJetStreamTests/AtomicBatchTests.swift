@@ -81,6 +81,33 @@ struct AtomicBatchTests {
         }
     }
 
+    @Test(
+        "the adapter rejects an event outside the stream and an oversized one by index, and stores the rest in order",
+        arguments: [false, true])
+    func adapterRejectsByIndex(atomic: Bool) async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await Self.connect(server.url, stream: "REJECTS", atomic: atomic)
+        defer { Task { await provider.shutdown() } }
+        var events = Self.batch(10).events
+        events[3] = RawEvent(Event(subject: "elsewhere.orders.t3", category: "orders"))
+        let huge = Event(
+            subject: "events.orders.huge", category: "orders",
+            payload: ["blob": .string(String(repeating: "x", count: 2 << 20))])
+        events[7] = RawEvent(huge)
+        let batch = Batch(shardID: 0, events: events, sequenceStart: 0, producerNonce: 0xC0FFEE)
+        let result = try await JetStreamAdapter(provider: provider).onBatch(batch)
+        #expect(result.rejected.map(\.index) == [3, 7])
+        #expect(result.rejected.first?.error.code == .invalidSubject)
+        #expect(result.rejected.first?.error.input == "elsewhere.orders.t3")
+        #expect(result.rejected.last?.error.code == .payloadTooLarge)
+        let kept = [0, 1, 2, 4, 5, 6, 8, 9]
+        #expect(try await Self.storedIDs(provider, count: 10) == kept.map { batch.dedupeID(at: $0) })
+    }
+
     @Test("an existing stream without allow_atomic is used as it is, per message")
     func existingStreamUnchanged() async throws {
         let server = try await NATSServerHarness.start()
