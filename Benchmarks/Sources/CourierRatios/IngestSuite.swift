@@ -109,14 +109,18 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
         precondition(elapsed > 0, "baseline failed")
         return Double(count) / elapsed
     }
-    var pairs = [true, false].map { atomic in
+    // One subject: every event hashes to the same shard, whose worker sends a batch and waits
+    // for its acknowledgements before the next. Sixteen subjects: both shards publish.
+    let variants: [(atomic: Bool, subjects: Int)] = [(true, 1), (false, 1), (false, 16)]
+    var pairs = variants.map { atomic, subjects in
         Pair(
             name:
-                "ingest → JetStreamAdapter, memory storage, \(atomic ? "atomic batches on 2.12+" : "per message") (events/s)",
+                "ingest → JetStreamAdapter, memory storage, \(atomic ? "atomic batches on 2.12+" : "per message")\(subjects > 1 ? ", \(subjects) subjects" : "") (events/s)",
             baseline: "cnats js_PublishAsync, window \(window)",
-            courier: "IngestBus.ingestRaw → JetStreamAdapter, 2 shards, shut down, atomicBatchPublish \(atomic)",
+            courier:
+                "IngestBus.ingestRaw → JetStreamAdapter, 2 shards, shut down, atomicBatchPublish \(atomic), \(subjects) subject\(subjects > 1 ? "s" : "")",
             // Issue 15: ≥ 1× per message, ≥ 2× with atomic batches on a 2.12+ server.
-            target: atomic ? 2.0 : 1.0,
+            target: subjects > 1 ? nil : atomic ? 2.0 : 1.0,
             measureBaseline: perMessageBaseline,
             measureCourier: {
                 // No stream: Courier creates it as a service would (allow_atomic on 2.12+).
@@ -129,8 +133,9 @@ func ingestJetStreamPairs(url: String) -> [Pair] {
                 configuration.requestTimeout = .seconds(30)
                 configuration.atomicBatchPublish = atomic
                 let provider = try await JetStreamProvider.connect(configuration)
-                let events = (0..<count).map { _ in
-                    RawEvent(Event(subject: "\(prefix).market.fx", category: "market", payload: payload))
+                let events = (0..<count).map { index in
+                    let subject = subjects > 1 ? "\(prefix).market.s\(index % subjects)" : "\(prefix).market.fx"
+                    return RawEvent(Event(subject: subject, category: "market", payload: payload))
                 }
                 let bus = try IngestBus(
                     configuration: .init(
