@@ -136,9 +136,7 @@ public final class JetStreamAdapter: Adapter {
             }
         }
         let published = try await provider.publish(checkedMessages: messages, timeout: publishTimeout)
-        for (position, result) in published.enumerated() where position < indices.count {
-            results[indices[position]] = result
-        }
+        for (index, result) in zip(indices, published) { results[index] = result }
         // Every message gets a result; were one missing, resending it (same dedupe id) is safe.
         return results.map {
             $0 ?? .failure(CourierError(.transient, "no result for a message of the batch", isRetryable: true))
