@@ -141,11 +141,21 @@ public protocol Adapter: Sendable {
     /// Whether the bus should bound each `onBatch` by its adapter timeout. Adapters that bound
     /// their own I/O (or cannot block) return `false` and save the timer.
     var needsTimeoutGuard: Bool { get }
+    /// Whether a shard may hand its next batch over while the previous one is still in
+    /// ``onBatch(_:)``, so the store works on one batch while the next is on its way. An adapter
+    /// that says so keeps a shard's order across the two calls (by the batches'
+    /// ``Batch/producerNonce``, ``Batch/shardID`` and ``Batch/sequenceStart``): it stores the
+    /// later batch after the earlier one, and when the earlier one fails it fails the later one
+    /// without storing more of it. The bus then retries the earlier batch before the later one,
+    /// and never has more than two of a shard's batches in the adapter at once.
+    var pipelinesBatches: Bool { get }
 }
 
 extension Adapter {
     /// By default the bus bounds `onBatch` with its adapter timeout.
     public var needsTimeoutGuard: Bool { true }
+    /// By default a shard hands a batch over only once the previous one returned.
+    public var pipelinesBatches: Bool { false }
     /// By default any subject is accepted.
     public var subjectPrefix: String? { nil }
     /// By default rejected events go to the bus's handler.

@@ -94,14 +94,28 @@ final class ShardWorker: @unchecked Sendable {
         let maxEvents = configuration.batch.maxEvents
         let maxDelay = configuration.batch.maxDelay
         let idle = max(.milliseconds(1), min(maxDelay, .milliseconds(5)))
+        let pipelined = configuration.adapter.pipelinesBatches
         var buffer: [RawEvent] = []
         buffer.reserveCapacity(maxEvents)
+        // With a pipelining adapter: the batch handed over last, still in the adapter.
+        var inAdapter: Attempt?
         while true {
             if abandoned.load(ordering: .relaxed) {
+                if let attempt = inAdapter {
+                    inAdapter = nil
+                    _ = await settle(attempt, before: nil)
+                }
                 dropRemaining()
                 break
             }
             if ring.dequeue(into: &buffer, limit: maxEvents) == 0 {
+                if let attempt = inAdapter {
+                    inAdapter = nil
+                    _ = await settle(attempt, before: nil)
+                    metrics.report(ring)
+                    progress.notify()
+                    continue
+                }
                 if stopRequested.load(ordering: .acquiring), ring.isClosed, ring.unaccounted == 0 { break }
                 ring.park(timeout: idle)
                 continue
@@ -114,8 +128,29 @@ final class ShardWorker: @unchecked Sendable {
                     if now >= deadline || ring.park(timeout: deadline - now, returnEarlyOnWake: true) { break }
                 }
             }
-            await dispatch(buffer)
+            let full = buffer.count == maxEvents
+            let batch = Batch(shardID: shard, events: buffer, sequenceStart: nextSequence, producerNonce: nonce)
+            nextSequence += UInt64(buffer.count)
             buffer.removeAll(keepingCapacity: true)
+            if pipelined, full {
+                // A backlog: the new batch goes to the adapter before the previous one's outcome
+                // is handled, so the store works on one while the next is on its way. (Without
+                // a backlog there is nothing to gain, and a batch sent long after the previous
+                // one could overtake it across a fault.)
+                let attempt = start(batch)
+                let previous = inAdapter
+                inAdapter = attempt
+                if let previous {
+                    let settledBoth = await settle(previous, before: attempt)
+                    if settledBoth { inAdapter = nil }  // the next batch starts on an empty pipeline
+                }
+            } else {
+                if let previous = inAdapter {
+                    inAdapter = nil
+                    _ = await settle(previous, before: nil)
+                }
+                await dispatch(batch)
+            }
             metrics.report(ring)
             progress.notify()
         }
@@ -135,23 +170,74 @@ final class ShardWorker: @unchecked Sendable {
         }
     }
 
-    private func dispatch(_ events: [RawEvent]) async {
-        let batch = Batch(shardID: shard, events: events, sequenceStart: nextSequence, producerNonce: nonce)
-        nextSequence += UInt64(events.count)
-        let adapter = configuration.adapter
+    /// A batch's first call into a pipelining adapter, running while the worker forms the next.
+    private struct Attempt {
+        let batch: Batch
+        let started: ContinuousClock.Instant
+        let outcome: Task<Result<BatchResult, CourierError>, Never>
+    }
+
+    /// Hands `batch` to the adapter in a task of its own, on the worker's thread like every
+    /// adapter call: producers blocked by backpressure may hold the shared pool's threads. The
+    /// worker only blocks that thread while it waits for events with no batch in the adapter,
+    /// or for at most `maxDelay` while a batch fills.
+    private func start(_ batch: Batch) -> Attempt {
         let started = ContinuousClock.now
-        var attempt = 0
-        var backoff = configuration.retryBackoff
-        while true {
-            do {
-                let result =
-                    if adapter.needsTimeoutGuard {
-                        try await Self.guarded(configuration.adapterTimeout, adapter: adapter) {
-                            try await adapter.onBatch(batch)
-                        }
-                    } else {
+        return Attempt(
+            batch: batch, started: started,
+            outcome: Task(executorPreference: executor) { await self.call(batch) })
+    }
+
+    /// Handles an attempt's outcome: records it, or retries the batch. A batch that failed is
+    /// retried only once the `later` batch already in the adapter returned (failing, since this
+    /// one did, unless it was stored first), so the retry is not overtaken by it; then the later
+    /// one is settled too, before any new batch goes in. Returns whether it settled `later`.
+    private func settle(_ attempt: Attempt, before later: Attempt?) async -> Bool {
+        let outcome = await attempt.outcome.value
+        guard case .failure = outcome, let later else {
+            await dispatch(attempt.batch, started: attempt.started, first: outcome)
+            return false
+        }
+        let laterOutcome = await later.outcome.value
+        await dispatch(attempt.batch, started: attempt.started, first: outcome)
+        await dispatch(later.batch, started: later.started, first: laterOutcome)
+        return true
+    }
+
+    /// One call of the adapter with `batch`, bounded by the adapter timeout when it asks for it.
+    private func call(_ batch: Batch) async -> Result<BatchResult, CourierError> {
+        let adapter = configuration.adapter
+        do {
+            return .success(
+                adapter.needsTimeoutGuard
+                    ? try await Self.guarded(configuration.adapterTimeout, adapter: adapter) {
                         try await adapter.onBatch(batch)
                     }
+                    : try await adapter.onBatch(batch))
+        } catch {
+            return .failure(Self.normalise(error))
+        }
+    }
+
+    /// Calls the adapter with `batch` (starting from the outcome of a `first` call already made)
+    /// and retries retryable failures within the budget; records the batch stored or dropped.
+    private func dispatch(
+        _ batch: Batch, started: ContinuousClock.Instant = .now, first: Result<BatchResult, CourierError>? = nil
+    ) async {
+        let events = batch.events
+        var attempt = 0
+        var backoff = configuration.retryBackoff
+        var pending = first
+        while true {
+            let outcome: Result<BatchResult, CourierError>
+            if let known = pending {
+                outcome = known
+                pending = nil
+            } else {
+                outcome = await call(batch)
+            }
+            switch outcome {
+            case .success(let result):
                 let rejected = Set(result.rejected.map(\.index)).filter { events.indices.contains($0) }
                 ring.add(.dispatched, UInt64(events.count - rejected.count))
                 if !rejected.isEmpty {
@@ -165,8 +251,7 @@ final class ShardWorker: @unchecked Sendable {
                 ring.counter(.lastDispatchNanos).pointee.store(nanoseconds, ordering: .relaxed)
                 metrics.recordBatch(nanoseconds: Int64(truncatingIfNeeded: nanoseconds))
                 return
-            } catch {
-                let failure = Self.normalise(error)
+            case .failure(let failure):
                 if failure.isRetryable, attempt < configuration.retryBudget, !abandoned.load(ordering: .relaxed) {
                     attempt += 1
                     ring.add(.retries, 1)

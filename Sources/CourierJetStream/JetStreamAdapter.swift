@@ -38,6 +38,9 @@ public final class JetStreamAdapter: Adapter {
     /// fails retryably and the bus retries it.
     public let publishTimeout: Duration
     private let closed = ShutdownFlag()
+    /// Each producer's shard's ordered lane, so a shard's next batch can be sent while the
+    /// server still stores the previous one.
+    private let lanes = PublishLanes()
 
     /// An adapter publishing the bytes of each event as they are, straight to `provider` (no
     /// pipeline layer).
@@ -67,6 +70,11 @@ public final class JetStreamAdapter: Adapter {
     /// The adapter bounds its own publishes.
     public var needsTimeoutGuard: Bool { false }
 
+    /// A shard's next batch may be handed over while the previous one awaits acknowledgements:
+    /// per message, it is sent behind the previous one in the same ordered lane; as an atomic
+    /// batch, it waits for the previous one's end.
+    public var pipelinesBatches: Bool { true }
+
     /// Only subjects under the stream's prefix can be stored.
     public var subjectPrefix: String? { provider.subjectPrefix }
 
@@ -84,15 +92,31 @@ public final class JetStreamAdapter: Adapter {
         let layered = pipeline.flatMap { $0.layers.transformsEvents ? $0 : nil }
         let results: [Result<PublishAck, CourierError>]
         do {
+            let lane = lanes.lane(producer: batch.producerNonce, shard: batch.shardID)
             if provider.usesAtomicBatches(batch.events.count) {
+                // An atomic call takes its lane's turn whole: it starts once the call before it
+                // ended, and the next one waits for its commit.
+                let turn = OrderedBatch(count: 0, deadline: .now + publishTimeout)
+                var failed = true
+                defer { turn.finish(failed: failed) }
+                if let earlier = lane.enter(turn, sequence: batch.sequenceStart), await earlier.waitFinished() {
+                    throw CourierError(
+                        .transient, "an earlier batch of shard \(batch.shardID) failed; this one waits for its retry",
+                        input: name, isRetryable: true)
+                }
                 results = try await publishAtomically(batch, layered: layered)
+                failed = results.contains { result in
+                    guard case .failure(let error) = result else { return false }
+                    return error.isRetryable || error.code == .shutdown || error.code == .closed
+                }
             } else {
                 // Each message is made just before it is sent, not the whole batch first: the
                 // first one goes out as soon as the shard hands the batch over, while the server
                 // may still be storing the previous batch.
                 var scratch: [UInt8] = []
-                results = try await provider.publish(count: batch.events.count, timeout: publishTimeout) {
-                    index, reply in
+                results = try await provider.publish(
+                    count: batch.events.count, timeout: publishTimeout, lane: lane, sequence: batch.sequenceStart
+                ) { index, reply in
                     try makeNATSMessage(
                         try message(batch, at: index, layered: layered), reply: reply, scratch: &scratch)
                 }

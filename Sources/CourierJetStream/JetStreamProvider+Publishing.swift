@@ -178,10 +178,12 @@ extension JetStreamProvider {
     /// ``AsyncPublisher/publish(count:timeout:checkingOrder:oneAtATime:prepare:)``), pipelined
     /// and in order. A `prepare` failure is that message's result.
     func publish(
-        count: Int, timeout: Duration, prepare: (Int, UnsafePointer<CChar>) throws -> OpaquePointer
+        count: Int, timeout: Duration, lane: PublishLane? = nil, sequence: UInt64 = 0,
+        prepare: (Int, UnsafePointer<CChar>) throws -> OpaquePointer
     ) async throws -> [Result<PublishAck, CourierError>] {
         try ensureOpen()
-        return await connection.publisher.publish(count: count, timeout: timeout, prepare: prepare)
+        return await connection.publisher.publish(
+            count: count, timeout: timeout, lane: lane, sequence: sequence, prepare: prepare)
     }
 
     func outgoing(_ event: Event, messageID: String?, expectedLastSequence: UInt64?, headers: [(String, String)] = [])

@@ -168,17 +168,36 @@ final class AsyncPublisher: @unchecked Sendable {
     /// is that message's result. With `oneAtATime` each message waits for the previous one's
     /// acknowledgement, so none can be stored ahead of an earlier one lost in a leader change
     /// (the resend of an atomic batch that failed, which happens only while something is wrong).
+    /// With a `lane`, the call (of the batch starting at `sequence`) follows the lane's previous
+    /// call (see ``PublishLane``): it may start while that one still awaits acknowledgements,
+    /// and keeps the order across both.
     func publish(
         count: Int,
         timeout: Duration,
         checkingOrder: Bool = true,
         oneAtATime: Bool = false,
+        lane: PublishLane? = nil,
+        sequence: UInt64 = 0,
         prepare: (Int, UnsafePointer<CChar>) throws -> OpaquePointer
     ) async -> [Result<PublishAck, CourierError>] {
         guard count > 0 else { return [] }
         beginOperation()
         defer { endOperation() }
         let batch = OrderedBatch(count: count, deadline: .now + timeout)
+        defer { batch.finish() }
+        // The lane's previous call, while it may still fail: nothing of this one goes out before
+        // all of it did, and nothing more once it halted.
+        var previous = lane?.enter(batch, sequence: sequence)
+        if let earlier = previous {
+            await earlier.waitAllSent()
+            if earlier.isFinished || earlier.isTroubled {
+                if await earlier.waitFinished() {
+                    failUnsent(batch, count: count, from: 0, because: earlierFailed)
+                    return batch.results
+                }
+                previous = nil
+            }
+        }
         var tokenOf = [UInt64](repeating: 0, count: count)
         var reply = replyPrefix
         reply.reserveCapacity(replyPrefix.count + 21)
@@ -188,7 +207,7 @@ final class AsyncPublisher: @unchecked Sendable {
         var backoff = Duration.milliseconds(25)
         var probing = oneAtATime
         while true {
-            while !batch.isHalted {
+            while !batch.isHalted, previous?.isTroubled != true {
                 let item: (index: Int, msg: OpaquePointer)
                 if let first = queue.popFirst() {
                     item = first
@@ -221,7 +240,22 @@ final class AsyncPublisher: @unchecked Sendable {
                         msg: UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(item.msg)))))
                 if probing { break }  // after a failure, one message alone first
             }
+            if queue.isEmpty && next >= count { batch.markAllSent() }
             await batch.settled()
+            if let earlier = previous, earlier.isTroubled || batch.isHalted {
+                // Either call halted: nothing of this one is resent before the earlier one
+                // ended (a message of it may still be lost, found only by the watchdog).
+                previous = nil
+                if await earlier.waitFinished() {
+                    let (held, _) = batch.takeHeld()
+                    for (index, msg) in Array(queue) + held {
+                        natsMsg_Destroy(msg)
+                        batch.resolve(index, .failure(earlierFailed), wasInFlight: false)
+                    }
+                    failUnsent(batch, count: count, from: next, because: earlierFailed)
+                    break
+                }
+            }
             let (held, lastError) = batch.takeHeld()
             if held.isEmpty {
                 if probing {
@@ -238,10 +272,7 @@ final class AsyncPublisher: @unchecked Sendable {
                     natsMsg_Destroy(msg)
                     batch.resolve(index, .failure(error), wasInFlight: false)
                 }
-                while next < count {
-                    batch.resolve(next, .failure(error), wasInFlight: false)
-                    next += 1
-                }
+                failUnsent(batch, count: count, from: next, because: error)
                 break
             }
             retries.add(UInt64(held.count), ordering: .relaxed)
@@ -258,6 +289,19 @@ final class AsyncPublisher: @unchecked Sendable {
         let results = batch.results
         if checkingOrder { checkOrder(results) }
         return results
+    }
+
+    /// Why a lane's call failed without sending: the call before it failed, and its caller
+    /// retries that one first.
+    private var earlierFailed: CourierError {
+        CourierError(
+            .transient, "an earlier batch of the same ordered lane failed; this one waits for its retry",
+            input: streamName, isRetryable: true)
+    }
+
+    /// Fails the messages from `from` on, which were never prepared.
+    private func failUnsent(_ batch: OrderedBatch, count: Int, from: Int, because error: CourierError) {
+        for index in from..<count { batch.resolve(index, .failure(error), wasInFlight: false) }
     }
 
     /// Runs `body` (another way of publishing: atomic batches) as one publish operation, so

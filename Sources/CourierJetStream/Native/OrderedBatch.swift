@@ -37,6 +37,15 @@ final class OrderedBatch: Sendable {
     /// message, and the reply thread takes the lock for every acknowledgement), written only
     /// under it, together with `held`.
     private let haltedFlag = Atomic<Bool>(false)
+    /// Whether the batch ever halted: set with the halt, never cleared. A later batch of the same
+    /// ``PublishLane`` stops sending once it is set.
+    private let troubledFlag = Atomic<Bool>(false)
+    /// Opens once every message was sent at least once (or the call ended).
+    private let allSent = Gate()
+    /// Opens when the call ended, its results known.
+    private let finished = Gate()
+    /// Whether the call ended with a message failed retryably: the caller fails the whole batch.
+    private let failedFlag = Atomic<Bool>(false)
     let deadline: ContinuousClock.Instant
 
     init(count: Int, deadline: ContinuousClock.Instant) {
@@ -49,10 +58,52 @@ final class OrderedBatch: Sendable {
 
     func sent() { inFlight.add(1, ordering: .acquiringAndReleasing) }
 
+    /// Whether a message of the batch ever failed retryably or the connection dropped under it.
+    var isTroubled: Bool { troubledFlag.load(ordering: .acquiring) }
+
     /// Stops sending new messages until what is in flight settled (the connection was lost).
     func halt() {
-        state.withLock { _ in haltedFlag.store(true, ordering: .releasing) }
+        state.withLock { _ in
+            troubledFlag.store(true, ordering: .releasing)
+            haltedFlag.store(true, ordering: .releasing)
+        }
     }
+
+    /// Every message was sent once: a later batch of the lane may start sending.
+    func markAllSent() { allSent.open() }
+
+    /// Waits until every message was sent once, or the call ended.
+    func waitAllSent() async { await allSent.wait() }
+
+    /// The call ended: records whether a message is left failed retryably (or without a result),
+    /// which fails the batch, and wakes a later batch of the lane waiting for it.
+    func finish() {
+        let failed = state.withLock { state in
+            state.results.contains { result in
+                guard let result else { return true }
+                guard case .failure(let error) = result else { return false }
+                return error.isRetryable || error.code == .shutdown || error.code == .closed
+            }
+        }
+        finish(failed: failed)
+    }
+
+    /// The call ended, failed or not (a lane's atomic call, whose results are not kept here).
+    func finish(failed: Bool) {
+        if !finished.isOpen { failedFlag.store(failed, ordering: .releasing) }
+        allSent.open()
+        finished.open()
+    }
+
+    /// Waits until the call ended; returns whether it failed (see ``finish()``).
+    func waitFinished() async -> Bool {
+        await finished.wait()
+        return failedFlag.load(ordering: .acquiring)
+    }
+
+    /// Whether the call ended, and failed.
+    var isFinished: Bool { finished.isOpen }
+    var hasFailed: Bool { finished.isOpen && failedFlag.load(ordering: .acquiring) }
 
     /// A message's final result.
     func resolve(_ index: Int, _ result: Result<PublishAck, CourierError>, wasInFlight: Bool = true) {
@@ -70,6 +121,7 @@ final class OrderedBatch: Sendable {
     func hold(_ index: Int, msg: OpaquePointer, error: CourierError) {
         let waiter = state.withLock { state -> CheckedContinuation<Void, Never>? in
             state.held[index] = (UInt(bitPattern: Int(bitPattern: UnsafeRawPointer(msg))), error)
+            troubledFlag.store(true, ordering: .releasing)
             haltedFlag.store(true, ordering: .releasing)
             return leaveFlight(&state)
         }
@@ -105,5 +157,99 @@ final class OrderedBatch: Sendable {
     var results: [Result<PublishAck, CourierError>] { state.withLock { $0.results.map { $0! } } }
 
     var isComplete: Bool { state.withLock { $0.remaining == 0 } }
+}
+
+/// The consecutive publish calls of one ordered sequence of batches (an ingest shard's), which
+/// may overlap: a call starts sending once the call before it sent everything, so the server
+/// stores one batch while the next is on its way. Order holds across calls as within one: once
+/// the earlier call halts, the later one stops sending; it resends nothing until the earlier
+/// one ended, and fails without sending more if that one failed (its caller retries the earlier
+/// batch first, then this one).
+final class PublishLane: Sendable {
+    /// The latest call of the batch with the highest sequence so far: the one a new batch
+    /// follows.
+    private struct Head {
+        var sequence: UInt64
+        var call: OrderedBatch
+    }
+
+    private let head: Mutex<Head?>
+
+    init() { head = Mutex(nil) }
+
+    /// Enters `call`, for the batch starting at `sequence`, and returns the call it must follow:
+    /// for a new batch, the latest call of the one before it. A retry follows nothing: its
+    /// caller makes it only once the later calls ended. A retry of the newest batch becomes
+    /// the one the next batch follows.
+    func enter(_ call: OrderedBatch, sequence: UInt64) -> OrderedBatch? {
+        head.withLock { head in
+            guard let current = head else {
+                head = Head(sequence: sequence, call: call)
+                return nil
+            }
+            if sequence >= current.sequence { head = Head(sequence: sequence, call: call) }
+            return sequence > current.sequence ? current.call : nil
+        }
+    }
+}
+
+/// The lanes of every producer's shards, made on first use.
+final class PublishLanes: Sendable {
+    private struct Key: Hashable {
+        let producer: UInt64
+        let shard: Int
+    }
+
+    private let lanes: Mutex<[Key: PublishLane]>
+
+    init() { lanes = Mutex([:]) }
+
+    /// The lane of `shard` of the producer `producer`.
+    func lane(producer: UInt64, shard: Int) -> PublishLane {
+        lanes.withLock { lanes in
+            let key = Key(producer: producer, shard: shard)
+            if let lane = lanes[key] { return lane }
+            let lane = PublishLane()
+            lanes[key] = lane
+            return lane
+        }
+    }
+}
+
+/// A one-way gate: waiters suspend until it opens, then everyone passes.
+final class Gate: Sendable {
+    private struct State {
+        var open = false
+        var waiters: [CheckedContinuation<Void, Never>] = []
+    }
+
+    private let state: Mutex<State>
+
+    init() { state = Mutex(State()) }
+
+    var isOpen: Bool { state.withLock { $0.open } }
+
+    func open() {
+        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
+            if state.open { return [] }
+            state.open = true
+            let waiters = state.waiters
+            state.waiters = []
+            return waiters
+        }
+        for waiter in waiters { waiter.resume() }
+    }
+
+    func wait() async {
+        if isOpen { return }
+        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
+            let open = state.withLock { state -> Bool in
+                if state.open { return true }
+                state.waiters.append(continuation)
+                return false
+            }
+            if open { continuation.resume() }
+        }
+    }
 }
 #endif
