@@ -18,6 +18,9 @@ final class JetStreamSubscription: EventSubscriptionSource {
     private let stallWatch = Mutex<Task<Void, Never>?>(nil)
     /// Stream sequences this subscription dead-lettered lately.
     private let deadLettered = Mutex(RecentSequences(capacity: 1024))
+    /// Stream sequences this subscription terminated (`+TERM` sent), so a redelivery of one
+    /// (its `+TERM` reached the server after the ack wait) is terminated again, never shown.
+    private let terminated = Mutex(RecentSequences(capacity: 1024))
     let consumer: String
     let durable: Bool
     let options: SubscribeOptions
@@ -60,6 +63,7 @@ final class JetStreamSubscription: EventSubscriptionSource {
     func next() async throws -> PendingEvent? {
         while let delivery = await inbox.take() {
             let count = delivery.metadata.deliveryCount
+            if count > 1, await terminatedAgain(delivery) { continue }
             let event: Event
             do {
                 event = try delivery.message.withData { try Event(wireJSON: $0) }
@@ -108,6 +112,7 @@ final class JetStreamSubscription: EventSubscriptionSource {
     func nextMessage() async -> PendingMessage? {
         while let delivery = await inbox.take() {
             let count = delivery.metadata.deliveryCount
+            if count > 1, await terminatedAgain(delivery) { continue }
             let maxDeliver = options.maxDeliver
             if count > maxDeliver {
                 await deadLetterAndTerm(
@@ -168,7 +173,7 @@ final class JetStreamSubscription: EventSubscriptionSource {
                 try await deadLetters.handle(letter)
                 deadLettered.withLock { $0.insert(sequence) }
             }
-            try await sendAcknowledgement { try self.connection.acknowledge(delivery.message, "+TERM") }
+            try await terminate(delivery)
         } catch {
             // Deliveries past `maxDeliver` are hand-off retries.
             let failures = max(1, delivery.metadata.deliveryCount - options.maxDeliver + 1)
@@ -188,6 +193,25 @@ final class JetStreamSubscription: EventSubscriptionSource {
                 try self.connection.acknowledge(delivery.message, bytes: nakBody(delay: delay))
             }
         }
+    }
+
+    /// Terminates `delivery` (`+TERM`) and remembers its sequence.
+    func terminate(_ delivery: IncomingDelivery) async throws {
+        try await sendAcknowledgement { try self.connection.acknowledge(delivery.message, "+TERM") }
+        terminated.withLock { $0.insert(delivery.metadata.streamSequence) }
+    }
+
+    /// Whether `delivery` is a redelivery of an event this subscription already terminated: on
+    /// a loaded machine a `+TERM` can reach the server after the ack wait, and the server sends
+    /// the event again. It is then terminated again instead of shown.
+    private func terminatedAgain(_ delivery: IncomingDelivery) async -> Bool {
+        let sequence = delivery.metadata.streamSequence
+        guard terminated.withLock({ $0.contains(sequence) }) else { return false }
+        logger.notice(
+            "a terminated event came back (its +TERM reached the server after the ack wait); terminated again",
+            metadata: ["sequence": "\(sequence)", "deliveries": "\(delivery.metadata.deliveryCount)"])
+        try? await sendAcknowledgement { try self.connection.acknowledge(delivery.message, "+TERM") }
+        return true
     }
 
     /// Sends an acknowledgement. While the connection is down (the send fails retryably: cnats
@@ -387,7 +411,7 @@ final class JetStreamDelivery: DeliveryBackend {
             if let reason {
                 await subscription.deadLetterAndTerm(delivery, letter("terminated: \(reason)", count))
             } else {
-                try await subscription.sendAcknowledgement { try connection.acknowledge(message, "+TERM") }
+                try await subscription.terminate(delivery)
             }
         }
     }

@@ -277,6 +277,41 @@ struct TrustUnderFaultsJetStreamTests {
 
     // MARK: Item 11: acknowledgements
 
+    @Test(
+        "an event terminated after its ack wait passed, which the server sent again meanwhile, is terminated again and never shown twice",
+        arguments: [true, false])
+    func lateTermIsNotShownAgain(withReason: Bool) async throws {
+        let server = try await NATSServerHarness.start()
+        defer {
+            server.stop()
+            server.cleanUp()
+        }
+        let provider = try await JetStreamProvider.connect(Self.configuration([server.url], stream: "LATETERM"))
+        let dlq = MemoryDlqHandler()
+        let worker = try await provider.subscribeDurable(
+            consumer: "late", filter: "events.orders.>",
+            options: SubscribeOptions(ackWait: .seconds(1), deadLetterHandler: dlq))
+        try await provider.publish(Self.event(1))
+        let first = try #require(await worker.next(timeout: .seconds(5)))
+        // The ack wait passes before the term is sent, as on a loaded machine: the server has
+        // sent the event again by the time the term reaches it.
+        let redelivered = await eventually(within: .seconds(10), every: .milliseconds(100)) {
+            guard
+                let reply = try? await LoopbackClient.request(
+                    port: server.port, subject: "$JS.API.CONSUMER.INFO.LATETERM.late"),
+                let info = try? JSONValue(parsing: reply)
+            else { return false }
+            return (info["num_redelivered"]?.intValue ?? 0) >= 1
+        }
+        #expect(redelivered, "the server sent the event again")
+        if withReason { try await first.term(reason: "poison") } else { try await first.term() }
+        let again = try await worker.next(timeout: .seconds(2))
+        #expect(again == nil, "the terminated event was shown again (delivery \(again?.deliveryCount ?? 0))")
+        #expect(dlq.letters().count == (withReason ? 1 : 0), "dead-lettered once, or not at all without a reason")
+        await worker.close()
+        await provider.shutdown()
+    }
+
     @Test("an ack that cannot be sent throws and leaves the delivery undecided")
     func failedAckIsVisible() async throws {
         let server = try await NATSServerHarness.start()
