@@ -227,7 +227,9 @@ final class AsyncPublisher: @unchecked Sendable {
                     break
                 }
                 await window.acquire()
-                if batch.isHalted {  // a failure came in meanwhile: keep this one for the ordered resend
+                // A failure came in meanwhile (here or in the lane's earlier call): keep this one
+                // for the ordered resend.
+                if batch.isHalted || previous?.isTroubled == true {
                     window.release()
                     queue.prepend(item)
                     break
