@@ -21,6 +21,9 @@ final class JetStreamSubscription: EventSubscriptionSource {
     /// Stream sequences this subscription terminated (`+TERM` sent), so a redelivery of one
     /// (its `+TERM` reached the server after the ack wait) is terminated again, never shown.
     private let terminated = Mutex(RecentSequences(capacity: 1024))
+    /// Stream sequences whose acknowledgement the server confirmed (double ack), so a
+    /// redelivery it had sent before the ack arrived is acknowledged again, never shown.
+    private let confirmed = Mutex(RecentSequences(capacity: 1024))
     let consumer: String
     let durable: Bool
     let options: SubscribeOptions
@@ -63,7 +66,7 @@ final class JetStreamSubscription: EventSubscriptionSource {
     func next() async throws -> PendingEvent? {
         while let delivery = await inbox.take() {
             let count = delivery.metadata.deliveryCount
-            if count > 1, await terminatedAgain(delivery) { continue }
+            if count > 1, await settledAgain(delivery) { continue }
             let event: Event
             do {
                 event = try delivery.message.withData { try Event(wireJSON: $0) }
@@ -112,7 +115,7 @@ final class JetStreamSubscription: EventSubscriptionSource {
     func nextMessage() async -> PendingMessage? {
         while let delivery = await inbox.take() {
             let count = delivery.metadata.deliveryCount
-            if count > 1, await terminatedAgain(delivery) { continue }
+            if count > 1, await settledAgain(delivery) { continue }
             let maxDeliver = options.maxDeliver
             if count > maxDeliver {
                 await deadLetterAndTerm(
@@ -201,16 +204,29 @@ final class JetStreamSubscription: EventSubscriptionSource {
         terminated.withLock { $0.insert(delivery.metadata.streamSequence) }
     }
 
-    /// Whether `delivery` is a redelivery of an event this subscription already terminated: on
-    /// a loaded machine a `+TERM` can reach the server after the ack wait, and the server sends
-    /// the event again. It is then terminated again instead of shown.
-    private func terminatedAgain(_ delivery: IncomingDelivery) async -> Bool {
+    /// Records that the server confirmed the acknowledgement of `sequence` (a double ack).
+    func confirmedAcknowledgement(of sequence: UInt64) {
+        confirmed.withLock { $0.insert(sequence) }
+    }
+
+    /// Whether `delivery` is a redelivery of an event this subscription already terminated, or
+    /// acknowledged with the server's confirmation: on a loaded machine the `+TERM` or `+ACK`
+    /// can reach the server after the ack wait, and the server sends the event again. It is
+    /// then terminated or acknowledged again instead of shown.
+    private func settledAgain(_ delivery: IncomingDelivery) async -> Bool {
         let sequence = delivery.metadata.streamSequence
-        guard terminated.withLock({ $0.contains(sequence) }) else { return false }
+        let reply: StaticString
+        if terminated.withLock({ $0.contains(sequence) }) {
+            reply = "+TERM"
+        } else if confirmed.withLock({ $0.contains(sequence) }) {
+            reply = "+ACK"
+        } else {
+            return false
+        }
         logger.notice(
-            "a terminated event came back (its +TERM reached the server after the ack wait); terminated again",
+            "an event this subscription settled came back (its \(reply) reached the server after the ack wait); settled again",
             metadata: ["sequence": "\(sequence)", "deliveries": "\(delivery.metadata.deliveryCount)"])
-        try? await sendAcknowledgement { try self.connection.acknowledge(delivery.message, "+TERM") }
+        try? await sendAcknowledgement { try self.connection.acknowledge(delivery.message, reply) }
         return true
     }
 
@@ -392,6 +408,7 @@ final class JetStreamDelivery: DeliveryBackend {
         case .doubleAck:
             let timeout = subscription.requestTimeout
             try await Blocking.run { try connection.acknowledgeConfirmed(message, timeout: timeout) }
+            subscription.confirmedAcknowledgement(of: delivery.metadata.streamSequence)
         case .inProgress:
             try await subscription.sendAcknowledgement { try connection.acknowledge(message, "+WPI") }
         case .nak(let delay):

@@ -277,10 +277,15 @@ struct TrustUnderFaultsJetStreamTests {
 
     // MARK: Item 11: acknowledgements
 
+    /// How the late settlement below is made.
+    enum LateSettlement: Sendable, CaseIterable {
+        case termWithReason, term, doubleAck
+    }
+
     @Test(
-        "an event terminated after its ack wait passed, which the server sent again meanwhile, is terminated again and never shown twice",
-        arguments: [true, false])
-    func lateTermIsNotShownAgain(withReason: Bool) async throws {
+        "an event terminated or double-acked after its ack wait passed, which the server sent again meanwhile, is settled again and never shown twice",
+        arguments: LateSettlement.allCases)
+    func lateSettlementIsNotShownAgain(_ settlement: LateSettlement) async throws {
         let server = try await NATSServerHarness.start()
         defer {
             server.stop()
@@ -304,10 +309,16 @@ struct TrustUnderFaultsJetStreamTests {
             return (info["num_redelivered"]?.intValue ?? 0) >= 1
         }
         #expect(redelivered, "the server sent the event again")
-        if withReason { try await first.term(reason: "poison") } else { try await first.term() }
+        switch settlement {
+        case .termWithReason: try await first.term(reason: "poison")
+        case .term: try await first.term()
+        case .doubleAck: try await first.doubleAck()
+        }
         let again = try await worker.next(timeout: .seconds(2))
-        #expect(again == nil, "the terminated event was shown again (delivery \(again?.deliveryCount ?? 0))")
-        #expect(dlq.letters().count == (withReason ? 1 : 0), "dead-lettered once, or not at all without a reason")
+        #expect(again == nil, "the settled event was shown again (delivery \(again?.deliveryCount ?? 0))")
+        #expect(
+            dlq.letters().count == (settlement == .termWithReason ? 1 : 0),
+            "dead-lettered once, or not at all without a reason")
         await worker.close()
         await provider.shutdown()
     }
