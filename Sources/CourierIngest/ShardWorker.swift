@@ -101,17 +101,13 @@ final class ShardWorker: @unchecked Sendable {
         var inAdapter: Attempt?
         while true {
             if abandoned.load(ordering: .relaxed) {
-                if let attempt = inAdapter {
-                    inAdapter = nil
-                    _ = await settle(attempt, before: nil)
-                }
+                await settle(&inAdapter)
                 dropRemaining()
                 break
             }
             if ring.dequeue(into: &buffer, limit: maxEvents) == 0 {
-                if let attempt = inAdapter {
-                    inAdapter = nil
-                    _ = await settle(attempt, before: nil)
+                if inAdapter != nil {
+                    await settle(&inAdapter)
                     metrics.report(ring)
                     progress.notify()
                     continue
@@ -145,10 +141,7 @@ final class ShardWorker: @unchecked Sendable {
                     if settledBoth { inAdapter = nil }  // the next batch starts on an empty pipeline
                 }
             } else {
-                if let previous = inAdapter {
-                    inAdapter = nil
-                    _ = await settle(previous, before: nil)
-                }
+                await settle(&inAdapter)
                 await dispatch(batch)
             }
             metrics.report(ring)
@@ -202,6 +195,13 @@ final class ShardWorker: @unchecked Sendable {
         await dispatch(attempt.batch, started: attempt.started, first: outcome)
         await dispatch(later.batch, started: later.started, first: laterOutcome)
         return true
+    }
+
+    /// Settles the batch left in the adapter, if any, and clears `inAdapter`.
+    private func settle(_ inAdapter: inout Attempt?) async {
+        guard let attempt = inAdapter else { return }
+        inAdapter = nil
+        _ = await settle(attempt, before: nil)
     }
 
     /// One call of the adapter with `batch`, bounded by the adapter timeout when it asks for it.

@@ -105,10 +105,7 @@ public final class JetStreamAdapter: Adapter {
                         input: name, isRetryable: true)
                 }
                 results = try await publishAtomically(batch, layered: layered)
-                failed = results.contains { result in
-                    guard case .failure(let error) = result else { return false }
-                    return error.isRetryable || error.code == .shutdown || error.code == .closed
-                }
+                failed = results.contains(where: OrderedBatch.failsBatch)
             } else {
                 // Each message is made just before it is sent, not the whole batch first: the
                 // first one goes out as soon as the shard hands the batch over, while the server

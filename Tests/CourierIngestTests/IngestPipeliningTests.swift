@@ -3,46 +3,25 @@ import CourierIngest
 import Synchronization
 import Testing
 
-/// A latch a test opens once; waiters pass from then on.
+/// A latch a test opens once (a ``Gate``), with a bounded wait.
 final class Latch: Sendable {
-    private struct State {
-        var open = false
-        var expired = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
+    private let gate = Gate()
+    private let expired = Atomic<Bool>(false)
 
-    private let state = Mutex(State())
-
-    func open() { open(expiring: false) }
-
-    private func open(expiring: Bool) {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            if state.open { return [] }
-            state.open = true
-            state.expired = expiring
-            defer { state.waiters = [] }
-            return state.waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
+    func open() { gate.open() }
 
     /// Waits until the latch opens, or `limit` passed (then it opens as expired); returns
     /// whether it was opened by ``open()``.
     func wait(atMost limit: Duration) async -> Bool {
         let timer = Task {
             try? await Task.sleep(for: limit)
-            if !Task.isCancelled { self.open(expiring: true) }
+            guard !Task.isCancelled, !gate.isOpen else { return }
+            expired.store(true, ordering: .releasing)
+            gate.open()
         }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let open = state.withLock { state -> Bool in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if open { continuation.resume() }
-        }
+        await gate.wait()
         timer.cancel()
-        return state.withLock { !$0.expired }
+        return !expired.load(ordering: .acquiring)
     }
 }
 

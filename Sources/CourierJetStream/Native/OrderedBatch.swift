@@ -79,13 +79,16 @@ final class OrderedBatch: Sendable {
     /// which fails the batch, and wakes a later batch of the lane waiting for it.
     func finish() {
         let failed = state.withLock { state in
-            state.results.contains { result in
-                guard let result else { return true }
-                guard case .failure(let error) = result else { return false }
-                return error.isRetryable || error.code == .shutdown || error.code == .closed
-            }
+            state.results.contains { result in result.map(Self.failsBatch) ?? true }
         }
         finish(failed: failed)
+    }
+
+    /// Whether `result` fails the whole batch: a failure the caller retries (retryable, or the
+    /// connection closing), as opposed to a message refused for good.
+    static func failsBatch(_ result: Result<PublishAck, CourierError>) -> Bool {
+        guard case .failure(let error) = result else { return false }
+        return error.isRetryable || error.code == .shutdown || error.code == .closed
     }
 
     /// The call ended, failed or not (a lane's atomic call, whose results are not kept here).
@@ -216,40 +219,4 @@ final class PublishLanes: Sendable {
     }
 }
 
-/// A one-way gate: waiters suspend until it opens, then everyone passes.
-final class Gate: Sendable {
-    private struct State {
-        var open = false
-        var waiters: [CheckedContinuation<Void, Never>] = []
-    }
-
-    private let state: Mutex<State>
-
-    init() { state = Mutex(State()) }
-
-    var isOpen: Bool { state.withLock { $0.open } }
-
-    func open() {
-        let waiters = state.withLock { state -> [CheckedContinuation<Void, Never>] in
-            if state.open { return [] }
-            state.open = true
-            let waiters = state.waiters
-            state.waiters = []
-            return waiters
-        }
-        for waiter in waiters { waiter.resume() }
-    }
-
-    func wait() async {
-        if isOpen { return }
-        await withCheckedContinuation { (continuation: CheckedContinuation<Void, Never>) in
-            let open = state.withLock { state -> Bool in
-                if state.open { return true }
-                state.waiters.append(continuation)
-                return false
-            }
-            if open { continuation.resume() }
-        }
-    }
-}
 #endif
