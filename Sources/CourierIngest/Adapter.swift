@@ -13,8 +13,8 @@ public struct Batch: Sendable {
     /// The producer identity of the bus that formed the batch.
     public let producerNonce: UInt64
     /// What every dedupe id of the batch starts with, `<nonce hex>:<shard>:<sequenceStart>:`,
-    /// built once rather than per event.
-    private let dedupePrefix: String
+    /// built once rather than per event; the event's index follows it.
+    package let dedupeIDPrefix: String
 
     /// Creates a batch.
     public init(shardID: Int, events: [RawEvent], sequenceStart: UInt64, producerNonce: UInt64) {
@@ -22,13 +22,13 @@ public struct Batch: Sendable {
         self.events = events
         self.sequenceStart = sequenceStart
         self.producerNonce = producerNonce
-        self.dedupePrefix = "\(Hex.encode64(producerNonce)):\(shardID):\(sequenceStart):"
+        self.dedupeIDPrefix = "\(Hex.encode64(producerNonce)):\(shardID):\(sequenceStart):"
     }
 
     /// The dedupe id of the event at `index`: `<nonce hex>:<shard>:<sequenceStart>:<index>`.
     /// Resending the batch yields the same ids, so a retried batch is never stored twice.
     public func dedupeID(at index: Int) -> String {
-        dedupePrefix + String(index)
+        dedupeIDPrefix + String(index)
     }
 }
 

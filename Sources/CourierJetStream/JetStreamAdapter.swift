@@ -180,7 +180,8 @@ public final class JetStreamAdapter: Adapter {
             }
         }
         if let outside = provider.subjectOutsideStream(event.subject) { throw outside }
-        let message = OutgoingMessage(subject: event.subject, payload: payload, messageID: batch.dedupeID(at: index))
+        let message = OutgoingMessage(
+            subject: event.subject, payload: payload, dedupeID: MessageID(prefix: batch.dedupeIDPrefix, index: index))
         if let tooLarge = provider.sizeProblem(message) { throw tooLarge }
         return message
     }

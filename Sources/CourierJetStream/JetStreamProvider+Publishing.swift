@@ -105,7 +105,7 @@ extension JetStreamProvider {
             try checkPublishable(event, lastValidSubject: &lastValidSubject)
             scratch.removeAll(keepingCapacity: true)
             try HeaderBlock.write(
-                event.traceHeaders, messageID: event.id, expectedLastSequence: nil, subject: event.subject,
+                event.traceHeaders, messageID: MessageID(event.id), expectedLastSequence: nil, subject: event.subject,
                 into: &scratch)
             let headerLength = scratch.count
             event.writeWireJSON(into: &scratch)
@@ -192,7 +192,7 @@ extension JetStreamProvider {
         try ensureOpen()
         try checkPublishable(event)
         let payload = event.wireJSON()
-        let id = messageID ?? event.id
+        let id = MessageID(messageID ?? event.id)
         let limit = messageSizeLimit
         if payload.count + HeaderBlock.length(headers, messageID: id, expectedLastSequence: expectedLastSequence)
             > limit
@@ -200,7 +200,7 @@ extension JetStreamProvider {
             throw tooLarge(subject: event.subject, size: payload.count, limit: limit)
         }
         return OutgoingMessage(
-            subject: event.subject, payload: payload, headers: headers, messageID: id,
+            subject: event.subject, payload: payload, headers: headers, dedupeID: id,
             expectedLastSequence: expectedLastSequence)
     }
 
@@ -208,7 +208,7 @@ extension JetStreamProvider {
     func sizeProblem(_ message: OutgoingMessage) -> CourierError? {
         let limit = messageSizeLimit
         let headerLength = HeaderBlock.length(
-            message.headers, messageID: message.messageID, expectedLastSequence: message.expectedLastSequence)
+            message.headers, messageID: message.dedupeID, expectedLastSequence: message.expectedLastSequence)
         guard message.payload.count + headerLength > limit else { return nil }
         return tooLarge(subject: message.subject, size: message.payload.count, limit: limit)
     }

@@ -9,7 +9,7 @@ import Testing
 @Suite("NATS header block")
 struct HeaderBlockTests {
     static func block(
-        _ headers: [(String, String)], id: String = "evt-1", expected: UInt64? = nil
+        _ headers: [(String, String)], id: MessageID = MessageID("evt-1"), expected: UInt64? = nil
     ) throws -> String {
         var out: [UInt8] = []
         try HeaderBlock.write(headers, messageID: id, expectedLastSequence: expected, subject: "events.a.b", into: &out)
@@ -28,7 +28,22 @@ struct HeaderBlockTests {
         #expect(
             try Self.block([("Nats-Msg-Id", "other"), ("Nats-Expected-Last-Sequence", "7")], expected: 3)
                 == "NATS/1.0\r\nNats-Msg-Id: evt-1\r\nNats-Expected-Last-Sequence: 3\r\n\r\n")
-        #expect(try Self.block([], id: "é") == "NATS/1.0\r\nNats-Msg-Id: é\r\n\r\n")
+        #expect(try Self.block([], id: MessageID("é")) == "NATS/1.0\r\nNats-Msg-Id: é\r\n\r\n")
+    }
+
+    @Test("an ingest dedupe id is its batch's prefix and the event's index, written without a string of its own")
+    func indexedID() throws {
+        for (index, text) in [(0, "0"), (7, "7"), (999, "999"), (Int.max, "\(Int.max)")] {
+            let id = MessageID(prefix: "00ff00ff00ff00ff:1:4096:", index: index)
+            #expect(id.text == "00ff00ff00ff00ff:1:4096:" + text)
+            #expect(id.utf8Count == id.text.utf8.count)
+            #expect(try Self.block([], id: id) == "NATS/1.0\r\nNats-Msg-Id: \(id.text)\r\n\r\n")
+        }
+        var message = OutgoingMessage(
+            subject: "events.a.b", payload: [], dedupeID: MessageID(prefix: "p:", index: 12))
+        #expect(message.messageID == "p:12")
+        message.messageID = "other"
+        #expect(message.dedupeID.index == nil && message.messageID == "other")
     }
 
     @Test("atomic batch headers: id and position on every message, the commit on the last")
@@ -36,7 +51,7 @@ struct HeaderBlockTests {
         for (commits, commitLine) in [(false, ""), (true, "Nats-Batch-Commit: 1\r\n")] {
             var out: [UInt8] = []
             try HeaderBlock.write(
-                [], messageID: "m-7", expectedLastSequence: nil, subject: "events.a.b",
+                [], messageID: MessageID("m-7"), expectedLastSequence: nil, subject: "events.a.b",
                 atomicBatch: (id: "n.3", sequence: 7, commits: commits), into: &out)
             #expect(
                 String(decoding: out, as: UTF8.self)
@@ -55,7 +70,7 @@ struct HeaderBlockTests {
         var out: [UInt8] = []
         let error = #expect(throws: CourierError.self) {
             try HeaderBlock.write(
-                [(name, value)], messageID: "evt-1", expectedLastSequence: nil, subject: "s", into: &out)
+                [(name, value)], messageID: MessageID("evt-1"), expectedLastSequence: nil, subject: "s", into: &out)
         }
         #expect(error?.code == .invalidEvent)
         #expect(error?.input == name)
@@ -66,7 +81,8 @@ struct HeaderBlockTests {
     func refusedID() {
         var out: [UInt8] = []
         let error = #expect(throws: CourierError.self) {
-            try HeaderBlock.write([], messageID: "evt\r\nx", expectedLastSequence: nil, subject: "s", into: &out)
+            try HeaderBlock.write(
+                [], messageID: MessageID("evt\r\nx"), expectedLastSequence: nil, subject: "s", into: &out)
         }
         #expect(error?.input == "Nats-Msg-Id")
     }

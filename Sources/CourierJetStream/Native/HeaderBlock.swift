@@ -24,14 +24,14 @@ enum HeaderBlock {
     /// - Throws: ``CourierError/Code/invalidEvent`` naming a header whose name or value would
     ///   break the block (see ``check(_:_:subject:)``); nothing is appended then.
     static func write(
-        _ headers: [(String, String)], messageID: String, expectedLastSequence: UInt64?, subject: String,
+        _ headers: [(String, String)], messageID: MessageID, expectedLastSequence: UInt64?, subject: String,
         atomicBatch: AtomicBatchPosition? = nil, into out: inout [UInt8]
     ) throws {
         try check(headers, messageID: messageID, subject: subject)
         JSONWriter.writeRaw("NATS/1.0\r\n", into: &out)
         for (name, value) in headers where !isDedupeHeader(name) { line(name, value, into: &out) }
         JSONWriter.writeRaw("Nats-Msg-Id: ", into: &out)
-        out.append(contentsOf: messageID.utf8)
+        messageID.write(into: &out)
         JSONWriter.writeRaw("\r\n", into: &out)
         if let expectedLastSequence {
             JSONWriter.writeRaw("Nats-Expected-Last-Sequence: ", into: &out)
@@ -50,8 +50,8 @@ enum HeaderBlock {
     }
 
     /// The length of the block ``write(_:messageID:expectedLastSequence:subject:into:)`` appends.
-    static func length(_ headers: [(String, String)], messageID: String, expectedLastSequence: UInt64?) -> Int {
-        var length = 10 + 13 + messageID.utf8.count + 2 + 2  // NATS/1.0, Nats-Msg-Id, the empty line
+    static func length(_ headers: [(String, String)], messageID: MessageID, expectedLastSequence: UInt64?) -> Int {
+        var length = 10 + 13 + messageID.utf8Count + 2 + 2  // NATS/1.0, Nats-Msg-Id, the empty line
         for (name, value) in headers where !isDedupeHeader(name) {
             length += name.utf8.count + 2 + value.utf8.count + 2
         }
@@ -63,13 +63,14 @@ enum HeaderBlock {
 
     /// ``check(_:_:subject:)`` for every header of `message`, its dedupe id included.
     static func check(_ message: OutgoingMessage) throws {
-        try check(message.headers, messageID: message.messageID, subject: message.subject)
+        try check(message.headers, messageID: message.dedupeID, subject: message.subject)
     }
 
     /// ``check(_:_:subject:)`` for `headers` (those the block writes) and the dedupe id.
-    private static func check(_ headers: [(String, String)], messageID: String, subject: String) throws {
+    private static func check(_ headers: [(String, String)], messageID: MessageID, subject: String) throws {
         for (name, value) in headers where !isDedupeHeader(name) { try check(name, value, subject: subject) }
-        try check("Nats-Msg-Id", messageID, subject: subject)
+        // The index is digits: only the prefix can hold a byte the block cannot carry.
+        try check("Nats-Msg-Id", messageID.prefix, subject: subject)
     }
 
     /// Refuses a header the block cannot carry as it is: a name that is empty or has a byte
@@ -138,7 +139,7 @@ func makeNATSMessage(
 ) throws -> OpaquePointer {
     scratch.removeAll(keepingCapacity: true)
     try HeaderBlock.write(
-        message.headers, messageID: message.messageID, expectedLastSequence: message.expectedLastSequence,
+        message.headers, messageID: message.dedupeID, expectedLastSequence: message.expectedLastSequence,
         subject: message.subject, atomicBatch: atomicBatch, into: &scratch)
     let headerLength = scratch.count
     scratch.append(contentsOf: message.payload)
