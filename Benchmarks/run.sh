@@ -14,8 +14,11 @@ trap 'kill "$server_pid" 2>/dev/null || true; wait "$server_pid" 2>/dev/null || 
 for _ in $(seq 1 200); do grep -q "Server is ready" "$work/server.log" 2>/dev/null && break; sleep 0.05; done
 # The benchmark module is always recompiled: SwiftPM's incremental release build can keep it
 # compiled against an older Courier (cross-module optimisation inlines class layouts), and a
-# stored property added to a Courier class then corrupts the heap at run time.
+# stored property added to a Courier class then corrupts the heap at run time. Touching the
+# manifest makes SwiftPM plan the build again, which writes the module's output file map anew
+# (with a cached plan, the build fails on the deleted directory's missing map).
 rm -rf .build/release/CourierRatios.build
+touch Package.swift
 swift build -c release --product CourierRatios >&2
 echo "Server: $("$nats_server" --version 2>&1 | head -1)"
 COURIER_BENCH_NATS_URL="nats://127.0.0.1:$port" .build/release/CourierRatios "$@" 2> >(grep -v " info courier\| notice courier" >&2)

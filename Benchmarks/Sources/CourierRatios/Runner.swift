@@ -37,10 +37,45 @@ func rate(_ count: Int, _ elapsed: Duration) -> Double {
 }
 
 /// Times `body` (which performs `count` operations) and returns operations per second.
+///
+/// Two aids for profiling one side (`--side courier`), both off unless set:
+/// - `COURIER_BENCH_PERF_FIFO`: a `perf record --control fifo:PATH -D -1` control pipe, enabled
+///   only for the timed part, so set-up and pre-filling stay out of the profile;
+/// - `COURIER_BENCH_CPU=1`: prints the process's CPU time per operation over the timed part
+///   (every thread: Courier's, cnats', Swift's pool), which is steadier than throughput on a
+///   shared machine.
 func timed(_ count: Int, _ body: () async throws -> Void) async rethrows -> Double {
+    Profiling.perf("enable")
+    let cpuBefore = Profiling.processCPU()
     let started = ContinuousClock.now
     try await body()
-    return rate(count, ContinuousClock.now - started)
+    let elapsed = ContinuousClock.now - started
+    let cpu = Profiling.processCPU() - cpuBefore
+    Profiling.perf("disable")
+    if Profiling.reportsCPU {
+        FileHandle.standardError.write(
+            Data(String(format: "cpu per operation: %.3f µs\n", cpu * 1e6 / Double(count)).utf8))
+    }
+    return rate(count, elapsed)
+}
+
+/// The profiling aids of ``timed(_:_:)``.
+enum Profiling {
+    static let reportsCPU = ProcessInfo.processInfo.environment["COURIER_BENCH_CPU"] == "1"
+    static let perfControl: FileHandle? = ProcessInfo.processInfo.environment["COURIER_BENCH_PERF_FIFO"]
+        .flatMap { FileHandle(forWritingAtPath: $0) }
+
+    /// Sends `command` to perf's control pipe, when there is one.
+    static func perf(_ command: String) {
+        perfControl?.write(Data((command + "\n").utf8))
+    }
+
+    /// The CPU time every thread of this process has used, in seconds.
+    static func processCPU() -> Double {
+        var now = timespec()
+        clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &now)
+        return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+    }
 }
 
 /// Which sides of a pair run: both, or one alone (to profile or count instructions of one).
