@@ -15,7 +15,11 @@ package struct AckMetadata: Sendable, Hashable {
     package var pending: UInt64
 
     init?(reply: UnsafePointer<CChar>) {
-        let length = strlen(reply)
+        self.init(reply: reply, length: strlen(reply))
+    }
+
+    /// The facts of `reply`, whose length the caller already knows.
+    init?(reply: UnsafePointer<CChar>, length: Int) {
         guard
             let parsed = reply.withMemoryRebound(
                 to: UInt8.self, capacity: length,
@@ -26,52 +30,63 @@ package struct AckMetadata: Sendable, Hashable {
         self = parsed
     }
 
+    /// Parses the subject in two passes over its bytes: one counts the tokens (which says the
+    /// form), one walks back over the five numbers at the end (past the suffix, if any).
     package init?(utf8 bytes: UnsafeBufferPointer<UInt8>) {
-        // Token boundaries: starts[i] is where token i begins.
-        var starts: (Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int, Int) = (
-            0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0
-        )
-        var count = 1
-        withUnsafeMutableBytes(of: &starts) { raw in
-            let positions = raw.bindMemory(to: Int.self)
-            for i in 0..<bytes.count where bytes[i] == UInt8(ascii: ".") {
-                guard count < positions.count else { break }
-                positions[count] = i + 1
-                count += 1
-            }
-        }
-        guard count == 9 || count == 11 || count == 12, bytes.count > 8,
-            bytes[0] == UInt8(ascii: "$"), bytes[1] == UInt8(ascii: "J"), bytes[2] == UInt8(ascii: "S"),
-            bytes[4] == UInt8(ascii: "A"), bytes[5] == UInt8(ascii: "C"), bytes[6] == UInt8(ascii: "K")
+        let dot = UInt8(ascii: ".")
+        guard bytes.count > 8, let base = bytes.baseAddress,
+            base[0] == UInt8(ascii: "$"), base[1] == UInt8(ascii: "J"), base[2] == UInt8(ascii: "S"),
+            base[3] == dot, base[4] == UInt8(ascii: "A"), base[5] == UInt8(ascii: "C"),
+            base[6] == UInt8(ascii: "K"), base[7] == dot
         else { return nil }
-        let base = count == 9 ? 4 : 6
-        /// Token `token` as a decimal number, nil when it is empty or not all digits.
-        func number(_ token: Int) -> UInt64? {
-            withUnsafeBytes(of: &starts) { raw -> UInt64? in
-                let positions = raw.bindMemory(to: Int.self)
-                let from = positions[token]
-                let to = token + 1 < count ? positions[token + 1] - 1 : bytes.count
-                guard from < to else { return nil }
-                var value: UInt64 = 0
-                for i in from..<to {
-                    let digit = bytes[i] &- 0x30
-                    let (times, overflow) = value.multipliedReportingOverflow(by: 10)
-                    let (sum, carry) = times.addingReportingOverflow(UInt64(digit))
-                    guard digit < 10, !overflow, !carry else { return nil }
-                    value = sum
-                }
-                return value
-            }
+        var tokens = 1
+        for i in 0..<bytes.count where base[i] == dot { tokens += 1 }
+        guard tokens == 9 || tokens == 11 || tokens == 12 else { return nil }
+        // `end` is where the token being read ends (exclusive). At least nine tokens, so walking
+        // back over six of them stays inside the subject, after `$JS.ACK.`.
+        var end = bytes.count
+        if tokens == 12 {
+            while base[end - 1] != dot { end -= 1 }
+            end -= 1
         }
-        guard let delivered = number(base), let streamSequence = number(base + 1),
-            let consumerSequence = number(base + 2), let timestamp = number(base + 3),
-            let pending = number(base + 4), let deliveryCount = Int(exactly: delivered)
+        guard let pending = Self.number(base, endingAt: &end), let timestamp = Self.number(base, endingAt: &end),
+            let consumerSequence = Self.number(base, endingAt: &end),
+            let streamSequence = Self.number(base, endingAt: &end), let delivered = Self.number(base, endingAt: &end),
+            let deliveryCount = Int(exactly: delivered)
         else { return nil }
         self.deliveryCount = deliveryCount
         self.streamSequence = streamSequence
         self.consumerSequence = consumerSequence
         self.timestamp = Int64(bitPattern: timestamp)
         self.pending = pending
+    }
+
+    /// The number that ends at `end` (exclusive) and starts after a dot past `$JS.ACK.`; moves
+    /// `end` to that dot. Nil when the token is empty, not all digits, or past `UInt64`.
+    private static func number(_ base: UnsafePointer<UInt8>, endingAt end: inout Int) -> UInt64? {
+        var from = end
+        while from > 8, base[from - 1] != UInt8(ascii: ".") { from -= 1 }
+        defer { end = from - 1 }
+        guard from < end else { return nil }
+        var value: UInt64 = 0
+        // Nineteen digits always fit; only a longer token needs the overflow checks.
+        if end - from <= 19 {
+            for i in from..<end {
+                let digit = base[i] &- 0x30
+                guard digit < 10 else { return nil }
+                value = value &* 10 &+ UInt64(digit)
+            }
+            return value
+        }
+        for i in from..<end {
+            let digit = base[i] &- 0x30
+            guard digit < 10 else { return nil }
+            let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+            let (sum, carry) = times.addingReportingOverflow(UInt64(digit))
+            guard !overflow, !carry else { return nil }
+            value = sum
+        }
+        return value
     }
 }
 
@@ -90,8 +105,7 @@ struct NATSMessage: Sendable {
     /// The subject, kept only alongside headers.
     let subject: String?
 
-    init(_ msg: OpaquePointer, reply: UnsafePointer<CChar>, wantsHeaders: Bool) {
-        let replyLength = strlen(reply)
+    init(_ msg: OpaquePointer, reply: UnsafePointer<CChar>, replyLength: Int, wantsHeaders: Bool) {
         let bodyLength = Int(natsMsg_GetDataLength(msg))
         let body = natsMsg_GetData(msg)
         storage = [UInt8](unsafeUninitializedCapacity: replyLength + 1 + bodyLength) { buffer, count in
@@ -321,10 +335,10 @@ final class DeliveryInbox: Sendable {
     /// delivery thread keeps up with the server and the work spreads over both threads.
     func receive(_ msg: OpaquePointer, subscription: OpaquePointer?) {
         defer { natsMsg_Destroy(msg) }
-        guard let reply = natsMsg_GetReply(msg), let metadata = AckMetadata(reply: reply) else {
-            return  // not a JetStream delivery
-        }
-        let message = NATSMessage(msg, reply: reply, wantsHeaders: wantsHeaders)
+        guard let reply = natsMsg_GetReply(msg) else { return }  // not a JetStream delivery
+        let replyLength = strlen(reply)
+        guard let metadata = AckMetadata(reply: reply, length: replyLength) else { return }
+        let message = NATSMessage(msg, reply: reply, replyLength: replyLength, wantsHeaders: wantsHeaders)
         var queued: Int32 = 0
         if let subscription { _ = natsSubscription_GetPending(subscription, &queued, nil) }
         let delivery = IncomingDelivery(message: message, metadata: metadata)
