@@ -37,6 +37,7 @@ struct AckMetadataTests {
             "_INBOX.a.b.c.d.e.f.g.h",
             "$JS.ACK.EVENTS.worker.99999999999999999999.1.1.1.0",  // delivery count past UInt64
             "$JS.ACK.EVENTS.worker.3.1042.977.18446744073709551616.12",  // a timestamp past UInt64
+            "$JS.ACK.EVENTS.worker.3.1042.977.1700000000123456789.000000000000000000012",  // 21 digits
             "$JSxACK.EVENTS.worker.3.1042.977.1700000000123456789.12",  // not `$JS.ACK.`
             "$JS.ACKxEVENTS.worker.3.1042.977.1700000000123456789.12.x",
             "$JS.ACK.hub.ACCHASH.EVENTS.worker.2.8.9.1700000000000000000.5.r4nd.more",  // 13 tokens

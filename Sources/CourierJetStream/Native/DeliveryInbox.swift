@@ -67,26 +67,20 @@ package struct AckMetadata: Sendable, Hashable {
         var from = end
         while from > 8, base[from - 1] != UInt8(ascii: ".") { from -= 1 }
         defer { end = from - 1 }
-        guard from < end else { return nil }
+        // `UInt64.max` has 20 digits. The first 19 of a token always fit; only the last digit
+        // of a 20-digit token can overflow.
+        guard from < end, end - from <= 20 else { return nil }
         var value: UInt64 = 0
-        // Nineteen digits always fit; only a longer token needs the overflow checks.
-        if end - from <= 19 {
-            for i in from..<end {
-                let digit = base[i] &- 0x30
-                guard digit < 10 else { return nil }
-                value = value &* 10 &+ UInt64(digit)
-            }
-            return value
-        }
-        for i in from..<end {
+        for i in from..<(end - 1) {
             let digit = base[i] &- 0x30
             guard digit < 10 else { return nil }
-            let (times, overflow) = value.multipliedReportingOverflow(by: 10)
-            let (sum, carry) = times.addingReportingOverflow(UInt64(digit))
-            guard !overflow, !carry else { return nil }
-            value = sum
+            value = value &* 10 &+ UInt64(digit)
         }
-        return value
+        let last = base[end - 1] &- 0x30
+        let (times, overflow) = value.multipliedReportingOverflow(by: 10)
+        let (sum, carry) = times.addingReportingOverflow(UInt64(last))
+        guard last < 10, !overflow, !carry else { return nil }
+        return sum
     }
 }
 
