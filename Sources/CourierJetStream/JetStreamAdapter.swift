@@ -125,7 +125,7 @@ public final class JetStreamAdapter: Adapter {
         var retryable: CourierError?
         for (index, result) in results.enumerated() {
             guard case .failure(let error) = result else { continue }
-            if error.isRetryable || error.code == .shutdown || error.code == .closed {
+            if OrderedBatch.failsBatch(result) {
                 retryable = retryable ?? error
             } else {
                 rejected.append(RejectedEvent(index: index, error: error))
