@@ -15,9 +15,32 @@ func cloudEventPairs() throws -> [Pair] {
         ]
     )
     let bytes = try CloudEventJSON.encode(event)
+    // The event every JetStream row publishes and consumes: a 128-byte payload.
+    let wire = Event(
+        subject: "events.bench.market.fx", category: "market",
+        payload: ["data": .string(String(repeating: "x", count: 118))]
+    ).wireJSON()
+    let decodes = 200_000
     let document = try JSONSerialization.jsonObject(with: Data(bytes))
     let count = 50_000
     return [
+        Pair(
+            name: "Event wire JSON decode, 128-byte payload (events/s)",
+            baseline: "JSONSerialization.jsonObject of the same bytes",
+            courier: "Event(wireJSON:) (validated)",
+            target: nil,
+            measureBaseline: {
+                let data = Data(wire)
+                return try await timed(decodes) {
+                    for _ in 0..<decodes { _ = try JSONSerialization.jsonObject(with: data) }
+                }
+            },
+            measureCourier: {
+                try await timed(decodes) {
+                    for _ in 0..<decodes { _ = try Event(wireJSON: wire) }
+                }
+            }
+        ),
         Pair(
             name: "CloudEvent JSON encode + decode, 1 KiB data (events/s)",
             baseline: "JSONSerialization round trip of the same document",
@@ -36,6 +59,6 @@ func cloudEventPairs() throws -> [Pair] {
                     for _ in 0..<count { _ = try CloudEventJSON.decode(try CloudEventJSON.encode(event)) }
                 }
             }
-        )
+        ),
     ]
 }

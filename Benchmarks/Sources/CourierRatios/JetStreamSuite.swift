@@ -144,7 +144,9 @@ func jetStreamPairs(url: String) -> [Pair] {
                 target: 0.9,
                 measureBaseline: {
                     prefillForBaseline()
-                    let elapsed = cb_push_ack(url, stream, "push", "\(prefix).>", Int32(consumeCount), 1000)
+                    let elapsed = profiled(consumeCount) {
+                        cb_push_ack(url, stream, "push", "\(prefix).>", Int32(consumeCount), 1000)
+                    }
                     precondition(elapsed > 0, "baseline failed")
                     return Double(consumeCount) / elapsed
                 },

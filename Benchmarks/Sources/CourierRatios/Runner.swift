@@ -59,6 +59,21 @@ func timed(_ count: Int, _ body: () async throws -> Void) async rethrows -> Doub
     return rate(count, elapsed)
 }
 
+/// Runs a C baseline's timed call with the same profiling aids as ``timed(_:_:)``: `body`
+/// returns its own elapsed seconds (or a negative number on failure), which this passes on.
+func profiled(_ count: Int, _ body: () -> Double) -> Double {
+    Profiling.perf("enable")
+    let cpuBefore = Profiling.processCPU()
+    let elapsed = body()
+    let cpu = Profiling.processCPU() - cpuBefore
+    Profiling.perf("disable")
+    if Profiling.reportsCPU {
+        FileHandle.standardError.write(
+            Data(String(format: "baseline cpu per operation: %.3f µs\n", cpu * 1e6 / Double(count)).utf8))
+    }
+    return elapsed
+}
+
 /// The profiling aids of ``timed(_:_:)``.
 enum Profiling {
     static let reportsCPU = ProcessInfo.processInfo.environment["COURIER_BENCH_CPU"] == "1"
