@@ -471,3 +471,65 @@ double cb_fast_publish(const char *url, const char *subject, const void *body, i
     natsConnection_Destroy(nc);
     return s == NATS_OK && ok ? elapsed : -1;
 }
+
+// A synchronous push subscription to a new durable consumer, read by the caller: the pieces of
+// the consume anatomy rows, which add Courier's work to it step by step.
+typedef struct {
+    natsConnection *nc;
+    jsCtx *js;
+    natsSubscription *sub;
+    char stream[128];
+    char durable[128];
+} cb_sync_consumer;
+
+void *cb_sync_open(const char *url, const char *stream, const char *durable, const char *filter, int max_ack_pending) {
+    cb_sync_consumer *h = calloc(1, sizeof *h);
+    if (!h) return NULL;
+    snprintf(h->stream, sizeof h->stream, "%s", stream);
+    snprintf(h->durable, sizeof h->durable, "%s", durable);
+    char deliver[256];
+    snprintf(deliver, sizeof deliver, "_baseline.sync.%s", durable);
+    if (open_js(url, &h->nc, &h->js, 0) == NATS_OK &&
+        add_durable(h->js, stream, durable, filter, deliver, max_ack_pending) == NATS_OK &&
+        natsConnection_SubscribeSync(&h->sub, h->nc, deliver) == NATS_OK) {
+        return h;
+    }
+    cb_sync_close(h);
+    return NULL;
+}
+
+void *cb_sync_next(void *handle, int64_t timeout_ms) {
+    cb_sync_consumer *h = handle;
+    natsMsg *m = NULL;
+    return natsSubscription_NextMsg(&m, h->sub, timeout_ms) == NATS_OK ? m : NULL;
+}
+
+const void *cb_msg_data(void *msg, int *length) {
+    *length = natsMsg_GetDataLength(msg);
+    return natsMsg_GetData(msg);
+}
+
+const char *cb_msg_reply(void *msg) { return natsMsg_GetReply(msg); }
+
+int cb_sync_ack(void *handle, void *msg) {
+    cb_sync_consumer *h = handle;
+    const char *reply = natsMsg_GetReply(msg);
+    return reply && natsConnection_PublishString(h->nc, reply, "+ACK") == NATS_OK ? 0 : -1;
+}
+
+void cb_msg_destroy(void *msg) { natsMsg_Destroy(msg); }
+
+void cb_sync_close(void *handle) {
+    cb_sync_consumer *h = handle;
+    if (!h) return;
+    if (h->sub) {
+        natsSubscription_Unsubscribe(h->sub);
+        natsSubscription_Destroy(h->sub);
+    }
+    if (h->js) {
+        jsErrCode jerr = 0;
+        js_DeleteConsumer(h->js, h->stream, h->durable, NULL, &jerr);
+    }
+    close_js(h->nc, h->js);
+    free(h);
+}

@@ -91,6 +91,12 @@ for suite in suites {
                 try await run(validationPairs(), rounds: rounds, only: only, sides: sides, log: log),
                 title: "Schema validation")
         )
+    case "consume-anatomy":
+        let url = try await natsURL()
+        sections.append(
+            markdown(
+                try await run(consumeAnatomyPairs(url: url), rounds: rounds, only: only, sides: sides, log: log),
+                title: "Where consume + ack's cost goes (memory storage, 128-byte payloads)"))
     case "jetstream":
         let url = try await natsURL()
         sections.append(

@@ -46,4 +46,21 @@ int cb_reset_batched_stream(const char *url, const char *stream, const char *sub
 /// sending while at most `outstanding` are owed; seconds taken, -1 on failure.
 double cb_fast_publish(const char *url, const char *subject, const void *body, int size, int count, int flow,
                        int outstanding, int with_msg_id);
+/// A synchronous push subscription to a new durable consumer `durable` (explicit ack, the given
+/// max ack pending) on `stream`, for the consume anatomy rows; NULL on failure.
+void *cb_sync_open(const char *url, const char *stream, const char *durable, const char *filter, int max_ack_pending);
+/// The next message (a `natsMsg *`), waiting at most `timeout_ms` (0: only what is queued); NULL
+/// when none came.
+void *cb_sync_next(void *handle, int64_t timeout_ms);
+/// The message's body and its length.
+const void *cb_msg_data(void *msg, int *length);
+/// The message's reply subject.
+const char *cb_msg_reply(void *msg);
+/// Publishes `+ACK` to the message's reply subject (as Courier acknowledges); 0 on success.
+int cb_sync_ack(void *handle, void *msg);
+/// Destroys a message from cb_sync_next.
+void cb_msg_destroy(void *msg);
+/// Unsubscribes, deletes the consumer and closes the connection.
+void cb_sync_close(void *handle);
+
 #endif
