@@ -6,7 +6,7 @@ import Courier
 /// `Nats-Msg-Id` each, as Courier always does.
 func jetStreamPairs(url: String) -> [Pair] {
     let asyncCount = 100_000
-    let syncCount = 4_000
+    let syncCount = 20_000
     let consumeCount = 100_000
     let window = 4096
     let payload: JSONValue = ["data": .string(String(repeating: "x", count: 118))]
@@ -70,9 +70,11 @@ func jetStreamPairs(url: String) -> [Pair] {
                 target: 0.95,
                 measureBaseline: {
                     reset()
-                    let elapsed = wire.withUnsafeBytes {
-                        cb_sync_publish(
-                            url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(syncCount), 1)
+                    let elapsed = profiled(syncCount) {
+                        wire.withUnsafeBytes {
+                            cb_sync_publish(
+                                url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(syncCount), 1)
+                        }
                     }
                     precondition(elapsed > 0, "baseline failed")
                     return Double(syncCount) / elapsed
