@@ -22,6 +22,21 @@ struct EventTests {
         #expect(String(decoding: event.wireJSON(), as: UTF8.self) == Self.a3sDocument)
     }
 
+    @Test("any collection of bytes decodes, contiguous or not, to the same event")
+    func collections() throws {
+        let bytes = Array(Self.a3sDocument.utf8)
+        let expected = try Event(wireJSON: bytes)
+        #expect(try Event(wireJSON: Self.a3sDocument.utf8) == expected)
+        #expect(try Event(wireJSON: bytes[...]) == expected)
+        // A lazy map has no contiguous storage: its bytes are copied into an array first.
+        #expect(try Event(wireJSON: bytes.lazy.map { $0 }) == expected)
+        #expect(try bytes.withUnsafeBufferPointer { try Event(wireJSON: $0) } == expected)
+        // The fallback path reports errors as the contiguous one does.
+        let truncated = bytes.dropLast(2).lazy.map { $0 }
+        let error = #expect(throws: CourierError.self) { try Event(wireJSON: truncated) }
+        #expect(error?.code == .invalidJSON)
+    }
+
     @Test("a typed document with metadata round-trips byte for byte")
     func typedRoundTrip() throws {
         let document =
