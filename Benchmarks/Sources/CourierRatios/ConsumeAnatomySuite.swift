@@ -22,20 +22,7 @@ func consumeAnatomyPairs(url: String) -> [Pair] {
         subject: "\(prefix).market.fx", category: "market",
         payload: ["data": .string(String(repeating: "x", count: 118))]
     ).wireJSON()
-    /// An empty stream holding `count` events published by raw cnats.
-    func prefill() {
-        precondition(cb_reset_stream(url, stream, "\(prefix).>", 0) == 0, "cannot reset stream")
-        let elapsed = wire.withUnsafeBytes {
-            cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), 4096, 0)
-        }
-        precondition(elapsed > 0, "prefill failed")
-    }
-    let baseline: () async throws -> Double = {
-        prefill()
-        let elapsed = profiled(count) { cb_push_ack(url, stream, "push", "\(prefix).>", Int32(count), 1000) }
-        precondition(elapsed > 0, "baseline failed")
-        return Double(count) / elapsed
-    }
+    func prefill() { prefillWithC(url: url, stream: stream, prefix: prefix, file: 0, wire: wire, count: count) }
     /// Steps 1 to 4: `decodes` and `pending` say what is added to the loop.
     func step(decodes: Bool, pending: Bool) -> () async throws -> Double {
         {
@@ -67,41 +54,37 @@ func consumeAnatomyPairs(url: String) -> [Pair] {
         let provider = try await JetStreamProvider.connect(configuration)
         let subscription = try await provider.subscribeDurable(
             consumer: "courier", filter: "\(prefix).>", options: SubscribeOptions(maxAckPending: 1000))
-        let result = try await Task.detached {
-            try await timed(count) {
-                for _ in 0..<count {
-                    guard let pending = try await subscription.next() else { preconditionFailure("ended early") }
-                    try await pending.ack()
-                }
-            }
-        }.value
+        let result = try await timedConsumeAndAck(subscription, count: count)
         await subscription.close()
         await provider.shutdown()
         return result
     }
-    let push = "cnats push subscription + natsMsg_Ack in the callback"
-    return [
-        Pair(
-            name: "consume anatomy 1: sync subscription, ack in the loop", baseline: push,
-            courier: "no decoding, no PendingEvent", target: nil,
-            measureBaseline: baseline, measureCourier: step(decodes: false, pending: false)),
-        Pair(
-            name: "consume anatomy 2: + PendingEvent and await ack()", baseline: push,
-            courier: "no decoding", target: nil,
-            measureBaseline: baseline, measureCourier: step(decodes: false, pending: true)),
-        Pair(
-            name: "consume anatomy 3: + Event(wireJSON:), ack in the loop", baseline: push,
-            courier: "decoding, no PendingEvent", target: nil,
-            measureBaseline: baseline, measureCourier: step(decodes: true, pending: false)),
-        Pair(
-            name: "consume anatomy 4: + both", baseline: push,
-            courier: "decoding and PendingEvent", target: nil,
-            measureBaseline: baseline, measureCourier: step(decodes: true, pending: true)),
-        Pair(
-            name: "consume anatomy 5: subscribeDurable", baseline: push,
-            courier: "subscribeDurable, manual ack", target: 0.9,
-            measureBaseline: baseline, measureCourier: courier),
+    let steps: [(name: String, courier: String, target: Double?, measure: () async throws -> Double)] = [
+        (
+            "1: sync subscription, ack in the loop", "no decoding, no PendingEvent", nil,
+            step(decodes: false, pending: false)
+        ),
+        ("2: + PendingEvent and await ack()", "no decoding", nil, step(decodes: false, pending: true)),
+        (
+            "3: + Event(wireJSON:), ack in the loop", "decoding, no PendingEvent", nil,
+            step(decodes: true, pending: false)
+        ),
+        ("4: + both", "decoding and PendingEvent", nil, step(decodes: true, pending: true)),
+        ("5: subscribeDurable", "subscribeDurable, manual ack", 0.9, courier),
     ]
+    return steps.map { step in
+        Pair(
+            name: "consume anatomy \(step.name)",
+            baseline: "cnats push subscription + natsMsg_Ack in the callback",
+            courier: step.courier,
+            target: step.target,
+            measureBaseline: {
+                prefill()
+                return cPushAckRate(url: url, stream: stream, prefix: prefix, count: count)
+            },
+            measureCourier: step.measure
+        )
+    }
 }
 
 /// Reads a synchronous cnats subscription from a task: what is queued without blocking, and

@@ -93,15 +93,8 @@ func jetStreamPairs(url: String) -> [Pair] {
                 }
             )
         )
-        /// An empty stream holding `consumeCount` events published by raw cnats, for the C consumers.
         func prefillForBaseline() {
-            reset()
-            precondition(
-                wire.withUnsafeBytes {
-                    cb_async_publish(
-                        url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(consumeCount), Int32(window),
-                        0)
-                } > 0)
+            prefillWithC(url: url, stream: stream, prefix: prefix, file: file, wire: wire, count: consumeCount)
         }
         let consume: () async throws -> Double = {
             reset()
@@ -109,16 +102,7 @@ func jetStreamPairs(url: String) -> [Pair] {
             _ = await provider.publishBatch(events(consumeCount))
             let subscription = try await provider.subscribeDurable(
                 consumer: "bench", filter: "\(prefix).>", options: SubscribeOptions(maxAckPending: 1000))
-            let result = try await Task.detached {
-                try await timed(consumeCount) {
-                    var received = 0
-                    while received < consumeCount, let pending = try await subscription.next() {
-                        try await pending.ack()
-                        received += 1
-                    }
-                    precondition(received == consumeCount)
-                }
-            }.value
+            let result = try await timedConsumeAndAck(subscription, count: consumeCount)
             await subscription.close()
             await provider.shutdown()
             return result
@@ -146,11 +130,7 @@ func jetStreamPairs(url: String) -> [Pair] {
                 target: 0.9,
                 measureBaseline: {
                     prefillForBaseline()
-                    let elapsed = profiled(consumeCount) {
-                        cb_push_ack(url, stream, "push", "\(prefix).>", Int32(consumeCount), 1000)
-                    }
-                    precondition(elapsed > 0, "baseline failed")
-                    return Double(consumeCount) / elapsed
+                    return cPushAckRate(url: url, stream: stream, prefix: prefix, count: consumeCount)
                 },
                 measureCourier: consume
             )
@@ -213,4 +193,37 @@ func jetStreamPairs(url: String) -> [Pair] {
         )
     }
     return pairs
+}
+
+/// Empties `stream` (memory storage, or file when `file` is 1) and fills it with `count` copies of
+/// `wire` on `<prefix>.market.fx`, published by raw cnats: the C consumers' starting point.
+func prefillWithC(url: String, stream: String, prefix: String, file: Int32, wire: [UInt8], count: Int) {
+    precondition(cb_reset_stream(url, stream, "\(prefix).>", file) == 0, "cannot reset stream")
+    let elapsed = wire.withUnsafeBytes {
+        cb_async_publish(url, "\(prefix).market.fx", $0.baseAddress, Int32($0.count), Int32(count), 4096, 0)
+    }
+    precondition(elapsed > 0, "prefill failed")
+}
+
+/// The consume baseline: a cnats push subscription to a new durable consumer of `stream`
+/// (max ack pending 1 000) acking each of the `count` events in its callback; events per second.
+func cPushAckRate(url: String, stream: String, prefix: String, count: Int) -> Double {
+    let elapsed = profiled(count) { cb_push_ack(url, stream, "push", "\(prefix).>", Int32(count), 1000) }
+    precondition(elapsed > 0, "baseline failed")
+    return Double(count) / elapsed
+}
+
+/// Takes `count` deliveries from `subscription` and acknowledges each, timed on a task of its
+/// own; events per second.
+func timedConsumeAndAck(_ subscription: EventSubscription, count: Int) async throws -> Double {
+    try await Task.detached {
+        try await timed(count) {
+            var received = 0
+            while received < count, let pending = try await subscription.next() {
+                try await pending.ack()
+                received += 1
+            }
+            precondition(received == count)
+        }
+    }.value
 }
